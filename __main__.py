@@ -1,0 +1,17 @@
+"""pairing: a disposable SSH relay on AWS for pairing in the host's tmux.
+
+Config (pairing:*) is read and checked first; nothing is created on a bad value.
+See README.md for the settings and Pulumi.dev.yaml for an example stack.
+"""
+
+import pulumi
+
+from pairing.program import load_settings
+from pairing.relay import PairingRelay
+
+settings = load_settings()
+
+relay = PairingRelay("relay", settings)
+
+for name, value in relay.outputs.items():
+    pulumi.export(name, value)

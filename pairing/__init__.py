@@ -1,0 +1,1 @@
+"""pairing: share one terminal across the internet through a disposable relay."""

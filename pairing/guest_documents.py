@@ -1,0 +1,103 @@
+"""Relay facts -> what a guest's OpenSSH needs: known_hosts lines, an ssh
+config, and the one command. Pure functions, no I/O.
+
+Both hops are pinned. Known keys are given inline with KnownHostsCommand
+(OpenSSH 8.5+) and the user's own known_hosts files are not read: relay
+addresses are recycled cloud IPs, and a stale entry there must neither block
+nor vouch for anything.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from .relay_documents import GUEST_USER
+from .sshkeys import PublicKey
+
+RELAY_ALIAS = "pairing-relay"
+HOST_ALIAS = "pairing-host"
+GUEST_HOST = "pairing"  # what the guest types: ssh -F FILE pairing
+ECHO = "/bin/echo"  # KnownHostsCommand needs an absolute path; this one is on Linux and macOS
+# Guests notice a dead path within 15 s instead of hanging on a frozen screen.
+SERVER_ALIVE = (("ServerAliveInterval", "5"), ("ServerAliveCountMax", "3"))
+
+
+@dataclass(frozen=True)
+class GuestRoute:
+    relay_address: str
+    relay_port: int
+    relay_host_key: PublicKey
+    tunnel_port: int
+    host_user: str
+    host_sshd_key: PublicKey
+
+
+def known_hosts_line(pattern: str, key: PublicKey) -> str:
+    return f"{pattern} {key.bare}"
+
+
+def relay_known_hosts(address: str, port: int, key: PublicKey) -> str:
+    """The known_hosts line for the relay, as OpenSSH and paramiko look it up."""
+    pattern = address if port == 22 else f"[{address}]:{port}"
+    return known_hosts_line(pattern, key) + "\n"
+
+
+def _pinning(alias: str, key: PublicKey) -> list[tuple[str, str]]:
+    return [
+        ("HostKeyAlias", alias),
+        ("UserKnownHostsFile", "/dev/null"),
+        ("GlobalKnownHostsFile", "/dev/null"),
+        ("KnownHostsCommand", f"{ECHO} {known_hosts_line(alias, key)}"),
+        ("StrictHostKeyChecking", "yes"),
+        ("UpdateHostKeys", "no"),
+    ]
+
+
+def _relay_hop(route: GuestRoute) -> list[tuple[str, str]]:
+    return [
+        ("HostName", route.relay_address),
+        ("Port", str(route.relay_port)),
+        ("User", GUEST_USER),
+        *_pinning(RELAY_ALIAS, route.relay_host_key),
+        *SERVER_ALIVE,
+    ]
+
+
+def _host_hop(route: GuestRoute) -> list[tuple[str, str]]:
+    return [
+        ("HostName", "localhost"),
+        ("Port", str(route.tunnel_port)),
+        ("User", route.host_user),
+        *_pinning(HOST_ALIAS, route.host_sshd_key),
+        ("RequestTTY", "yes"),
+        # The host gets the guest's keystrokes, never the guest's agent or display.
+        ("ForwardAgent", "no"),
+        ("ForwardX11", "no"),
+        *SERVER_ALIVE,
+    ]
+
+
+def ssh_config(route: GuestRoute) -> str:
+    """An ssh_config for `ssh -F FILE pairing`: ProxyJump through the relay.
+
+    -J cannot carry the relay hop's options; a config file can.
+    """
+    lines = ["# pairing: connect with  ssh -F THIS_FILE pairing", f"Host {GUEST_HOST}"]
+    lines += [f"    {k} {v}" for k, v in _host_hop(route)]
+    lines += [f"    ProxyJump {RELAY_ALIAS}", "", f"Host {RELAY_ALIAS}"]
+    lines += [f"    {k} {v}" for k, v in _relay_hop(route)]
+    return "\n".join(lines) + "\n"
+
+
+def _options(pairs: list[tuple[str, str]]) -> list[str]:
+    return [f"-o{k}={v}" for k, v in pairs if k not in ("HostName", "Port", "User")]
+
+
+def command(route: GuestRoute) -> str:
+    """One self-contained OpenSSH command line (POSIX shell), no files needed."""
+    jump = ["ssh", *_options(_relay_hop(route)), "-p", str(route.relay_port), "-W", f"localhost:{route.tunnel_port}",
+            f"{GUEST_USER}@{route.relay_address}"]
+    argv = ["ssh", *_options(_host_hop(route)), f"-oProxyCommand={shlex.join(jump)}",
+            "-p", str(route.tunnel_port), f"{route.host_user}@localhost"]
+    return shlex.join(argv)

@@ -1,0 +1,140 @@
+"""Validated settings -> the documents the relay boots with.
+
+Pure functions: the same settings and host key always give byte-identical
+documents (a changed user data replaces the instance, so stability matters).
+The static parts live in ../cloud-init/ and are read once at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+import yaml
+
+from .settings import ConfigError, Settings
+from .sshkeys import PublicKey
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "cloud-init"
+GUEST_USER = "pair"
+TUNNEL_USER = "tunnel"
+SSHD_DROPIN_PATH = "/etc/ssh/sshd_config.d/10-pairing.conf"
+TTL_SCRIPT_PATH = "/usr/local/sbin/pairing-ttl"
+TTL_UNIT_DIR = "/etc/systemd/system"
+# sshd drops a silent client after interval x count seconds, freeing its port.
+CLIENT_ALIVE_INTERVAL, CLIENT_ALIVE_COUNT = 5, 3
+# EC2 refuses user data over 16 KiB.
+USER_DATA_LIMIT = 16 * 1024
+
+# authorized_keys has no "none" for permitopen/permitlisten. A destination in
+# the reserved .invalid domain (RFC 2606) never resolves, and port 1 is
+# privileged, which sshd never lets a non-root account listen on.
+NOWHERE = "none.invalid:1"
+
+_BASE_CONFIG = yaml.safe_load((TEMPLATES / "cloud-config.yaml").read_text())
+_SSHD_DROPIN = Template((TEMPLATES / "sshd_config.d" / "10-pairing.conf").read_text())
+_TTL_SCRIPT = (TEMPLATES / "pairing-ttl").read_text()
+_TTL_UNITS = {name: (TEMPLATES / "systemd" / name).read_text() for name in ("pairing-ttl.service", "pairing-ttl.timer")}
+
+
+@dataclass(frozen=True)
+class RelayHostKey:
+    """The relay's ED25519 host key pair, in OpenSSH formats."""
+
+    private_openssh: str
+    public_openssh: str
+
+
+def guest_key_line(key: PublicKey, tunnel_port: int) -> str:
+    """A guest may open localhost:<port> on the relay, and nothing else.
+
+    `restrict` alone still runs commands, so a forced command ends any session,
+    and `port-forwarding` allows listening too, so the listen is sent nowhere.
+    """
+    options = f'restrict,port-forwarding,permitopen="localhost:{tunnel_port}",permitlisten="{NOWHERE}",command="/usr/sbin/nologin"'
+    return f"{options} {key.line}"
+
+
+def tunnel_key_line(key: PublicKey, tunnel_port: int) -> str:
+    """The host's key may listen on localhost:<port> on the relay, and nothing else.
+
+    In particular it may open no outbound connection, so it cannot reach the
+    instance metadata service.
+    """
+    options = f'restrict,port-forwarding,permitlisten="localhost:{tunnel_port}",permitopen="{NOWHERE}",command="/usr/sbin/nologin"'
+    return f"{options} {key.line}"
+
+
+def sshd_dropin(settings: Settings) -> str:
+    return _SSHD_DROPIN.substitute(
+        guest_user=GUEST_USER,
+        tunnel_user=TUNNEL_USER,
+        tunnel_port=settings.tunnel_port,
+        client_alive_interval=CLIENT_ALIVE_INTERVAL,
+        client_alive_count=CLIENT_ALIVE_COUNT,
+        client_alive_seconds=CLIENT_ALIVE_INTERVAL * CLIENT_ALIVE_COUNT,
+    )
+
+
+def _account(name: str, gecos: str, key_lines: list[str]) -> dict:
+    return {
+        "name": name,
+        "gecos": gecos,
+        "shell": "/usr/sbin/nologin",
+        "lock_passwd": True,
+        "ssh_authorized_keys": key_lines,
+    }
+
+
+def _file(path: str, content: str, permissions: str = "0644") -> dict:
+    return {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
+
+
+def cloud_config(settings: Settings, host_key: RelayHostKey) -> dict:
+    """The relay's cloud-config as a mapping (see user_data for the text)."""
+    guests = [guest_key_line(k, settings.tunnel_port) for k in settings.guest_keys + settings.viewer_keys]
+    return {
+        **_BASE_CONFIG,
+        "users": [
+            _account(GUEST_USER, "pairing guests: forward to the host only", guests),
+            _account(TUNNEL_USER, "pairing host: reverse tunnel only", [tunnel_key_line(settings.host_public_key, settings.tunnel_port)]),
+        ],
+        "ssh_keys": {
+            "ed25519_private": host_key.private_openssh.strip() + "\n",
+            "ed25519_public": host_key.public_openssh.strip(),
+        },
+        "write_files": [
+            _file(SSHD_DROPIN_PATH, sshd_dropin(settings)),
+            _file(TTL_SCRIPT_PATH, _TTL_SCRIPT, "0755"),
+            *(_file(f"{TTL_UNIT_DIR}/{name}", text) for name, text in _TTL_UNITS.items()),
+        ],
+        "runcmd": [
+            [TTL_SCRIPT_PATH, "arm", str(settings.ttl_minutes)],
+            ["systemctl", "enable", "--now", "pairing-ttl.timer"],
+        ],
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (scripts, keys) as literal blocks, readable in the console."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def user_data(settings: Settings, host_key: RelayHostKey) -> str:
+    """The #cloud-config document EC2 hands to cloud-init at first boot."""
+    body = yaml.dump(cloud_config(settings, host_key), Dumper=_Dumper, sort_keys=False, width=4096)
+    text = "#cloud-config\n" + body
+    if len(text.encode()) > USER_DATA_LIMIT:
+        raise ConfigError(
+            f"pairing:guestKeys: {len(settings.guest_keys) + len(settings.viewer_keys)} keys make the relay's user data "
+            f"{len(text.encode())} bytes, over EC2's {USER_DATA_LIMIT}; use fewer or shorter (ed25519) keys"
+        )
+    return text

@@ -1,0 +1,259 @@
+"""Stack configuration -> validated Settings.
+
+Every `pairing:` config key is declared once, in SETTINGS below, with its type,
+default and help. Everything downstream (relay documents, resources, outputs,
+`pairing up`) works from a Settings value and never reads config itself, so a
+bad value is refused here, in one line, before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .sshkeys import InvalidKey, PublicKey, parse_public_key, shorten
+
+NAMESPACE = "pairing"
+LOCAL_SSHD_KEY = Path("/etc/ssh/ssh_host_ed25519_key.pub")
+
+# Instance families pairing knows, by CPU architecture (which picks the AMI).
+# A relay only forwards bytes, so small burstable types are the point; the
+# others are listed for accounts where those are unavailable.
+ARCHITECTURE_OF_FAMILY = {
+    **dict.fromkeys(
+        ("t2", "t3", "t3a", "m5", "m5a", "m6i", "m6a", "m7i", "m7a", "c5", "c5a", "c6i", "c6a", "c7i", "c7a"), "x86_64"
+    ),
+    **dict.fromkeys(("t4g", "a1", "m6g", "m7g", "m8g", "c6g", "c7g", "c8g"), "arm64"),
+}
+INSTANCE_SIZE = re.compile(r"(nano|micro|small|medium|large|[0-9]*xlarge|metal)")
+# Names that go into authorized_keys commands and tmux targets: no quoting games.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}")
+POSIX_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+
+
+class ConfigError(ValueError):
+    """One line naming the setting, the bad value and the fix."""
+
+
+# --- value parsers: raw config value -> typed value, or ValueError(fix) ---
+
+
+def _as_list(raw: Any) -> list:
+    """Config lists arrive as JSON from Pulumi, or as one string from a person."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("is not a valid JSON list; write it as a YAML list in the stack file") from None
+        else:
+            return [line for line in text.splitlines() if line.strip()]
+    if not isinstance(raw, list):
+        raise ValueError("must be a list")
+    return raw
+
+
+def _as_int(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).strip().lstrip("-").isdigit():
+        raise ValueError(f"{shorten(raw)!r} is not a whole number")
+    return int(raw)
+
+
+def _keys(raw: Any) -> tuple[PublicKey, ...]:
+    entries = _as_list(raw)
+    keys = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, str):
+            raise ValueError(f"entry {index + 1} is not a key line")
+        try:
+            keys.append(parse_public_key(entry))
+        except InvalidKey as exc:
+            prefix = f"entry {index + 1}: " if len(entries) > 1 else ""
+            raise ValueError(prefix + str(exc)) from None
+    return tuple(keys)
+
+
+def _guest_keys(raw: Any) -> tuple[PublicKey, ...]:
+    keys = _keys(raw)
+    if not keys:
+        raise ValueError("is empty; add at least one guest's public key (their ~/.ssh/id_ed25519.pub line)")
+    return keys
+
+
+def _one_key(raw: Any) -> PublicKey:
+    if not isinstance(raw, str):
+        raise ValueError("must be one public key line")
+    try:
+        return parse_public_key(raw)
+    except InvalidKey as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _cidrs(raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for entry in _as_list(raw):
+        networks.append(_cidr(str(entry).strip()))
+    if not networks:
+        raise ValueError("is empty, so nobody could reach the relay; use your guests' addresses, or 0.0.0.0/0")
+    return tuple(dict.fromkeys(networks))
+
+
+def _cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    example = "write e.g. 203.0.113.7/32 or 2001:db8::/48"
+    if "/" not in text:
+        raise ValueError(f"{shorten(text)!r} has no prefix length; {example}")
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{shorten(text)!r} is not an IPv4 or IPv6 CIDR; {example}") from None
+    raise ValueError(f"{text!r} has host bits set; did you mean {loose}?")
+
+
+def _tunnel_port(raw: Any) -> int:
+    port = _as_int(raw)
+    if not 1024 <= port <= 65535:
+        raise ValueError(f"{port} is out of range; use an unprivileged port from 1024 to 65535, e.g. 1337")
+    return port
+
+
+def _instance_type(raw: Any) -> str:
+    family, dot, size = str(raw).strip().partition(".")
+    if not dot or not INSTANCE_SIZE.fullmatch(size):
+        raise ValueError(f"{shorten(raw)!r} is not an EC2 instance type; use e.g. t3.micro (x86_64) or t4g.micro (arm64)")
+    if family not in ARCHITECTURE_OF_FAMILY:
+        raise ValueError(
+            f"{raw!r} has an unknown instance family {family!r}; use one of {', '.join(sorted(ARCHITECTURE_OF_FAMILY))}"
+        )
+    return f"{family}.{size}"
+
+
+def _ttl_minutes(raw: Any) -> int:
+    minutes = _as_int(raw)
+    if not 1 <= minutes <= 1440:
+        raise ValueError(f"{minutes} is out of range; use 1 to 1440 minutes (24 hours)")
+    return minutes
+
+
+def _host_user(raw: Any) -> str:
+    if not isinstance(raw, str) or not POSIX_USER.fullmatch(raw):
+        raise ValueError(f"{shorten(raw)!r} is not a login name; use the host account's name, e.g. alice")
+    return raw
+
+
+def _tmux_session(raw: Any) -> str:
+    if not isinstance(raw, str) or not SAFE_NAME.fullmatch(raw):
+        raise ValueError(f"{shorten(raw)!r} is not usable as a session name; use letters, digits, - and _ only")
+    return raw
+
+
+def _local_sshd_key() -> str | None:
+    """The host's own sshd key, which guests pin for the second hop."""
+    try:
+        return LOCAL_SSHD_KEY.read_text().strip()
+    except OSError:
+        return None
+
+
+def _sshd_key(raw: Any) -> PublicKey:
+    if raw is None:
+        raise ValueError(
+            f"is not set and {LOCAL_SSHD_KEY} is not readable; install openssh-server on the host, "
+            "or set it to your sshd's host key line (ssh-keyscan -t ed25519 localhost)"
+        )
+    return _one_key(raw)
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    parse: Callable[[Any], Any]
+    default: Callable[[], Any] | None  # None: required
+    help: str
+
+
+# The one place each config key, its type and its default are defined.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("guestKeys", _guest_keys, None, "guests who may type: OpenSSH public key lines, at least one"),
+    Setting("viewerKeys", _keys, lambda: [], "guests who may only watch: OpenSSH public key lines"),
+    Setting("hostPublicKey", _one_key, None, "the host's public key, for the relay's key pair and the tunnel"),
+    Setting("allowedCidrs", _cidrs, lambda: ["0.0.0.0/0"], "IPv4/IPv6 CIDRs that may reach the relay's port 22"),
+    Setting("tunnelPort", _tunnel_port, lambda: 1337, "the reverse tunnel's port on the relay (1024-65535)"),
+    Setting("instanceType", _instance_type, lambda: "t3.micro", "EC2 instance type; t4g.* runs on arm64"),
+    Setting("ttlMinutes", _ttl_minutes, lambda: 240, "the relay terminates itself this many minutes after boot"),
+    Setting("hostUser", _host_user, getpass.getuser, "the host account guests land in"),
+    Setting("tmuxSession", _tmux_session, lambda: "pair", "the host's tmux session guests attach to"),
+    Setting("hostSshdKey", _sshd_key, _local_sshd_key, "the host sshd's host key, pinned by guests"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    guest_keys: tuple[PublicKey, ...]
+    viewer_keys: tuple[PublicKey, ...]
+    host_public_key: PublicKey
+    allowed_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    tunnel_port: int
+    instance_type: str
+    ttl_minutes: int
+    host_user: str
+    tmux_session: str
+    host_sshd_key: PublicKey
+
+    @property
+    def architecture(self) -> str:
+        return ARCHITECTURE_OF_FAMILY[self.instance_type.split(".")[0]]
+
+
+def _field_name(key: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+assert [_field_name(s.key) for s in SETTINGS] == [f.name for f in fields(Settings)], "SETTINGS and Settings disagree"
+
+
+def settings_from(raw: Mapping[str, Any]) -> Settings:
+    """Validate raw config values (key -> str, list or int; absent = default)."""
+    unknown = sorted(set(raw) - {s.key for s in SETTINGS})
+    if unknown:
+        known = ", ".join(s.key for s in SETTINGS)
+        raise ConfigError(f"{NAMESPACE}:{unknown[0]}: unknown setting; the settings are: {known}")
+    values = {}
+    for setting in SETTINGS:
+        name = f"{NAMESPACE}:{setting.key}"
+        if raw.get(setting.key) is None:
+            if setting.default is None:
+                raise ConfigError(f"{name}: missing; set it: pulumi config set {name} ... ({setting.help})")
+            value = setting.default()
+        else:
+            value = raw[setting.key]
+        try:
+            values[_field_name(setting.key)] = setting.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    _refuse_duplicate_keys(values)
+    return Settings(**values)
+
+
+def _refuse_duplicate_keys(values: Mapping[str, Any]) -> None:
+    """One key, one role: a key listed twice would get two sets of rights."""
+    seen: dict[str, str] = {}
+    roles = [("guestKeys", k) for k in values["guest_keys"]]
+    roles += [("viewerKeys", k) for k in values["viewer_keys"]]
+    roles.append(("hostPublicKey", values["host_public_key"]))
+    for setting, key in roles:
+        if key.blob in seen:
+            where = "twice" if seen[key.blob] == setting else f"also in {NAMESPACE}:{seen[key.blob]}"
+            raise ConfigError(f"{NAMESPACE}:{setting}: {key.short} is listed {where}; give each key one role only")
+        seen[key.blob] = setting
+
+

@@ -1,0 +1,98 @@
+"""OpenSSH public key lines: parsing, checking and fingerprints.
+
+cryptography does the actual decoding; this module only decides which keys
+pairing accepts and how they are shown back to a person.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+# Key types a current OpenSSH accepts by default. DSA is gone from OpenSSH
+# (disabled in 7.0, removed in 9.8), so it is refused with its own message.
+ACCEPTED_TYPES = (
+    "ssh-ed25519",
+    "sk-ssh-ed25519@openssh.com",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-rsa",
+)
+MIN_RSA_BITS = 2048
+
+
+class InvalidKey(ValueError):
+    """A key line that pairing will not use; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    kind: str
+    blob: str  # base64, exactly as given
+    comment: str = ""
+
+    @property
+    def line(self) -> str:
+        """The key as one authorized_keys / .pub line, comment kept."""
+        return f"{self.kind} {self.blob} {self.comment}".rstrip()
+
+    @property
+    def bare(self) -> str:
+        """Type and base64 only: what known_hosts and identity comparisons need."""
+        return f"{self.kind} {self.blob}"
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(base64.b64decode(self.blob)).digest()
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+    @property
+    def short(self) -> str:
+        """A recognisable abbreviation for messages: type, ends of the blob, comment."""
+        label = f"{self.kind} {self.blob[:12]}...{self.blob[-8:]}"
+        return f"{label} ({self.comment})" if self.comment else label
+
+
+def shorten(text: str, limit: int = 48) -> str:
+    """Abbreviate arbitrary user input for a one-line message."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_public_key(text: str) -> PublicKey:
+    """Parse one OpenSSH public key line, refusing what pairing must not use.
+
+    Raises InvalidKey with a message meant to be prefixed by the setting's name.
+    """
+    line = text.strip()
+    if "PRIVATE KEY" in line:
+        raise InvalidKey("that is a PRIVATE key; paste the one line of the .pub file instead, and keep the private key secret")
+    if not line:
+        raise InvalidKey("the key line is empty; paste the one line of a .pub file")
+    if any(ord(c) < 32 for c in line):
+        raise InvalidKey(f"{shorten(line)!r} spans several lines or has control characters; give one key per list entry")
+    kind, _, rest = line.partition(" ")
+    blob, _, comment = rest.strip().partition(" ")
+    if kind == "ssh-dss":
+        raise InvalidKey("DSA keys are refused (OpenSSH removed them); make one with: ssh-keygen -t ed25519")
+    if kind not in ACCEPTED_TYPES:
+        raise InvalidKey(
+            f"{shorten(line)!r} is not an OpenSSH public key line; expected e.g. 'ssh-ed25519 AAAA... you@laptop' "
+            "(no options in front, no certificates)"
+        )
+    try:
+        key = load_ssh_public_key(f"{kind} {blob}".encode())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InvalidKey(f"{shorten(line)!r} is not a valid {kind} key ({exc}); copy the .pub line again, whole") from None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise InvalidKey(
+            f"RSA key of {key.key_size} bits is too short (minimum {MIN_RSA_BITS}); make one with: ssh-keygen -t ed25519"
+        )
+    return PublicKey(kind, blob, comment.strip())

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from .keys import KeyFile, make_key
+
+REQUIRED_TOOLS = {
+    "ssh-keygen": "openssh-client",
+    "ssh": "openssh-client",
+    "sshd": "openssh-server",
+    "cloud-init": "cloud-init",
+    "unshare": "util-linux",
+    "tmux": "tmux",
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail at once, naming the package, rather than skip what cannot run."""
+    import os
+
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool, path=path) is None})
+    if missing:
+        raise pytest.UsageError(f"missing tools; install: apt-get install {' '.join(missing)} (or run bash .ci/run)")
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyFile]:
+    """A set of real keys shared by the session: guests, a viewer, the host, the host's sshd."""
+    folder = tmp_path_factory.mktemp("keys")
+    return {name: make_key(folder, name) for name in ("guest", "guest2", "viewer", "host", "sshd", "stranger")}
