@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .relay_documents import GUEST_USER
+from .accounts import GUEST_USER
 from .sshkeys import PublicKey
 
 RELAY_ALIAS = "pairing-relay"

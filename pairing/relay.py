@@ -6,31 +6,20 @@ from the pure functions in relay_documents and guest_documents.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from . import guest_documents, relay_documents
+from . import relay_documents
+from .outputs import RELAY_SSH_PORT, StackOutputs, render_outputs
 from .settings import Settings
 from .sshkeys import parse_public_key
 
-SSH_PORT = 22
+SSH_PORT = RELAY_SSH_PORT
 UBUNTU_OWNER = "099720109477"  # Canonical
 UBUNTU_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*"
 AMI_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 ROOT_VOLUME_GB = 8
-
-
-def expires_at(launch_time: str, ttl_minutes: int) -> str:
-    """When the relay ends itself: its launch plus the TTL, ISO 8601 UTC.
-
-    The relay counts from its first boot, a few seconds after launch, so this
-    is on the safe side by those seconds.
-    """
-    launched = datetime.fromisoformat(launch_time.replace("Z", "+00:00")).astimezone(timezone.utc)
-    return (launched + timedelta(minutes=ttl_minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PairingRelay(pulumi.ComponentResource):
@@ -101,32 +90,19 @@ class PairingRelay(pulumi.ComponentResource):
         launch_time = aws.ec2.get_instance_output(
             instance_id=self.instance.id, opts=pulumi.InvokeOptions(parent=self)
         ).launch_time
-        relay_key = self.host_key.public_key_openssh.apply(parse_public_key)
-        route = pulumi.Output.all(self.instance.public_ip, relay_key).apply(
-            lambda args: guest_documents.GuestRoute(
-                relay_address=args[0],
-                relay_port=SSH_PORT,
-                relay_host_key=args[1],
-                tunnel_port=settings.tunnel_port,
-                host_user=settings.host_user,
-                host_sshd_key=settings.host_sshd_key,
+        rendered = pulumi.Output.all(
+            self.instance.public_ip, self.host_key.public_key_openssh, self.instance.id, launch_time
+        ).apply(
+            lambda facts: render_outputs(
+                settings,
+                relay_address=facts[0],
+                relay_host_key=parse_public_key(facts[1]),
+                instance_id=facts[2],
+                launch_time=facts[3],
             )
         )
-        self.outputs: dict[str, pulumi.Input] = {
-            "relayAddress": self.instance.public_ip,
-            "relayPort": SSH_PORT,
-            "tunnelPort": settings.tunnel_port,
-            "relayKnownHosts": route.apply(
-                lambda r: guest_documents.relay_known_hosts(r.relay_address, r.relay_port, r.relay_host_key)
-            ),
-            "relayHostKeyFingerprint": self.host_key.public_key_fingerprint_sha256,
-            "guestSshConfig": route.apply(guest_documents.ssh_config),
-            "guestCommand": route.apply(guest_documents.command),
-            "hostUser": settings.host_user,
-            "tmuxSession": settings.tmux_session,
-            "hostSshdKey": settings.host_sshd_key.bare,
-            "expiresAt": launch_time.apply(lambda t: expires_at(t, settings.ttl_minutes)),
-            "instanceId": self.instance.id,
+        self.outputs: dict[str, pulumi.Output] = {
+            name: rendered.apply(lambda values, name=name: values[name]) for name in StackOutputs.names()
         }
         self.register_outputs(self.outputs)
 

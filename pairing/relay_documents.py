@@ -13,12 +13,11 @@ from string import Template
 
 import yaml
 
+from .accounts import GUEST_USER, TUNNEL_USER
 from .settings import ConfigError, Settings
 from .sshkeys import PublicKey
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "cloud-init"
-GUEST_USER = "pair"
-TUNNEL_USER = "tunnel"
 SSHD_DROPIN_PATH = "/etc/ssh/sshd_config.d/10-pairing.conf"
 TTL_SCRIPT_PATH = "/usr/local/sbin/pairing-ttl"
 TTL_UNIT_DIR = "/etc/systemd/system"
@@ -93,7 +92,12 @@ def _file(path: str, content: str, permissions: str = "0644") -> dict:
 
 def cloud_config(settings: Settings, host_key: RelayHostKey) -> dict:
     """The relay's cloud-config as a mapping (see user_data for the text)."""
-    guests = [guest_key_line(k, settings.tunnel_port) for k in settings.guest_keys + settings.viewer_keys]
+    # The host's key is a guest too, so `pairing host` can prove the guests'
+    # path end to end after each connect (it gets no more than a guest does).
+    guests = [
+        guest_key_line(k, settings.tunnel_port)
+        for k in settings.guest_keys + settings.viewer_keys + (settings.host_public_key,)
+    ]
     return {
         **_BASE_CONFIG,
         "users": [

@@ -181,7 +181,7 @@ def test_viewers_ipv6_arm64(keys):
         assert instance["instanceType"] == "t4g.micro" and instance["ami"] == AMI["arm64"]
         user_data = yaml.safe_load(revealed(instance["userData"]))
         pair = next(u for u in user_data["users"] if u["name"] == "pair")
-        assert [line.split()[-1] for line in pair["ssh_authorized_keys"]] == ["guest@test", "viewer@test", "guest2@test"]
+        assert [line.split()[-1] for line in pair["ssh_authorized_keys"]] == ["guest@test", "viewer@test", "guest2@test", "host@test"]
         assert all('permitopen="localhost:2222"' in line for line in pair["ssh_authorized_keys"])
         assert ["/usr/local/sbin/pairing-ttl", "arm", "30"] in user_data["runcmd"]
 

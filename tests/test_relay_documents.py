@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from pairing import relay_documents
-from pairing.relay_documents import GUEST_USER, TUNNEL_USER, RelayHostKey, user_data
+from pairing.accounts import GUEST_USER, TUNNEL_USER
+from pairing.relay_documents import RelayHostKey, user_data
 from pairing.settings import ConfigError, settings_from
 
 from .keys import make_key
@@ -59,7 +60,7 @@ def test_user_data_content(keys, host_key):
         assert user["lock_passwd"] is True and user["shell"] == "/usr/sbin/nologin"
     options = 'restrict,port-forwarding,permitopen="localhost:4242",permitlisten="none.invalid:1",command="/usr/sbin/nologin"'
     assert users[GUEST_USER]["ssh_authorized_keys"] == [
-        f"{options} {keys[name].public_line}" for name in ("guest", "guest2", "viewer")
+        f"{options} {keys[name].public_line}" for name in ("guest", "guest2", "viewer", "host")
     ]
     assert users[TUNNEL_USER]["ssh_authorized_keys"] == [
         'restrict,port-forwarding,permitlisten="localhost:4242",permitopen="none.invalid:1",command="/usr/sbin/nologin" '

@@ -1,0 +1,136 @@
+"""The host's ~/.ssh/authorized_keys: one marked block of guest lines, in and out.
+
+The block functions are pure and exact: removing a block gives back, byte for
+byte, the text it was added to (no trailing newline, CRLF lines, unicode and
+all). The file functions write atomically (temp file + rename in the same
+folder), keep the file's mode and owner, and never leave a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .sshkeys import PublicKey
+
+BEGIN = "# >>> pairing: guest keys added by `pairing host`; removed when it exits"
+END = "# <<< pairing"
+# Flags on the BEGIN line record what adding the block changed besides the
+# block itself, so removal can undo exactly that, even after a crash.
+JOINED = " [newline added]"  # the file did not end in a newline
+CREATED = " [file created]"  # there was no file
+
+
+class AuthorizedKeysError(RuntimeError):
+    """The file cannot be changed safely; it was left as it was."""
+
+
+def guest_line(key: PublicKey, tmux_command: str) -> str:
+    """A guest key that can do one thing on the host: attach to the session."""
+    return f"restrict,pty,command={_quote_option(tmux_command)} {key.line}"
+
+
+def _quote_option(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def tmux_attach_command(session: str, read_only: bool, socket: str | None = None) -> str:
+    argv = ["tmux"] + (["-S", socket] if socket else []) + ["attach"] + (["-r"] if read_only else []) + ["-t", session]
+    return shlex.join(argv)
+
+
+def without_block(text: str) -> str:
+    """The text with pairing's block (if any) removed, restored exactly."""
+    start = _find_begin(text)
+    if start < 0:
+        return text
+    end_at = text.find("\n" + END, start)
+    if end_at < 0:  # a truncated block: drop from BEGIN to the end
+        end_at = len(text)
+    else:
+        end_at = text.find("\n", end_at + 1 + len(END))
+        end_at = len(text) if end_at < 0 else end_at + 1
+    begin_line = text[start : text.find("\n", start)]
+    before, after = text[:start], text[end_at:]
+    if JOINED in begin_line and before.endswith("\n") and not after:
+        before = before[:-1]
+    return before + after
+
+
+def _find_begin(text: str) -> int:
+    if text.startswith(BEGIN):
+        return 0
+    at = text.find("\n" + BEGIN)
+    return at + 1 if at >= 0 else -1
+
+
+def with_block(text: str | None, lines: list[str]) -> str:
+    """`text` (None: no file) with a fresh block of `lines` at its end; an old block is replaced."""
+    base = without_block(text) if text is not None else ""
+    flags = CREATED if text is None or _block_created_file(text) else ""
+    if base and not base.endswith("\n"):
+        flags += JOINED
+        base += "\n"
+    return base + "\n".join([BEGIN + flags, *lines, END]) + "\n"
+
+
+def _block_created_file(text: str) -> bool:
+    """A stale block that had created the file keeps saying so once replaced."""
+    return text.startswith(BEGIN) and CREATED in text[: text.find("\n")]
+
+
+def block_created_file(text: str) -> bool:
+    """True when removing the block should remove the file too."""
+    return _block_created_file(text) and not without_block(text)
+
+
+@dataclass(frozen=True)
+class AuthorizedKeysFile:
+    path: Path
+
+    def read(self) -> str | None:
+        try:
+            return self.path.read_bytes().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return None
+
+    def install(self, lines: list[str]) -> None:
+        """Put the guests' block in (replacing a stale one)."""
+        self._replace(with_block(self.read(), lines))
+
+    def remove(self) -> bool:
+        """Take the block out again; True if there was one."""
+        text = self.read()
+        if text is None or _find_begin(text) < 0:
+            return False
+        if block_created_file(text):
+            self.path.unlink()
+        else:
+            self._replace(without_block(text))
+        return True
+
+    def _replace(self, text: str) -> None:
+        folder = self.path.parent
+        try:
+            if not folder.exists():
+                folder.mkdir(mode=0o700, parents=True)
+            current = self.path.stat() if self.path.exists() else None
+            fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", suffix=".pairing", dir=folder)
+        except OSError as exc:
+            raise AuthorizedKeysError(f"cannot write in {folder}: {exc.strerror}; it was left unchanged") from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), stat.S_IMODE(current.st_mode) if current else 0o600)
+                if current and os.geteuid() == 0:
+                    os.fchown(out.fileno(), current.st_uid, current.st_gid)
+                out.write(text.encode("utf-8", "surrogateescape"))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, self.path)
+        except OSError as exc:
+            Path(temp).unlink(missing_ok=True)
+            raise AuthorizedKeysError(f"cannot write {self.path}: {exc.strerror}; it was left unchanged") from None

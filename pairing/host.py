@@ -1,0 +1,311 @@
+"""`pairing host`: the post-deploy hook on the host.
+
+Checks everything it can before touching anything, then: the tmux session
+exists, the guests' keys are in authorized_keys (forced to `tmux attach`),
+the reverse tunnel is held and proven end to end, and a status line shows
+the tunnel and who is attached. On exit, authorized_keys gets back exactly
+what it had.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import getpass
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import paramiko
+
+from .authorized_keys import AuthorizedKeysError, AuthorizedKeysFile, guest_line, tmux_attach_command
+from .outputs import StackOutputs
+from .accounts import GUEST_USER, TUNNEL_USER
+from .sshkeys import PublicKey, parse_public_key
+from .tmux import Tmux, TmuxError
+from .tunnel import Endpoint, ReverseTunnel, State, TunnelFatal, TunnelSpec, as_paramiko_key
+
+DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+SSHD_PROBE_TIMEOUT = 3.0
+STATUS_EVERY = 1.0
+GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
+
+
+class PreflightError(RuntimeError):
+    """One line: what is wrong and how to fix it. Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    outputs: StackOutputs
+    identity: Path | None
+    target: tuple[str, int]
+    authorized_keys: Path
+    tmux_socket: str | None = None
+
+
+# --- preflight ------------------------------------------------------------
+
+
+def load_identity(path: Path | None, expected: PublicKey) -> paramiko.PKey:
+    """The private key of hostPublicKey: the given file, else ~/.ssh/id_*, else the agent."""
+    candidates = [path] if path else [Path.home() / ".ssh" / name for name in DEFAULT_IDENTITIES]
+    tried = []
+    for candidate in candidates:
+        if not candidate.exists():
+            if path:
+                raise PreflightError(f"--identity {candidate}: no such file; pass the private key of pairing:hostPublicKey")
+            continue
+        key = _read_private_key(candidate)
+        if _same_key(key, expected):
+            return key
+        tried.append(f"{candidate} ({key.fingerprint})")
+        if path:
+            raise PreflightError(
+                f"--identity {candidate} is {key.fingerprint}, but the relay expects {expected.fingerprint} "
+                "(pairing:hostPublicKey); pass the matching private key"
+            )
+    for key in paramiko.Agent().get_keys():
+        if _same_key(key, expected):
+            return key
+    raise PreflightError(
+        f"no private key for {expected.fingerprint} (pairing:hostPublicKey) in "
+        f"{', '.join(tried) or 'the default ~/.ssh/id_* files'} or the ssh agent; pass --identity PATH"
+    )
+
+
+def _read_private_key(path: Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException:
+        if not sys.stdin.isatty():
+            raise PreflightError(f"{path} needs a passphrase; add it to ssh-agent (ssh-add {path}) or run in a terminal") from None
+        try:
+            return paramiko.PKey.from_path(path, getpass.getpass(f"passphrase for {path}: "))
+        except paramiko.SSHException:
+            raise PreflightError(f"wrong passphrase for {path}") from None
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise PreflightError(f"cannot read the identity {path}: {exc}; pass --identity with an OpenSSH private key") from None
+
+
+def _same_key(key: paramiko.PKey, expected: PublicKey) -> bool:
+    return key.get_name() == expected.kind and key.get_base64() == expected.blob
+
+
+def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
+    """The host's sshd answers on the target and presents the key guests will pin."""
+    host, port = target
+    try:
+        sock = socket.create_connection(target, timeout=SSHD_PROBE_TIMEOUT)
+    except OSError as exc:
+        raise PreflightError(
+            f"no sshd answers on {host}:{port} ({exc.strerror or exc}); start it (Debian/Ubuntu: sudo systemctl start ssh; "
+            "macOS: enable Remote Login) or pass --target HOST:PORT"
+        ) from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.get_security_options().key_types = [pinned.kind]
+        transport.start_client(timeout=SSHD_PROBE_TIMEOUT * 3)
+        presented = transport.get_remote_server_key()
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise PreflightError(f"{host}:{port} does not speak SSH ({exc}); pass --target with your sshd's address") from None
+    finally:
+        transport.close()
+    if not _same_key(presented, pinned):
+        raise PreflightError(
+            f"your sshd on {host}:{port} presents {PublicKey(presented.get_name(), presented.get_base64()).fingerprint}, "
+            f"but guests will pin {pinned.fingerprint} (pairing:hostSshdKey); set that to your sshd's key and run pulumi up"
+        )
+
+
+def probe_relay(outputs: StackOutputs) -> None:
+    try:
+        socket.create_connection((outputs.relayAddress, outputs.relayPort), timeout=10).close()
+    except OSError as exc:
+        raise PreflightError(
+            f"cannot reach the relay at {outputs.relayAddress}:{outputs.relayPort} ({exc.strerror or exc}); check that "
+            f"pairing:allowedCidrs includes your address and that the relay is running (it ends at {outputs.expiresAt})"
+        ) from None
+
+
+def preflight(options: HostOptions) -> paramiko.PKey:
+    outputs = options.outputs
+    if not Tmux.installed():
+        raise PreflightError("tmux is not installed; install it (Debian/Ubuntu: sudo apt install tmux; macOS: brew install tmux)")
+    identity = load_identity(options.identity, parse_public_key(outputs.hostPublicKey))
+    probe_sshd(options.target, parse_public_key(outputs.hostSshdKey))
+    probe_relay(outputs)
+    return identity
+
+
+# --- the run --------------------------------------------------------------
+
+
+class SingleHook:
+    """One hook per authorized_keys file: a second one would fight over the block."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise PreflightError(
+                f"another `pairing host` is already running for {folder}; stop it first (Ctrl-C in its terminal)"
+            ) from None
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+class StatusLine:
+    """One line redrawn in place on a terminal; plain log lines otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = ""
+
+    def say(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + "\n" + self.last)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def show(self, text: str) -> None:
+        if text == self.last:
+            return
+        self.last = text
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+        else:
+            self.stream.write(f"[{_clock()}] {text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock() -> str:
+    return dt.datetime.now().strftime("%H:%M:%S")
+
+
+def guest_lines(options: HostOptions) -> list[str]:
+    session, socket_path = options.outputs.tmuxSession, options.tmux_socket
+    typing = tmux_attach_command(session, read_only=False, socket=socket_path)
+    watching = tmux_attach_command(session, read_only=True, socket=socket_path)
+    outputs = options.outputs
+    return [guest_line(k, typing) for k in outputs.keys("guestKeys")] + [
+        guest_line(k, watching) for k in outputs.keys("viewerKeys")
+    ]
+
+
+def instructions(outputs: StackOutputs) -> str:
+    return (
+        "ready: guests can join now. Send them the file from `pairing invite` and have them run\n"
+        "    ssh -F pairing.conf pairing\n"
+        "or this one command (needs OpenSSH 8.5+):\n"
+        f"    {outputs.guestCommand}\n"
+        f"relay {outputs.relayAddress} ({outputs.relayHostKeyFingerprint}), ends {outputs.expiresAt}. Ctrl-C to stop."
+    )
+
+
+def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
+    """Preflight, then hold everything up until Ctrl-C/SIGTERM or a fatal error. Returns the exit code."""
+    outputs = options.outputs
+    identity = preflight(options)
+    lock = SingleHook(options.authorized_keys.parent)
+    status = StatusLine(stream)
+    keys_file = AuthorizedKeysFile(options.authorized_keys)
+    tmux = Tmux(options.tmux_socket)
+    state = {"state": State.CONNECTING, "since": time.time(), "detail": "", "ready_once": False}
+    spec = TunnelSpec(
+        relay=Endpoint(outputs.relayAddress, outputs.relayPort, TUNNEL_USER, tuple(outputs.relay_host_keys)),
+        probe=Endpoint(outputs.relayAddress, outputs.relayPort, GUEST_USER, tuple(outputs.relay_host_keys)),
+        tunnel_port=outputs.tunnelPort,
+        target=options.target,
+        identity=identity,
+    )
+
+    def notify(new: State, detail: str) -> None:
+        if new is not state["state"]:
+            state.update(state=new, since=time.time())
+        state["detail"] = detail
+        if new is State.UP:
+            status.say(instructions(outputs) if not state["ready_once"] else f"tunnel back up ({detail})")
+            state["ready_once"] = True
+        elif new is State.WAITING_FOR_PORT or (new is State.RECONNECTING and detail):
+            status.say(f"{new.value}: {detail}")
+
+    tunnel = ReverseTunnel(spec, notify, give_up_at=_epoch(outputs.expiresAt) + GIVE_UP_GRACE)
+    failure: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            tunnel.run()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    stop_signals = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
+    try:
+        if tmux.ensure_session(outputs.tmuxSession):
+            status.say(f"created tmux session {outputs.tmuxSession!r} (attach yourself: tmux attach -t {outputs.tmuxSession})")
+        keys_file.install(guest_lines(options))
+        worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            try:
+                worker.join(STATUS_EVERY)
+                if tmux.ensure_session(outputs.tmuxSession):
+                    status.say(f"tmux session {outputs.tmuxSession!r} was gone; created a new one for guests to attach to")
+                status.show(_status_text(state, tmux.clients(outputs.tmuxSession)))
+            except KeyboardInterrupt:
+                tunnel.stop()
+    except (AuthorizedKeysError, TmuxError) as exc:
+        tunnel.stop()
+        status.say(f"error: {exc}")
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        removed = _remove_block(keys_file, status)
+        status.close()
+        lock.release()
+    if failure:
+        exc = failure[0]
+        status.say(f"error: {exc}" if isinstance(exc, TunnelFatal) else f"error: the tunnel failed: {exc!r}")
+        return 1
+    status.say("stopped; guest keys removed from " + str(options.authorized_keys) if removed else "stopped")
+    return 0
+
+
+def _remove_block(keys_file: AuthorizedKeysFile, status: StatusLine) -> bool:
+    try:
+        return keys_file.remove()
+    except AuthorizedKeysError as exc:
+        status.say(f"error: could not remove the guest keys: {exc}; run `pairing host` again to clean up")
+        return False
+
+
+def _status_text(state: dict, clients: list) -> str:
+    since = dt.datetime.fromtimestamp(state["since"]).strftime("%H:%M:%S")
+    typing = sum(1 for c in clients if not c.read_only)
+    watching = len(clients) - typing
+    guests = f"{typing} typing, {watching} watching" if clients else "no guests attached"
+    word = "reconnecting" if state["state"] in (State.RECONNECTING, State.WAITING_FOR_PORT) else state["state"].value
+    return f"tunnel {word} since {since} | {guests}"
+
+
+def _epoch(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,260 @@
+"""The reverse tunnel: relay localhost:<port> -> the host's sshd, kept up.
+
+Built on paramiko, the SSH stack under sshtunnel: sshtunnel only does local
+forwards, so the reverse forward is paramiko's request_port_forward, and the
+self-test after each (re)connect is an sshtunnel local forward, opening the
+tunnel port through the relay exactly as a guest's ProxyJump does.
+
+OpenSSH's defaults never notice a dead peer; here an unanswered keepalive
+ends the connection within KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT seconds,
+and reconnects are retried at most RETRY_CAP seconds apart, so the tunnel is
+back within about two seconds of the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+import paramiko
+import sshtunnel
+
+from .sshkeys import PublicKey
+
+KEEPALIVE_INTERVAL = 3.0  # seconds between liveness probes
+KEEPALIVE_TIMEOUT = 9.0  # an unanswered probe after this long means the relay is gone
+CONNECT_TIMEOUT = 1.5  # short, so a retry soon follows a network's return
+HANDSHAKE_TIMEOUT = 10.0
+RETRY_FIRST, RETRY_CAP = 0.25, 1.0  # capped backoff between attempts
+PORT_HELD_RETRY = 1.0  # how often to ask again for a port the relay still holds
+BUFFER = 64 * 1024
+
+log = logging.getLogger("pairing.tunnel")
+
+
+class State(Enum):
+    CONNECTING = "connecting"
+    WAITING_FOR_PORT = "waiting for the relay to free the port"
+    UP = "up"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+class TunnelFatal(Exception):
+    """Retrying cannot help (wrong relay key, key refused): stop and say why."""
+
+
+class HostKeyMismatch(TunnelFatal):
+    pass
+
+
+class PortHeld(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An SSH server we log in to, and the keys it must present."""
+
+    address: str
+    port: int
+    user: str
+    pinned: tuple[PublicKey, ...]
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    relay: Endpoint  # as the tunnel account
+    probe: Endpoint  # the same relay as the guests' account, for the self-test
+    tunnel_port: int  # listened on at localhost on the relay
+    target: tuple[str, int]  # the host's sshd
+    identity: paramiko.PKey
+
+
+Notify = Callable[[State, str], None]
+
+
+def as_paramiko_key(key: PublicKey) -> paramiko.PKey:
+    import base64
+
+    return paramiko.PKey.from_type_string(key.kind, base64.b64decode(key.blob))
+
+
+def connect(endpoint: Endpoint, identity: paramiko.PKey) -> paramiko.Transport:
+    """An authenticated transport to a server whose key is one of the pinned ones."""
+    sock = socket.create_connection((endpoint.address, endpoint.port), timeout=CONNECT_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # keystrokes, not bulk
+    sock.settimeout(None)
+    transport = paramiko.Transport(sock)
+    try:
+        # Offer only the pinned key types, so the server shows the key we can check.
+        transport.get_security_options().key_types = list(dict.fromkeys(k.kind for k in endpoint.pinned))
+        transport.start_client(timeout=HANDSHAKE_TIMEOUT)
+        check_host_key(endpoint, transport.get_remote_server_key())
+        transport.auth_publickey(endpoint.user, identity)
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+def check_host_key(endpoint: Endpoint, presented: paramiko.PKey) -> None:
+    if any(presented.get_name() == k.kind and presented.get_base64() == k.blob for k in endpoint.pinned):
+        return
+    shown = PublicKey(presented.get_name(), presented.get_base64())
+    raise HostKeyMismatch(
+        f"the relay at {endpoint.address}:{endpoint.port} presented host key {shown.fingerprint}, but the stack "
+        f"pinned {', '.join(k.fingerprint for k in endpoint.pinned)}. This may be an attack (someone between you and "
+        "the relay); refusing to connect. If the relay was replaced, read the outputs again (pulumi stack output)."
+    )
+
+
+def alive(transport: paramiko.Transport, timeout: float = KEEPALIVE_TIMEOUT) -> bool:
+    """Ask the relay for an answer; a dead peer gives none (OpenSSH answers this with a failure, which is fine)."""
+    answered = threading.Event()
+
+    def ask() -> None:
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)
+        finally:
+            answered.set()
+
+    threading.Thread(target=ask, name="pairing-keepalive", daemon=True).start()
+    return answered.wait(timeout) and transport.is_active()
+
+
+def pump(channel: paramiko.Channel, sock: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    try:
+        while True:
+            readable, _, _ = select.select([channel, sock], [], [])
+            if sock in readable:
+                data = sock.recv(BUFFER)
+                if not data:
+                    break
+                channel.sendall(data)
+            if channel in readable:
+                data = channel.recv(BUFFER)
+                if not data:
+                    break
+                sock.sendall(data)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    finally:
+        channel.close()
+        sock.close()
+
+
+def self_test(spec: TunnelSpec) -> str:
+    """Open localhost:<port> through the relay as a guest would; return the host sshd's banner."""
+    with sshtunnel.SSHTunnelForwarder(
+        (spec.probe.address, spec.probe.port),
+        ssh_username=spec.probe.user,
+        ssh_pkey=spec.identity,
+        ssh_host_key=as_paramiko_key(spec.probe.pinned[0]),
+        ssh_config_file=None,
+        allow_agent=False,
+        host_pkey_directories=[],
+        remote_bind_address=("localhost", spec.tunnel_port),
+        local_bind_address=("127.0.0.1", 0),
+        set_keepalive=0,
+        logger=logging.getLogger("pairing.selftest"),
+    ) as forwarder:
+        with socket.create_connection(("127.0.0.1", forwarder.local_bind_port), timeout=HANDSHAKE_TIMEOUT) as sock:
+            banner = sock.makefile("rb").readline(256).decode("ascii", "replace").strip()
+    if not banner.startswith("SSH-"):
+        raise paramiko.SSHException(f"the tunnel answered {banner!r}, not the host's sshd")
+    return banner
+
+
+class ReverseTunnel:
+    """Holds the reverse forward until stopped; reports each state change."""
+
+    def __init__(self, spec: TunnelSpec, notify: Notify, give_up_at: float | None = None) -> None:
+        self.spec = spec
+        self.notify = notify
+        self.give_up_at = give_up_at
+        self.stopping = threading.Event()
+        self.transport: paramiko.Transport | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.transport is not None:
+            self.transport.close()
+
+    def run(self) -> None:
+        """Connect, forward, self-test, watch; again on any failure, until stop() or a fatal error."""
+        delay = 0.0
+        while not self.stopping.is_set():
+            if self.give_up_at is not None and time.time() > self.give_up_at:
+                raise TunnelFatal("the relay's TTL has passed, so it is gone; run `pulumi up` for a new one")
+            self.notify(State.CONNECTING if delay == 0 else State.RECONNECTING, "")
+            try:
+                self.transport = connect(self.spec.relay, self.spec.identity)
+                self._forward(self.transport)
+                banner = self_test(self.spec)
+                self.notify(State.UP, banner)
+                delay = 0.0
+                while not self.stopping.wait(KEEPALIVE_INTERVAL):
+                    if not alive(self.transport):
+                        self.notify(State.RECONNECTING, "the relay stopped answering")
+                        break
+            except paramiko.AuthenticationException:
+                raise TunnelFatal(
+                    f"the relay refused the key {self.spec.identity.fingerprint} for {self.spec.relay.user}; "
+                    "pass --identity with the private key of pairing:hostPublicKey"
+                ) from None
+            except (OSError, EOFError, paramiko.SSHException, sshtunnel.BaseSSHTunnelForwarderError) as exc:
+                if not self.stopping.is_set():
+                    self.notify(State.RECONNECTING, _reason(exc))
+            finally:
+                if self.transport is not None:
+                    self.transport.close()
+            delay = min(max(delay * 2, RETRY_FIRST), RETRY_CAP)
+            self.stopping.wait(delay)
+        self.notify(State.STOPPED, "")
+
+    def _forward(self, transport: paramiko.Transport) -> None:
+        """Listen on the relay; a port still held by our own dead connection is asked for again until freed."""
+        waited_since = None
+        while not self.stopping.is_set():
+            try:
+                transport.request_port_forward("localhost", self.spec.tunnel_port, handler=self._accept)
+                return
+            except paramiko.SSHException:
+                if not transport.is_active():
+                    raise
+                if waited_since is None:
+                    waited_since = time.monotonic()
+                    self.notify(
+                        State.WAITING_FOR_PORT,
+                        f"port {self.spec.tunnel_port} on the relay is still held by the previous connection; "
+                        "asking again until the relay frees it (within 15 s)",
+                    )
+                self.stopping.wait(PORT_HELD_RETRY)
+
+    def _accept(self, channel: paramiko.Channel, origin: tuple, server: tuple) -> None:
+        """Called on paramiko's thread: connect to the host's sshd and pump elsewhere."""
+        threading.Thread(target=self._serve, args=(channel,), name="pairing-forward", daemon=True).start()
+
+    def _serve(self, channel: paramiko.Channel) -> None:
+        try:
+            sock = socket.create_connection(self.spec.target, timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            log.warning("cannot reach the host's sshd at %s:%s: %s", *self.spec.target, exc)
+            channel.close()
+            return
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pump(channel, sock)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
