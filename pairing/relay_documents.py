@@ -101,8 +101,8 @@ def cloud_config(settings: Settings, host_key: RelayHostKey) -> dict:
     return {
         **_BASE_CONFIG,
         "users": [
-            _account(GUEST_USER, "pairing guests: forward to the host only", guests),
-            _account(TUNNEL_USER, "pairing host: reverse tunnel only", [tunnel_key_line(settings.host_public_key, settings.tunnel_port)]),
+            _account(GUEST_USER, "pairing guests (forward to the host only)", guests),
+            _account(TUNNEL_USER, "pairing host (reverse tunnel only)", [tunnel_key_line(settings.host_public_key, settings.tunnel_port)]),
         ],
         "ssh_keys": {
             "ed25519_private": host_key.private_openssh.strip() + "\n",
@@ -115,7 +115,10 @@ def cloud_config(settings: Settings, host_key: RelayHostKey) -> dict:
         ],
         "runcmd": [
             [TTL_SCRIPT_PATH, "arm", str(settings.ttl_minutes)],
-            ["systemctl", "enable", "--now", "pairing-ttl.timer"],
+            # Not `enable --now`: enable (which reloads units) then start, so that a
+            # chroot, where systemd ignores `start`, can run the same document.
+            ["systemctl", "enable", "pairing-ttl.timer"],
+            ["systemctl", "start", "pairing-ttl.timer"],
         ],
     }
 

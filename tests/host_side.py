@@ -1,0 +1,192 @@
+"""The host's side of an end-to-end test, all real: a private sshd, the hook as
+its own process, tmux servers on private sockets, and guests' OpenSSH clients
+driven through their own terminals (tmux panes).
+
+Nothing here reads or writes the machine's own ~/.ssh, /etc/ssh or tmux
+server: every sshd, tmux and ssh gets its files from a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .keys import KeyFile, make_key
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    """Poll until condition() is truthy; fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class HostSshd:
+    """The host's sshd: a private instance on 127.0.0.1 with its own config and keys.
+
+    It runs in a private mount namespace with a tmpfs on /run, because sshd
+    insists on /run/sshd and the machine's own /run is not ours to change.
+    """
+
+    def __init__(self, folder: Path, authorized_keys: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.port = free_port()
+        self.host_key: KeyFile = make_key(folder, "ssh_host_ed25519_key")
+        self.log = folder / "sshd.log"
+        self.config = folder / "sshd_config"
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.host_key.path}",
+                    f"PidFile {folder / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {authorized_keys}",
+                    "StrictModes no",  # the temp folder lives under the world-writable /tmp
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "PermitRootLogin prohibit-password",
+                    f"AllowUsers {os.environ.get('USER', 'root')} root",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            )
+        )
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        script = 'mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec /usr/sbin/sshd -D -e -f "$0"'
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        wait_until(self.answers, 10, f"the host sshd on 127.0.0.1:{self.port}")
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                return sock.recv(4).startswith(b"SSH-")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+
+@dataclass
+class Tmux:
+    """A tmux server on a private socket."""
+
+    socket: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-S", str(self.socket), *args], capture_output=True, text=True, check=check)
+
+    def screen(self, target: str) -> str:
+        result = self.run("capture-pane", "-p", "-J", "-t", target, check=False)
+        return result.stdout if result.returncode == 0 else ""
+
+    def type(self, target: str, text: str, enter: bool = True) -> None:
+        self.run("send-keys", "-t", target, "-l", text)
+        if enter:
+            self.run("send-keys", "-t", target, "Enter")
+
+    def kill_server(self) -> None:
+        self.run("kill-server", check=False)
+
+
+class Guest:
+    """A guest at their own terminal, running OpenSSH with only the invite's file.
+
+    The wrapper config stands in for the guest's own ~/.ssh: their key as the
+    identity, and the invite's config included unchanged.
+    """
+
+    def __init__(self, folder: Path, name: str, key: KeyFile, invite: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.config = folder / f"{name}.ssh_config"
+        self.config.write_text(
+            f"Host *\n    IdentityFile {key.path}\n    IdentitiesOnly yes\n    BatchMode yes\n\nInclude {invite}\n"
+        )
+        self.terminal = Tmux(folder / f"{name}.tmux")
+        self.log = folder / f"{name}.ssh.log"
+
+    def command(self, *extra: str) -> list[str]:
+        return ["ssh", "-F", str(self.config), "-E", str(self.log), *extra, "pairing"]
+
+    def connect(self) -> None:
+        self.terminal.run(
+            "new-session", "-d", "-s", "guest", "-x", "100", "-y", "30",
+            "env -u SSH_AUTH_SOCK TERM=screen " + " ".join(self.command()) + "; echo GUEST-SSH-EXITED $?; sleep 600",
+        )
+
+    @property
+    def screen(self) -> str:
+        return self.terminal.screen("guest")
+
+    def type(self, text: str, enter: bool = True) -> None:
+        self.terminal.type("guest", text, enter)
+
+    def disconnect(self) -> None:
+        self.terminal.kill_server()
+
+
+class Hook:
+    """`pairing host` as its own process, output collected in a file."""
+
+    def __init__(self, folder: Path, argv: list[str], env: dict[str, str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.output = folder / f"hook-{time.monotonic_ns()}.log"
+        with self.output.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pairing", "host", *argv],
+                cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float = 30, after: int = 0) -> None:
+        wait_until(lambda: needle in self.text[after:] or self.process.poll() is not None, timeout, f"hook to say {needle!r}")
+        assert needle in self.text[after:], f"hook exited ({self.process.returncode}) without {needle!r}:\n{self.text}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        stop_process(self.process, sig)
+        return self.process.returncode

@@ -1,0 +1,220 @@
+"""The relay as EC2 would make it from our user data: real cloud-init in an
+isolated root, then its own sshd, probed from outside with the real OpenSSH
+client against the pinned host key. Every refusal is asserted by what the
+relay's sshd answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+import time
+
+import pytest
+
+from pairing import relay_documents
+from pairing.accounts import GUEST_USER, TUNNEL_USER
+
+from .deployment import Deployment, deploy, first_line
+from .host_side import stop_process, wait_until
+
+PORT = 1337
+DENIED_OPEN = "administratively prohibited"
+
+
+@pytest.fixture(scope="module")
+def deployment(keys, tmp_path_factory) -> Deployment:
+    deployment = deploy(tmp_path_factory.mktemp("relay"), keys, tunnelPort=str(PORT), ttlMinutes="90")
+    with deployment.relay:
+        deployment.host_sshd.start()
+        try:
+            yield deployment
+        finally:
+            deployment.host_sshd.stop()
+
+
+# --- the state cloud-init left -------------------------------------------------
+
+
+def passwd(deployment, user: str) -> list[str]:
+    return next(line.split(":") for line in deployment.relay.read("/etc/passwd").splitlines() if line.startswith(user + ":"))
+
+
+@pytest.mark.parametrize("user", [GUEST_USER, TUNNEL_USER])
+def test_accounts_and_their_key_files(deployment, user):
+    entry = passwd(deployment, user)
+    assert entry[6] == "/usr/sbin/nologin"
+    shadow = next(line for line in deployment.relay.read("/etc/shadow").splitlines() if line.startswith(user + ":"))
+    assert shadow.split(":")[1].startswith("!"), "password must be locked"
+    uid, gid = int(entry[2]), int(entry[3])
+    home = deployment.relay.root / entry[5].lstrip("/")
+    ssh_dir, keys_file = home / ".ssh", home / ".ssh" / "authorized_keys"
+    assert (ssh_dir.stat().st_mode & 0o777, ssh_dir.stat().st_uid, ssh_dir.stat().st_gid) == (0o700, uid, gid)
+    assert (keys_file.stat().st_mode & 0o777, keys_file.stat().st_uid) == (0o600, uid)
+
+
+def test_key_option_lines_byte_for_byte(deployment):
+    settings, root = deployment.settings, deployment.relay.root
+    guests = settings.guest_keys + settings.viewer_keys + (settings.host_public_key,)
+    # Each line as rendered, byte for byte (cloud-init picks the order).
+    written = (root / "home/pair/.ssh/authorized_keys").read_text()
+    assert written.endswith("\n")
+    assert sorted(written.splitlines()) == sorted(relay_documents.guest_key_line(k, PORT) for k in guests)
+    expected_tunnel = relay_documents.tunnel_key_line(settings.host_public_key, PORT) + "\n"
+    assert (root / "home/tunnel/.ssh/authorized_keys").read_text() == expected_tunnel
+
+
+def test_sshd_dropin_and_pinned_host_key(deployment):
+    root = deployment.relay.root
+    assert (root / "etc/ssh/sshd_config.d/10-pairing.conf").read_text() == relay_documents.sshd_dropin(deployment.settings)
+    assert (root / "etc/ssh/ssh_host_ed25519_key").read_text() == deployment.relay_key.path.read_text()
+    assert (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2] == deployment.relay_key.public_line.split()[:2]
+    assert sorted(p.name for p in (root / "etc/ssh").glob("ssh_host_*")) == ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+
+
+def test_ttl_is_armed(deployment):
+    root = deployment.relay.root
+    deadline = int((root / "var/lib/pairing/deadline").read_text())
+    assert abs(deadline - (time.time() + 90 * 60)) < 300
+    assert (root / "etc/systemd/system/timers.target.wants/pairing-ttl.timer").is_symlink()
+    assert (root / "usr/local/sbin/pairing-ttl").stat().st_mode & 0o777 == 0o755
+
+
+def test_no_packages_installed_at_boot(deployment):
+    assert "apt-get" not in deployment.relay.cloud_init_log()
+
+
+# --- guests: -W localhost:<port> and nothing else ------------------------------
+
+
+@pytest.fixture(scope="module")
+def tunnel_held(deployment):
+    """The host's key holds -R localhost:1337 -> the host's sshd, with OpenSSH itself."""
+    argv = deployment.ssh_argv(TUNNEL_USER, "host", "-N", "-o", "ExitOnForwardFailure=yes",
+                               "-R", f"localhost:{PORT}:127.0.0.1:{deployment.host_sshd.port}")
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: f":{PORT} " in deployment.relay.run(["ss", "-Hltn"]).stdout or process.poll() is not None,
+               20, "the tunnel key's listen on the relay")
+    assert process.poll() is None, process.stderr.read().decode()
+    yield process
+    stop_process(process)
+
+
+def test_guest_reaches_the_host_sshd_through_the_tunnel(deployment, tunnel_held):
+    banner, err = first_line(deployment.ssh_argv(GUEST_USER, "guest", "-W", f"localhost:{PORT}"))
+    assert banner.startswith("SSH-2.0-OpenSSH"), err
+
+
+def test_viewer_key_reaches_it_too(deployment, tunnel_held):
+    banner, err = first_line(deployment.ssh_argv(GUEST_USER, "viewer", "-W", f"localhost:{PORT}"))
+    assert banner.startswith("SSH-2.0-OpenSSH"), err
+
+
+def test_the_tunnel_listens_on_loopback_only(deployment, tunnel_held):
+    listening = deployment.relay.run(["ss", "-Hltn"]).stdout
+    addresses = {line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(f":{PORT}")}
+    assert addresses and addresses <= {f"127.0.0.1:{PORT}", f"[::1]:{PORT}"}
+
+
+@pytest.mark.parametrize("destination", [
+    "localhost:22", "localhost:1338", "127.0.0.1:1337", "169.254.169.254:80", "[::1]:1337", "example.com:443",
+])
+def test_guest_cannot_open_anything_else(deployment, destination):
+    result = deployment.ssh(GUEST_USER, "guest", "-W", destination)
+    assert result.returncode != 0
+    assert DENIED_OPEN in result.stderr, result.stderr
+
+
+def test_guest_runs_no_command(deployment):
+    result = deployment.ssh(GUEST_USER, "guest", command="id; echo RAN")
+    assert result.returncode != 0
+    assert "RAN" not in result.stdout and "uid=" not in result.stdout
+    assert "This account is currently not available." in result.stdout
+
+
+def test_guest_gets_no_shell_and_no_pty(deployment):
+    result = deployment.ssh(GUEST_USER, "guest", "-tt")
+    assert "PTY allocation request failed" in result.stderr
+    assert result.stdout.strip() in ("", "This account is currently not available.")
+    assert result.returncode != 0
+
+
+def test_guest_cannot_listen(deployment):
+    result = deployment.ssh(GUEST_USER, "guest", "-N", "-o", "ExitOnForwardFailure=yes", "-R", "localhost:1339:127.0.0.1:9")
+    assert result.returncode == 255
+    assert "remote port forwarding failed for listen port 1339" in result.stderr
+
+
+def test_guest_cannot_take_the_tunnel_port(deployment):
+    """Even with the tunnel down, a guest cannot listen where the host's sshd is expected."""
+    result = deployment.ssh(GUEST_USER, "guest", "-N", "-o", "ExitOnForwardFailure=yes", "-R", f"localhost:{PORT}:127.0.0.1:9")
+    assert result.returncode == 255
+    assert f"remote port forwarding failed for listen port {PORT}" in result.stderr
+
+
+def test_guest_has_no_agent_x11_or_sftp(deployment):
+    verbose = deployment.ssh(GUEST_USER, "guest", "-v", "-o", "ForwardX11=yes", "-o", "ForwardAgent=yes", command="true")
+    # The relay's sshd tells the client which key options it granted: a forced
+    # command and forwarding to the permitted destination; no agent, X11, pty or rc.
+    options = re.search(r"Remote: .*authorized_keys:\d+: key options: (.*)", verbose.stderr)
+    assert options, verbose.stderr
+    assert set(options.group(1).split()) == {"command", "port-forwarding", "permitopen"}
+    sftp = subprocess.run(["sftp", *deployment.ssh_options("guest"), "-b", "-", f"{GUEST_USER}@{deployment.relay.address}"],
+                          input="ls\n", capture_output=True, text=True, timeout=30)
+    assert sftp.returncode != 0
+
+
+# --- the tunnel key: listen on localhost:<port> and nothing else ---------------
+
+
+@pytest.mark.parametrize("listen", ["localhost:1338", f"*:{PORT}", f"0.0.0.0:{PORT}", f"127.0.0.1:{PORT}"])
+def test_tunnel_key_cannot_listen_elsewhere(deployment, listen):
+    result = deployment.ssh(TUNNEL_USER, "host", "-N", "-o", "ExitOnForwardFailure=yes", "-R", f"{listen}:127.0.0.1:9")
+    assert result.returncode == 255
+    assert "remote port forwarding failed for listen port" in result.stderr
+
+
+@pytest.mark.parametrize("destination", ["localhost:22", f"localhost:{PORT}", "169.254.169.254:80"])
+def test_tunnel_key_opens_nothing(deployment, destination):
+    result = deployment.ssh(TUNNEL_USER, "host", "-W", destination)
+    assert result.returncode != 0
+    assert DENIED_OPEN in result.stderr, result.stderr
+
+
+def test_tunnel_key_runs_no_command(deployment):
+    result = deployment.ssh(TUNNEL_USER, "host", command="id; echo RAN")
+    assert "RAN" not in result.stdout and "uid=" not in result.stdout
+    assert "This account is currently not available." in result.stdout
+
+
+# --- strangers -----------------------------------------------------------------
+
+
+def test_unknown_key_is_refused(deployment):
+    for user in (GUEST_USER, TUNNEL_USER, "root"):
+        result = deployment.ssh(user, "stranger", command="true")
+        assert result.returncode == 255
+        assert "Permission denied (publickey)." in result.stderr
+
+
+def test_passwords_and_root_are_refused(deployment):
+    result = deployment.ssh(GUEST_USER, "guest", "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive", command="true")
+    assert result.returncode == 255 and "Permission denied (publickey)." in result.stderr
+    result = deployment.ssh("root", "host", command="true")
+    assert result.returncode == 255 and "Permission denied (publickey)." in result.stderr
+
+
+def test_a_wrong_relay_key_is_refused_by_the_client(deployment, tmp_path):
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{deployment.relay.address} {deployment.keys['stranger'].public_line}\n")
+    argv = deployment.ssh_argv(GUEST_USER, "guest", "-W", f"localhost:{PORT}")
+    argv[argv.index(f"UserKnownHostsFile={deployment.known_hosts}")] = f"UserKnownHostsFile={forged}"
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 255
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in result.stderr or "Host key verification failed" in result.stderr
+
+
+def test_all_four_cloud_init_stages_ran_cleanly(deployment):
+    stages = deployment.relay.stage_seconds
+    assert list(stages) == ["init-local", "init", "modules-config", "modules-final"]
+    assert deployment.relay.cloud_init_warnings() == []
