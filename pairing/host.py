@@ -29,10 +29,11 @@ from .outputs import StackOutputs
 from .accounts import GUEST_USER, TUNNEL_USER
 from .sshkeys import PublicKey, parse_public_key
 from .tmux import Tmux, TmuxError
-from .tunnel import Endpoint, ReverseTunnel, State, TunnelFatal, TunnelSpec, as_paramiko_key
+from .tunnel import Endpoint, HostKeyMismatch, ReverseTunnel, State, TunnelFatal, TunnelSpec, handshake
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 SSHD_PROBE_TIMEOUT = 3.0
+RELAY_PROBE_TIMEOUT = 10.0
 STATUS_EVERY = 1.0
 GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
 
@@ -105,7 +106,7 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         sock = socket.create_connection(target, timeout=SSHD_PROBE_TIMEOUT)
     except OSError as exc:
         raise PreflightError(
-            f"no sshd answers on {host}:{port} ({exc.strerror or exc}); start it (Debian/Ubuntu: sudo systemctl start ssh; "
+            f"no sshd answers on {host}:{port} ({_reason(exc)}); start it (Debian/Ubuntu: sudo systemctl start ssh; "
             "macOS: enable Remote Login) or pass --target HOST:PORT"
         ) from None
     transport = paramiko.Transport(sock)
@@ -124,14 +125,21 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         )
 
 
-def probe_relay(outputs: StackOutputs) -> None:
+def probe_relay(relay: Endpoint) -> None:
+    """The relay answers and shows its pinned key; a mismatch stops everything here."""
     try:
-        socket.create_connection((outputs.relayAddress, outputs.relayPort), timeout=10).close()
-    except OSError as exc:
+        handshake(relay, connect_timeout=RELAY_PROBE_TIMEOUT).close()
+    except HostKeyMismatch as exc:
+        raise PreflightError(str(exc)) from None
+    except (OSError, EOFError, paramiko.SSHException) as exc:
         raise PreflightError(
-            f"cannot reach the relay at {outputs.relayAddress}:{outputs.relayPort} ({exc.strerror or exc}); check that "
-            f"pairing:allowedCidrs includes your address and that the relay is running (it ends at {outputs.expiresAt})"
+            f"cannot reach the relay at {relay.address}:{relay.port} ({_reason(exc)}); check that "
+            "pairing:allowedCidrs includes your address and that the relay is running (see expiresAt)"
         ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def preflight(options: HostOptions) -> paramiko.PKey:
@@ -140,8 +148,12 @@ def preflight(options: HostOptions) -> paramiko.PKey:
         raise PreflightError("tmux is not installed; install it (Debian/Ubuntu: sudo apt install tmux; macOS: brew install tmux)")
     identity = load_identity(options.identity, parse_public_key(outputs.hostPublicKey))
     probe_sshd(options.target, parse_public_key(outputs.hostSshdKey))
-    probe_relay(outputs)
+    probe_relay(relay_endpoint(outputs, TUNNEL_USER))
     return identity
+
+
+def relay_endpoint(outputs: StackOutputs, user: str) -> Endpoint:
+    return Endpoint(outputs.relayAddress, outputs.relayPort, user, tuple(outputs.relay_host_keys))
 
 
 # --- the run --------------------------------------------------------------
@@ -230,8 +242,8 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
     tmux = Tmux(options.tmux_socket)
     state = {"state": State.CONNECTING, "since": time.time(), "detail": "", "ready_once": False}
     spec = TunnelSpec(
-        relay=Endpoint(outputs.relayAddress, outputs.relayPort, TUNNEL_USER, tuple(outputs.relay_host_keys)),
-        probe=Endpoint(outputs.relayAddress, outputs.relayPort, GUEST_USER, tuple(outputs.relay_host_keys)),
+        relay=relay_endpoint(outputs, TUNNEL_USER),
+        probe=relay_endpoint(outputs, GUEST_USER),
         tunnel_port=outputs.tunnelPort,
         target=options.target,
         identity=identity,

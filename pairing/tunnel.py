@@ -86,9 +86,9 @@ def as_paramiko_key(key: PublicKey) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(key.kind, base64.b64decode(key.blob))
 
 
-def connect(endpoint: Endpoint, identity: paramiko.PKey) -> paramiko.Transport:
-    """An authenticated transport to a server whose key is one of the pinned ones."""
-    sock = socket.create_connection((endpoint.address, endpoint.port), timeout=CONNECT_TIMEOUT)
+def handshake(endpoint: Endpoint, connect_timeout: float = CONNECT_TIMEOUT) -> paramiko.Transport:
+    """A transport to a server that has shown one of the pinned keys; not yet logged in."""
+    sock = socket.create_connection((endpoint.address, endpoint.port), timeout=connect_timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # keystrokes, not bulk
     sock.settimeout(None)
     transport = paramiko.Transport(sock)
@@ -97,6 +97,16 @@ def connect(endpoint: Endpoint, identity: paramiko.PKey) -> paramiko.Transport:
         transport.get_security_options().key_types = list(dict.fromkeys(k.kind for k in endpoint.pinned))
         transport.start_client(timeout=HANDSHAKE_TIMEOUT)
         check_host_key(endpoint, transport.get_remote_server_key())
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+def connect(endpoint: Endpoint, identity: paramiko.PKey) -> paramiko.Transport:
+    """An authenticated transport to a server whose key is one of the pinned ones."""
+    transport = handshake(endpoint)
+    try:
         transport.auth_publickey(endpoint.user, identity)
     except BaseException:
         transport.close()

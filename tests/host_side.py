@@ -23,15 +23,17 @@ from .keys import KeyFile, make_key
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
-    """Poll until condition() is truthy; fail saying what did not happen."""
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05,
+               show: Callable[[], str] | None = None):
+    """Poll until condition() is truthy; fail saying what did not happen (and what `show` shows)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            seen = f"; saw:\n{show()}" if show else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{seen}")
         time.sleep(interval)
 
 

@@ -1,0 +1,266 @@
+"""`pairing host` and `pairing invite`, end to end and all real: the relay from
+the harness (our user data through cloud-init), the host's private sshd, the
+hook as its own process, tmux, and guests running OpenSSH in their own
+terminals with nothing but the invite's file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .deployment import Deployment, deploy
+from .host_side import PROJECT, Guest, Hook, Tmux, wait_until
+
+# Someone's authorized_keys as found: a comment, CRLF line ends, an options
+# line, unicode, and no newline at the end. It must come back byte for byte.
+ORIGINAL_KEYS = (
+    b"# my laptop\r\n"
+    b'from="10.0.0.0/8" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBzc2hkOyByZXBsYWNlLS0t s\xc3\xb8ren@work\r\n'
+    b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBob3N0OyByZXBsYWNlLS0t last-line-no-newline"
+)
+ORIGINAL_MODE = 0o640
+
+
+@dataclass
+class Pairing:
+    deployment: Deployment
+    folder: Path
+    outputs: Path
+    invite: Path
+    host_tmux: Tmux
+
+    @property
+    def session(self) -> str:
+        return self.deployment.settings.tmux_session
+
+    def hook_argv(self, outputs: Path | None = None) -> list[str]:
+        return [
+            "--outputs", str(outputs or self.outputs),
+            "--identity", str(self.deployment.keys["host"].path),
+            "--target", f"127.0.0.1:{self.deployment.host_sshd.port}",
+            "--authorized-keys", str(self.deployment.authorized_keys),
+            "--tmux-socket", str(self.host_tmux.socket),
+        ]
+
+    def hook_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX"))}
+        env.update(HOME=str(self.folder / "home"), SHELL="/bin/sh", PYTHONUNBUFFERED="1")
+        return env
+
+    def start_hook(self, outputs: Path | None = None) -> Hook:
+        return Hook(self.folder / "hooks", self.hook_argv(outputs), self.hook_env())
+
+    def guest(self, name: str, key: str | None = None) -> Guest:
+        return Guest(self.folder / "guests" / f"{name}-{time.monotonic_ns()}", name,
+                     self.deployment.keys[key or name], self.invite)
+
+    def host_screen(self) -> str:
+        return self.host_tmux.screen(self.session)
+
+    def host_types(self, text: str) -> None:
+        self.host_tmux.type(self.session, text)
+
+    def authorized_keys(self) -> tuple[bytes, int]:
+        path = self.deployment.authorized_keys
+        return path.read_bytes(), path.stat().st_mode & 0o777
+
+
+@pytest.fixture(scope="module")
+def pairing(keys, tmp_path_factory) -> Pairing:
+    folder = tmp_path_factory.mktemp("pairing")
+    deployment = deploy(folder, keys)
+    deployment.authorized_keys.parent.mkdir(parents=True, mode=0o700)
+    deployment.authorized_keys.write_bytes(ORIGINAL_KEYS)
+    deployment.authorized_keys.chmod(ORIGINAL_MODE)
+    with deployment.relay:
+        deployment.host_sshd.start()
+        outputs = deployment.outputs_file()
+        invite = folder / "invite" / "pairing.conf"
+        invite.parent.mkdir()
+        result = subprocess.run([sys.executable, "-m", "pairing", "invite", "--outputs", str(outputs), "--out", str(invite)],
+                                cwd=PROJECT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "ssh -F pairing.conf pairing" in result.stdout
+        host_tmux = Tmux(folder / "host.tmux")
+        try:
+            yield Pairing(deployment, folder, outputs, invite, host_tmux)
+        finally:
+            host_tmux.kill_server()
+            deployment.host_sshd.stop()
+
+
+@pytest.fixture()
+def hook(pairing):
+    """A running hook that has said "ready"; stopped with SIGTERM after the test,
+    which must give authorized_keys back byte for byte."""
+    hook = pairing.start_hook()
+    hook.wait_for("ready: guests can join now")
+    yield hook
+    assert hook.stop() == 0, hook.text
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+@pytest.fixture()
+def guests():
+    started: list[Guest] = []
+    yield started
+    for guest in started:
+        guest.disconnect()
+
+
+def join(pairing: Pairing, guests: list, name: str, key: str | None = None) -> Guest:
+    guest = pairing.guest(name, key)
+    guests.append(guest)
+    guest.connect()
+    # A shell prompt shows up in the guest's terminal: they are in the host's tmux.
+    wait_until(lambda: "#" in guest.screen or "GUEST-SSH-EXITED" in guest.screen, 30, f"{name} to land in tmux")
+    assert "GUEST-SSH-EXITED" not in guest.screen, guest.log.read_text()
+    return guest
+
+
+def test_guest_types_and_sees_the_host(pairing, hook, guests):
+    guest = join(pairing, guests, "guest")
+    guest.type("echo typed-by-guest-$((6*7))")
+    wait_until(lambda: "typed-by-guest-42" in pairing.host_screen(), 10, "the guest's command to run in the host's pane")
+    pairing.host_types("echo typed-by-host-$((5*5))")
+    wait_until(lambda: "typed-by-host-25" in guest.screen, 10, "the host's output on the guest's screen")
+    wait_until(lambda: "1 typing, 0 watching" in hook.text, 10, "the status line to count the guest")
+
+
+def test_viewer_sees_but_cannot_type(pairing, hook, guests):
+    viewer = join(pairing, guests, "viewer")
+    pairing.host_types("echo shown-to-viewer-$((4*4))")
+    wait_until(lambda: "shown-to-viewer-16" in viewer.screen, 10, "the host's output on the viewer's screen")
+    # Keys arrive in order: once the viewer's detach key (which read-only
+    # clients may use) has taken effect, the line before it was dealt with too.
+    # Keys arriving in one packet would count as a paste, where tmux ignores
+    # bindings; assume-paste-time 0 has it take each key as typed.
+    pairing.host_tmux.run("set-option", "-g", "assume-paste-time", "0")
+    viewer.type("echo typed-by-viewer-$((3*3))")
+    viewer.terminal.run("send-keys", "-t", "guest", "C-b", "d")
+    wait_until(lambda: "GUEST-SSH-EXITED" in viewer.screen, 10, "the viewer's detach", show=lambda: viewer.screen)
+    assert "typed-by-viewer" not in pairing.host_screen()
+    assert "[detached" in viewer.screen
+
+
+def test_two_guests_at_once(pairing, hook, guests):
+    first = join(pairing, guests, "guest")
+    second = join(pairing, guests, "guest2")
+    first.type("echo first-$((1+1))")
+    wait_until(lambda: "first-2" in second.screen, 10, "the first guest's line on the second guest's screen")
+    second.type("echo second-$((2+2))")
+    wait_until(lambda: "second-4" in first.screen and "second-4" in pairing.host_screen(), 10, "the second guest's line everywhere")
+    wait_until(lambda: "2 typing, 0 watching" in hook.text, 10, "the status line to count both guests")
+
+
+def test_guest_lands_even_when_the_session_was_killed(pairing, hook, guests):
+    pairing.host_tmux.run("kill-session", "-t", pairing.session)
+    wait_until(lambda: "was gone; created a new one" in hook.text, 10, "the hook to recreate the session")
+    guest = join(pairing, guests, "guest")
+    guest.type("echo fresh-session-$((7*7))")
+    wait_until(lambda: "fresh-session-49" in pairing.host_screen(), 10, "the guest's line in the new session")
+
+
+def test_invite_pins_both_hops(pairing):
+    config = pairing.invite.read_text()
+    outputs = json.loads(pairing.outputs.read_text())
+    assert config == outputs["guestSshConfig"]
+    relay_key = " ".join(pairing.deployment.relay_key.public_line.split()[:2])
+    host_key = " ".join(pairing.deployment.host_sshd.host_key.public_line.split()[:2])
+    assert f"KnownHostsCommand /bin/echo pairing-relay {relay_key}" in config
+    assert f"KnownHostsCommand /bin/echo pairing-host {host_key}" in config
+    assert "StrictHostKeyChecking yes" in config and "UserKnownHostsFile /dev/null" in config
+
+
+def test_one_line_guest_command_works(pairing, hook, guests, tmp_path):
+    """The guestCommand output, pasted into a shell, with the guest's key as their default identity."""
+    command = json.loads(pairing.outputs.read_text())["guestCommand"]
+    key = pairing.deployment.keys["guest2"].path
+    # Stand-in for the guest's ~/.ssh: their key for every ssh this command starts, the jump's too.
+    config = tmp_path / "guest-defaults"
+    config.write_text(f"Host *\n    IdentityFile {key}\n    IdentitiesOnly yes\n    BatchMode yes\n")
+    shell_line = command.replace("ssh ", f"ssh -F {config} ", 2)
+    assert shell_line.count(f"-F {config}") == 2
+    terminal = Tmux(tmp_path / "oneliner.tmux")
+    try:
+        terminal.run("new-session", "-d", "-s", "guest", "-x", "100", "-y", "30",
+                     f"env -u SSH_AUTH_SOCK TERM=screen {shell_line}; echo GUEST-SSH-EXITED; sleep 600")
+        wait_until(lambda: "#" in terminal.screen("guest") or "EXITED" in terminal.screen("guest"), 30, "the one-liner to land")
+        terminal.type("guest", "echo one-liner-$((8*8))")
+        wait_until(lambda: "one-liner-64" in pairing.host_screen(), 10, "the one-liner guest's line on the host")
+    finally:
+        terminal.kill_server()
+
+
+def test_tampered_relay_key_is_refused(pairing):
+    stranger = pairing.deployment.keys["stranger"].public_line.split()
+    tampered = pairing.deployment.outputs_file(
+        "tampered.json", relayKnownHosts=f"{pairing.deployment.relay.address} {stranger[0]} {stranger[1]}\n"
+    )
+    hook = pairing.start_hook(tampered)
+    hook.process.wait(60)
+    assert hook.process.returncode == 2
+    assert "This may be an attack" in hook.text and "refusing to connect" in hook.text
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+def test_second_hook_refuses(pairing, hook):
+    second = pairing.start_hook()
+    second.process.wait(60)
+    assert second.process.returncode == 2
+    assert "another `pairing host` is already running" in second.text
+
+
+def test_sigkill_then_restart_restores_authorized_keys(pairing):
+    first = pairing.start_hook()
+    first.wait_for("ready: guests can join now")
+    content, _ = pairing.authorized_keys()
+    assert content.startswith(ORIGINAL_KEYS) and b'command="tmux -S ' in content
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    # The crash left the block; the next start replaces it (and waits out the
+    # relay's hold on the dead connection's port), then a clean exit removes it.
+    second = pairing.start_hook()
+    second.wait_for("ready: guests can join now", timeout=60)
+    content, _ = pairing.authorized_keys()
+    assert content.count(b"# >>> pairing") == 1
+    assert second.stop() == 0, second.text
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+def test_tunnel_returns_after_relay_sshd_restart(pairing, hook, guests):
+    after = len(hook.text)
+    pairing.deployment.relay.restart_sshd()
+    pairing.deployment.relay.kill_connections_of("tunnel")  # a restarted machine drops them too
+    began = time.monotonic()
+    hook.wait_for("tunnel back up", timeout=30, after=after)
+    print(f"tunnel back {time.monotonic() - began:.1f} s after the relay's sshd restarted")
+    guest = join(pairing, guests, "guest")
+    guest.type("echo after-restart-$((9*9))")
+    wait_until(lambda: "after-restart-81" in pairing.host_screen(), 10, "the guest's line after the restart")
+
+
+def test_tunnel_returns_after_network_cut(pairing, hook, guests):
+    after = len(hook.text)
+    relay = pairing.deployment.relay
+    cut = time.monotonic()
+    relay.cut_network()
+    try:
+        hook.wait_for("the relay stopped answering", timeout=20, after=after)
+        detected = time.monotonic() - cut
+    finally:
+        relay.restore_network()
+    restored = time.monotonic()
+    hook.wait_for("tunnel back up", timeout=40, after=after)
+    print(f"dead relay detected after {detected:.1f} s; tunnel back {time.monotonic() - restored:.1f} s after the network returned")
+    assert detected <= 15
+    guest = join(pairing, guests, "guest")
+    guest.type("echo after-cut-$((10*10))")
+    wait_until(lambda: "after-cut-100" in pairing.host_screen(), 10, "the guest's line after the cut")
