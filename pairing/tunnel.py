@@ -211,10 +211,7 @@ class ReverseTunnel:
                 banner = self_test(self.spec)
                 self.notify(State.UP, banner)
                 delay = 0.0
-                while not self.stopping.wait(KEEPALIVE_INTERVAL):
-                    if not alive(self.transport):
-                        self.notify(State.RECONNECTING, "the relay stopped answering")
-                        break
+                self._watch(self.transport)
             except paramiko.AuthenticationException:
                 raise TunnelFatal(
                     f"the relay refused the key {self.spec.identity.fingerprint} for {self.spec.relay.user}; "
@@ -229,6 +226,19 @@ class ReverseTunnel:
             delay = min(max(delay * 2, RETRY_FIRST), RETRY_CAP)
             self.stopping.wait(delay)
         self.notify(State.STOPPED, "")
+
+    def _watch(self, transport: paramiko.Transport) -> None:
+        """Return when the connection ends or stops answering (or on stop())."""
+        while not self.stopping.is_set():
+            transport.join(KEEPALIVE_INTERVAL)  # returns at once when the connection closes
+            if self.stopping.is_set():
+                return
+            if not transport.is_active():
+                self.notify(State.RECONNECTING, "the relay closed the connection")
+                return
+            if not alive(transport):
+                self.notify(State.RECONNECTING, "the relay stopped answering")
+                return
 
     def _forward(self, transport: paramiko.Transport) -> None:
         """Listen on the relay; a port still held by our own dead connection is asked for again until freed."""
