@@ -1,15 +1,23 @@
-"""Command line: `pairing host` and `pairing invite` (also `python -m pairing ...`)."""
+"""Command line: `pairing up|down|host|invite|status|doctor` (also `python -m pairing ...`)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
+from . import backend as backends
 from .authorized_keys import AuthorizedKeysError
-from .host import HostOptions, PreflightError, run
+from .doctor import report, run_checks
+from .host import HostOptions, PreflightError, hook_running, run
 from .invite import write_invite
 from .outputs import OutputsError, read_outputs
+from .tmux import Tmux
+from .up import DEFAULT_STACK, UpError, ask_to_destroy, deploy, destroy, plan
+
+# What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
+REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "tmux", "identity"}
 
 
 def _target(text: str) -> tuple[str, int]:
@@ -19,20 +27,20 @@ def _target(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pairing", description="Share your tmux with a guest through your own relay.")
-    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _common() -> dict[str, argparse.ArgumentParser]:
     source = argparse.ArgumentParser(add_help=False)
     group = source.add_mutually_exclusive_group()
     group.add_argument("--stack", help="the Pulumi stack to read outputs from (default: the selected stack)")
     group.add_argument("--outputs", type=Path, metavar="FILE",
                        help="read the outputs from FILE (JSON of `pulumi stack output --json --show-secrets`) "
                             "instead of the Pulumi CLI; also for a relay Pulumi did not make")
-
-    host = commands.add_parser("host", parents=[source], help="hold the tunnel and let guests into your tmux",
-                               description="Hold the reverse tunnel from the relay to your sshd, put the guests' keys "
-                                           "in authorized_keys (forced to tmux attach) until you stop it.")
+    stack = argparse.ArgumentParser(add_help=False)
+    stack.add_argument("--stack", default=DEFAULT_STACK, help=f"the Pulumi stack (default: {DEFAULT_STACK})")
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", metavar="URL",
+                         help="Pulumi backend (file://..., s3://..., https://api.pulumi.com); default: the one you "
+                              "are logged in to, else local state under ~/.local/share/pairing")
+    host = argparse.ArgumentParser(add_help=False)
     host.add_argument("--identity", type=Path, metavar="PATH",
                       help="private key of pairing:hostPublicKey (default: the matching ~/.ssh/id_* or ssh-agent key)")
     host.add_argument("--target", type=_target, default=("localhost", 22), metavar="HOST:PORT",
@@ -40,23 +48,122 @@ def parser() -> argparse.ArgumentParser:
     host.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys", metavar="PATH",
                       help="the authorized_keys file your sshd reads for you (default: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", metavar="PATH", help="tmux socket of your session (default: tmux's own)")
+    return {"source": source, "stack": stack, "backend": backend, "host": host}
 
-    invite = commands.add_parser("invite", parents=[source], help="write the guest's ssh config and print their command")
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="pairing", description="Share your tmux with a guest through your own relay.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common()
+
+    up = commands.add_parser(
+        "up", parents=[common["stack"], common["backend"], common["host"]],
+        help="create the relay, hold the tunnel, print the invite; Ctrl-C ends it",
+        description="Check this machine, create or update the relay, then run `pairing host`. "
+                    "A key source is a .pub file, a key line, gh:USER or gl:USER.")
+    up.add_argument("--guest", action="append", metavar="SOURCE", help="a guest who may type (repeat for more)")
+    up.add_argument("--viewer", action="append", metavar="SOURCE", help="a guest who may only watch (repeat for more)")
+    up.add_argument("--host-key", type=Path, metavar="FILE.pub", help="your public key (default: ~/.ssh/id_ed25519.pub)")
+    up.add_argument("--allow", action="append", metavar="CIDR", help="who may reach the relay (default: anyone)")
+    up.add_argument("--ttl", type=int, metavar="MINUTES", help="the relay ends itself after this (default: 240)")
+    up.add_argument("--region", help="AWS region (default: AWS_REGION)")
+    up.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (default: t3.micro)")
+    up.add_argument("--port", type=int, metavar="PORT", help="the tunnel's port on the relay (default: 1337)")
+    up.add_argument("--session", metavar="NAME", help="your tmux session (default: pair)")
+    up.add_argument("--sshd-key", metavar="LINE", help="your sshd's host key line (default: /etc/ssh/ssh_host_ed25519_key.pub)")
+    up.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
+                    help="where to write the guest's ssh config (default: ./pairing.conf)")
+    up.add_argument("--keep", action="store_true", help="keep the relay when you stop (default: ask, or destroy)")
+
+    commands.add_parser("down", parents=[common["stack"], common["backend"]],
+                        help="destroy the relay and remove any guest keys left behind").add_argument(
+        "--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys", metavar="PATH",
+        help="where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)")
+
+    commands.add_parser("host", parents=[common["source"], common["backend"], common["host"]],
+                        help="hold the tunnel and let guests into your tmux",
+                        description="Hold the reverse tunnel from the relay to your sshd, put the guests' keys "
+                                    "in authorized_keys (forced to tmux attach) until you stop it.")
+
+    invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
+                                 help="write the guest's ssh config and print their command")
     invite.add_argument("--out", type=Path, default=Path("pairing.conf"), metavar="FILE",
                         help="where to write the guest's ssh config (default: ./pairing.conf)")
+
+    status = commands.add_parser("status", parents=[common["source"], common["backend"]],
+                                 help="the relay, its time left, the tunnel and the guests")
+    status.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys",
+                        metavar="PATH", help=argparse.SUPPRESS)
+    status.add_argument("--tmux-socket", metavar="PATH", help="tmux socket of your session (default: tmux's own)")
+
+    doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem")
+    doctor.add_argument("--target", type=_target, default=("localhost", 22), metavar="HOST:PORT",
+                        help="your sshd (default: localhost:22)")
     return top
+
+
+def cmd_doctor(args) -> int:
+    checks = run_checks(args.target)
+    print(report(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_up(args) -> int:
+    checks = run_checks(args.target)
+    print(report(checks))
+    failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
+    if failed:
+        raise UpError(f"stopped before creating anything: {failed[0].detail}; fix: {failed[0].fix}")
+    up_plan = plan(args)
+    outputs = deploy(up_plan)
+    print(write_invite(outputs, args.invite))
+    identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
+    code = run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket))
+    if ask_to_destroy(args.keep):
+        destroy(args.stack, up_plan.backend, args.authorized_keys)
+    else:
+        print(f"the relay keeps running until {outputs.expiresAt}; end it with: pairing down --stack {args.stack}")
+    return code
+
+
+def cmd_down(args) -> int:
+    destroy(args.stack, backends.choose(args.backend), args.authorized_keys)
+    return 0
+
+
+def cmd_status(args) -> int:
+    outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    ends = dt.datetime.fromisoformat(outputs.expiresAt.replace("Z", "+00:00"))
+    left = ends - dt.datetime.now(dt.timezone.utc)
+    minutes = int(left.total_seconds() // 60)
+    remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
+    clients = Tmux(args.tmux_socket).clients(outputs.tmuxSession) if Tmux.installed() else []
+    typing = sum(1 for c in clients if not c.read_only)
+    running = hook_running(args.authorized_keys.parent)
+    print(f"relay   {outputs.relayAddress} ({outputs.relayHostKeyFingerprint}), instance {outputs.instanceId}")
+    print(f"ends    {outputs.expiresAt} ({remaining})")
+    print(f"tunnel  {'held by a running `pairing host`' if running else 'not held: run pairing host'}")
+    print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmuxSession!r}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        outputs = read_outputs(args.outputs, args.stack)
+        if args.command == "doctor":
+            return cmd_doctor(args)
+        if args.command == "up":
+            return cmd_up(args)
+        if args.command == "down":
+            return cmd_down(args)
+        if args.command == "status":
+            return cmd_status(args)
+        outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
         if args.command == "invite":
             print(write_invite(outputs, args.out))
             return 0
-        options = HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket)
-        return run(options)
-    except (OutputsError, PreflightError, AuthorizedKeysError, OSError) as exc:
+        return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket))
+    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, OSError) as exc:
         print(f"pairing {args.command}: {exc}", file=sys.stderr)
         return 2
 

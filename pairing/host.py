@@ -159,6 +159,17 @@ def relay_endpoint(outputs: StackOutputs, user: str) -> Endpoint:
 # --- the run --------------------------------------------------------------
 
 
+def hook_running(folder: Path) -> bool:
+    """Whether a `pairing host` holds the lock on this ~/.ssh folder."""
+    if not folder.is_dir():
+        return False
+    try:
+        SingleHook(folder).release()
+    except PreflightError:
+        return True
+    return False
+
+
 class SingleHook:
     """One hook per authorized_keys file: a second one would fight over the block."""
 

@@ -8,6 +8,7 @@ file holding that JSON) through StackOutputs.from_json.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, fields
@@ -141,7 +142,7 @@ def render_outputs(
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def read_outputs(file: Path | None = None, stack: str | None = None) -> StackOutputs:
+def read_outputs(file: Path | None = None, stack: str | None = None, env: Mapping[str, str] | None = None) -> StackOutputs:
     """The outputs from a JSON file, or from the Pulumi CLI for a stack (default: the selected one)."""
     if file is not None:
         try:
@@ -153,7 +154,7 @@ def read_outputs(file: Path | None = None, stack: str | None = None) -> StackOut
         raise OutputsError("the Pulumi CLI is not installed; install it, or pass --outputs FILE (JSON from `pulumi stack output --json --show-secrets`)")
     argv = ["pulumi", "stack", "output", "--json", "--show-secrets"] + (["--stack", stack] if stack else [])
     cwd = PROJECT_DIR if (PROJECT_DIR / "Pulumi.yaml").exists() else None
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise OutputsError(f"`{' '.join(argv)}` failed: {detail}")

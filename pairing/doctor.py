@@ -1,0 +1,143 @@
+"""`pairing doctor`: can this machine host a pairing session? One line per check, with the fix.
+
+Nothing here changes anything or calls AWS: credentials are checked for
+being resolvable (where the AWS SDKs would find them), not for working.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import LOCAL_SSHD_KEY
+
+MIN_PYTHON = (3, 10)
+MIN_OPENSSH = (8, 5)  # KnownHostsCommand, which pins both hops inline
+IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.name}: {self.detail}" + (f"; fix: {self.fix}" if not self.ok and self.fix else "")
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (result.stdout + result.stderr).strip().splitlines()[0] if result.returncode == 0 else None
+
+
+def check_python() -> Check:
+    found = sys.version_info[:2]
+    text = ".".join(map(str, sys.version_info[:3]))
+    return Check("python", found >= MIN_PYTHON, text, f"use Python {'.'.join(map(str, MIN_PYTHON))} or newer")
+
+
+def check_pulumi() -> Check:
+    if shutil.which("pulumi") is None:
+        return Check("pulumi", False, "the Pulumi CLI is not installed",
+                     "install it: curl -fsSL https://get.pulumi.com | sh (or brew install pulumi), then open a new shell")
+    version = _version(["pulumi", "version"])
+    return Check("pulumi", version is not None, version or "`pulumi version` failed", "reinstall the Pulumi CLI")
+
+
+def check_aws_credentials(env: dict[str, str] | None = None, home: Path | None = None) -> Check:
+    env = dict(os.environ if env is None else env)
+    home = home or Path.home()
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return Check("aws credentials", True, "from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (not verified against AWS)")
+    profile = env.get("AWS_PROFILE", "default")
+    credentials = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", home / ".aws" / "credentials"))
+    config = Path(env.get("AWS_CONFIG_FILE", home / ".aws" / "config"))
+    found = _profile_keys(credentials, profile) | _profile_keys(config, "default" if profile == "default" else f"profile {profile}")
+    usable = found & {"aws_access_key_id", "sso_session", "sso_start_url", "credential_process", "role_arn", "web_identity_token_file"}
+    if usable:
+        return Check("aws credentials", True,
+                     f"profile {profile!r} in {credentials if 'aws_access_key_id' in found else config} "
+                     f"({', '.join(sorted(usable))}; not verified against AWS)")
+    if env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        return Check("aws credentials", True, "from the container credentials endpoint (not verified)")
+    return Check("aws credentials", False,
+                 f"none in the environment or for profile {profile!r} in {credentials} / {config} "
+                 "(an EC2 instance role was not checked)",
+                 "run `aws configure` (or `aws sso login`), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
+
+def _profile_keys(path: Path, section: str) -> set[str]:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        return set()
+    return set(parser[section]) if parser.has_section(section) else set()
+
+
+def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path = LOCAL_SSHD_KEY) -> Check:
+    host, port = target
+    try:
+        with socket.create_connection(target, timeout=3) as sock:
+            sock.settimeout(3)
+            banner = sock.makefile("rb").readline(256).decode("ascii", "replace").strip()
+    except OSError as exc:
+        return Check("sshd", False, f"nothing answers on {host}:{port} ({exc.strerror or exc})",
+                     "start it (Debian/Ubuntu: sudo apt install openssh-server; macOS: System Settings > "
+                     "General > Sharing > Remote Login), or pass --target HOST:PORT")
+    if not banner.startswith("SSH-"):
+        return Check("sshd", False, f"{host}:{port} answers {banner[:40]!r}, not SSH", "pass --target with your sshd")
+    if not os.access(host_key, os.R_OK):
+        return Check("sshd", False, f"{banner} on {host}:{port}, but {host_key} is not readable",
+                     "pass its key line with --sshd-key (ssh-keyscan -t ed25519 localhost)")
+    return Check("sshd", True, f"{banner} on {host}:{port}; host key {host_key}")
+
+
+def check_tmux() -> Check:
+    version = _version(["tmux", "-V"]) if shutil.which("tmux") else None
+    return Check("tmux", version is not None, version or "not installed",
+                 "install it (Debian/Ubuntu: sudo apt install tmux; macOS: brew install tmux)")
+
+
+def check_openssh() -> Check:
+    text = _version(["ssh", "-V"]) if shutil.which("ssh") else None
+    match = re.search(r"OpenSSH_(\d+)\.(\d+)", text or "")
+    if not match:
+        return Check("openssh client", False, text or "not installed", "install OpenSSH 8.5 or newer")
+    found = (int(match[1]), int(match[2]))
+    need = ".".join(map(str, MIN_OPENSSH))
+    return Check("openssh client", found >= MIN_OPENSSH, f"{text.split(',')[0]} (guests need {need}+ too)",
+                 f"upgrade OpenSSH to {need} or newer")
+
+
+def check_identity(home: Path | None = None) -> Check:
+    folder = (home or Path.home()) / ".ssh"
+    for name in IDENTITIES:
+        if (folder / name).exists() and (folder / f"{name}.pub").exists():
+            return Check("identity", True, f"{folder / name}")
+    return Check("identity", False, f"no {', '.join(IDENTITIES)} key pair in {folder}",
+                 "make one: ssh-keygen -t ed25519, or pass --identity PATH")
+
+
+def run_checks(target: tuple[str, int] = ("localhost", 22)) -> list[Check]:
+    return [check_python(), check_pulumi(), check_aws_credentials(), check_sshd(target), check_tmux(),
+            check_openssh(), check_identity()]
+
+
+def report(checks: list[Check]) -> str:
+    failed = [c for c in checks if not c.ok]
+    summary = "all checks passed" if not failed else f"{len(failed)} of {len(checks)} checks failed"
+    return "\n".join([c.line() for c in checks] + [summary])

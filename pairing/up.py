@@ -1,0 +1,163 @@
+"""`pairing up` and `pairing down`: the whole session in one command each.
+
+Planning (flags -> keys -> validated stack config) is plain code with no
+Pulumi in it, so a bad flag stops everything before any cloud call. Doing
+(create/select the stack, set its config, update, destroy) goes through
+Pulumi's Automation API over this very project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import backend as backends
+from .authorized_keys import AuthorizedKeysFile
+from .doctor import check_pulumi
+from .keysources import KeySourceError, keys_from, keys_from_all
+from .outputs import PROJECT_DIR, OutputsError, StackOutputs
+from .settings import NAMESPACE, ConfigError, Settings, settings_from
+
+DEFAULT_STACK = "pair"
+
+
+class UpError(RuntimeError):
+    """One line: what stopped `pairing up`/`down` and the fix. Nothing was created or changed."""
+
+
+@dataclass(frozen=True)
+class UpPlan:
+    stack: str
+    backend: backends.Backend
+    config: dict[str, str]  # full config keys -> values as Pulumi stores them (lists as JSON)
+    settings: Settings
+
+
+def default_host_key(home: Path) -> Path | None:
+    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+        if (home / ".ssh" / f"{name}.pub").exists():
+            return home / ".ssh" / f"{name}.pub"
+    return None
+
+
+def stack_config(args, home: Path, environ: dict[str, str]) -> dict[str, str]:
+    """Flags -> the stack's config, in the form `pulumi config` keeps it."""
+    if not args.guest:
+        raise UpError("give at least one guest: --guest gh:USER, --guest ~/their_key.pub or --guest 'ssh-ed25519 AAAA...'")
+    host_key = args.host_key or default_host_key(home)
+    if host_key is None:
+        raise UpError(f"no public key in {home / '.ssh'}; make one (ssh-keygen -t ed25519) or pass --host-key FILE.pub")
+    try:
+        guests = keys_from_all(args.guest)
+        viewers = keys_from_all(args.viewer or [])
+        host = keys_from(str(host_key))
+    except KeySourceError as exc:
+        raise UpError(str(exc)) from None
+    raw: dict[str, object] = {
+        "guestKeys": [k.line for k in guests],
+        "viewerKeys": [k.line for k in viewers],
+        "hostPublicKey": host[0].line,
+    }
+    optional = {
+        "allowedCidrs": args.allow, "ttlMinutes": args.ttl, "tunnelPort": args.port,
+        "instanceType": args.instance_type, "tmuxSession": args.session, "hostSshdKey": args.sshd_key,
+    }
+    raw.update({key: value for key, value in optional.items() if value is not None})
+    config = {f"{NAMESPACE}:{key}": _config_text(value) for key, value in raw.items()}
+    region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if region:
+        config["aws:region"] = region
+    return config
+
+
+def _config_text(value: object) -> str:
+    """Pulumi keeps config values as text: lists as JSON, numbers as digits."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def plan(args, home: Path | None = None, environ: dict[str, str] | None = None) -> UpPlan:
+    """Everything `pairing up` will do, checked, before anything is done."""
+    home = home or Path.home()
+    environ = dict(os.environ if environ is None else environ)
+    config = stack_config(args, home, environ)
+    if "aws:region" not in config:
+        raise UpError("no AWS region: pass --region (e.g. --region eu-central-1) or set AWS_REGION")
+    try:
+        settings = settings_from(program_view(config))
+    except ConfigError as exc:
+        raise UpError(str(exc)) from None
+    return UpPlan(args.stack, backends.choose(args.backend, home, environ), config, settings)
+
+
+def program_view(config: dict[str, str]) -> dict[str, str]:
+    """The `pairing:` keys as the Pulumi program sees them (see program.stack_config)."""
+    prefix = NAMESPACE + ":"
+    return {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
+
+
+# --- doing, through the Automation API -----------------------------------
+
+
+def require_pulumi() -> None:
+    check = check_pulumi()
+    if not check.ok:
+        raise UpError(f"{check.detail}; {check.fix} (pairing doctor checks everything)")
+
+
+def open_stack(name: str, backend: backends.Backend, create: bool):
+    from pulumi import automation as auto
+
+    backends.prepare(backend)
+    options = auto.LocalWorkspaceOptions(
+        env_vars=backend.env, secrets_provider="passphrase" if "PULUMI_CONFIG_PASSPHRASE_FILE" in backend.env else None
+    )
+    try:
+        if create:
+            return auto.create_or_select_stack(stack_name=name, work_dir=str(PROJECT_DIR), opts=options)
+        return auto.select_stack(stack_name=name, work_dir=str(PROJECT_DIR), opts=options)
+    except auto.StackNotFoundError:
+        raise UpError(f"there is no stack {name!r} in {backend.describe()}; nothing to do") from None
+
+
+def deploy(up_plan: UpPlan, say: Callable[[str], None] = print) -> StackOutputs:
+    """Create or update the relay; a second run with the same settings changes nothing."""
+    from pulumi import automation as auto
+
+    require_pulumi()
+    stack = open_stack(up_plan.stack, up_plan.backend, create=True)
+    say(f"stack {up_plan.stack!r} in {up_plan.backend.describe()}")
+    stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in up_plan.config.items()})
+    stack.up(on_output=say)
+    outputs = {name: output.value for name, output in stack.outputs().items()}
+    try:
+        return StackOutputs.from_json(outputs, source=f"stack {up_plan.stack}")
+    except OutputsError as exc:
+        raise UpError(str(exc)) from None
+
+
+def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path, say: Callable[[str], None] = print) -> None:
+    require_pulumi()
+    stack = open_stack(stack_name, backend, create=False)
+    stack.destroy(on_output=say)
+    say(f"destroyed the relay of stack {stack_name!r}: instance, security group, key pair and host key")
+    if AuthorizedKeysFile(authorized_keys).remove():
+        say(f"removed the guest keys block that was left in {authorized_keys}")
+    else:
+        say(f"no guest keys were left in {authorized_keys}")
+
+
+def ask_to_destroy(keep: bool) -> bool:
+    """After the hook stops: destroy unless --keep; on a terminal, ask (default yes)."""
+    if keep:
+        return False
+    if not sys.stdin.isatty():
+        return True
+    try:
+        answer = input("Destroy the relay now? [Y/n] ").strip().lower()
+    except EOFError:
+        return True
+    return answer in ("", "y", "yes")

@@ -1,0 +1,238 @@
+"""`pairing up/down/status/doctor`: everything up to the Automation API call, for real.
+No test pretends to be Pulumi: where its CLI is missing, the commands stop with doctor's message."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from pairing import backend as backends
+from pairing import doctor, keysources
+from pairing.cli import parser
+from pairing.program import load_settings
+from pairing.up import UpError, plan
+
+from .host_side import PROJECT, HostSshd
+from .keys import make_key
+
+GITHUB_KEYS = {}  # user -> (status, body), served by the fixture below
+
+
+class KeyPages(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status, body = GITHUB_KEYS.get(self.path.strip("/").removesuffix(".keys"), (404, b"Not Found"))
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def key_pages():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeyPages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{{user}}.keys"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def sites(key_pages, monkeypatch):
+    monkeypatch.setitem(keysources.KEY_PAGES, "github", key_pages)
+    monkeypatch.setitem(keysources.KEY_PAGES, "gitlab", key_pages)
+    GITHUB_KEYS.clear()
+    return GITHUB_KEYS
+
+
+@pytest.fixture()
+def home(tmp_path, keys):
+    """A user's home with their own key pair, as `pairing up` would find it."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    for suffix in ("", ".pub"):
+        (home / ".ssh" / f"id_ed25519{suffix}").write_bytes(Path(f"{keys['host'].path}{suffix}").read_bytes())
+    return home
+
+
+def up_args(*argv: str):
+    return parser().parse_args(["up", *argv])
+
+
+def test_flags_become_the_config_the_program_reads(keys, home, sites, tmp_path):
+    guest_file = tmp_path / "team.pub"
+    guest_file.write_text(f"# the team\n{keys['guest'].public_line}\n\n{keys['guest2'].public_line}\n")
+    blob = keys["viewer"].public_line.split()[1]
+    sites["octocat"] = (200, f"ssh-ed25519 {blob}\n".encode())
+    args = up_args("--guest", str(guest_file), "--viewer", "gh:octocat", "--ttl", "45", "--allow", "198.51.100.0/24",
+                   "--allow", "2001:db8::/32", "--region", "eu-west-1", "--port", "2222",
+                   "--sshd-key", keys["sshd"].public_line, "--session", "mob")
+    up_plan = plan(args, home=home, environ={})
+    assert up_plan.config["aws:region"] == "eu-west-1"
+    assert json.loads(up_plan.config["pairing:guestKeys"]) == [keys["guest"].public_line, keys["guest2"].public_line]
+    assert json.loads(up_plan.config["pairing:viewerKeys"]) == [f"ssh-ed25519 {blob} github:octocat"]
+    assert up_plan.config["pairing:hostPublicKey"] == keys["host"].public_line
+
+    # The Pulumi program, given this config, reads the very same settings.
+    pulumi.runtime.set_all_config(up_plan.config)
+    assert load_settings() == up_plan.settings
+    assert up_plan.settings.ttl_minutes == 45 and up_plan.settings.tunnel_port == 2222
+    assert [str(n) for n in up_plan.settings.allowed_cidrs] == ["198.51.100.0/24", "2001:db8::/32"]
+
+
+def test_same_flags_same_config(keys, home, sites):
+    args = up_args("--guest", keys["guest"].public_line, "--region", "eu-west-1", "--sshd-key", keys["sshd"].public_line)
+    assert plan(args, home=home, environ={}).config == plan(args, home=home, environ={}).config
+
+
+@pytest.mark.parametrize("user, page, message", [
+    ("ghost", None, "github:ghost: no such github user (http://127.0.0.1:"),
+    ("empty", (200, b""), "github:empty has no public SSH keys on github; ask them to add one, or give their .pub file"),
+    ("broken", (200, b"<html>rate limited</html>\n"), "github:broken (http://127.0.0.1:"),
+    ("down", (503, b"busy"), "answered 503"),
+])
+def test_github_key_pages(keys, home, sites, user, page, message):
+    if page:
+        sites[user] = page
+    with pytest.raises(UpError) as caught:
+        plan(up_args("--guest", f"gh:{user}", "--region", "eu-west-1"), home=home, environ={})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_gitlab_keys_and_duplicates(keys, home, sites):
+    line = keys["guest2"].public_line.split()
+    sites["gitlabber"] = (200, f"{line[0]} {line[1]} gitlab-laptop\n{line[0]} {line[1]} again\n".encode())
+    up_plan = plan(up_args("--guest", "gl:gitlabber", "--region", "eu-west-1", "--sshd-key", keys["sshd"].public_line),
+                   home=home, environ={})
+    assert json.loads(up_plan.config["pairing:guestKeys"]) == [f"{line[0]} {line[1]} gitlab-laptop"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    ((), "give at least one guest"),
+    (("--guest", "/nonexistent/key.pub"), "/nonexistent/key.pub: no such file"),
+    (("--guest", "ssh-ed25519 AAAA-broken"), "is not a valid ssh-ed25519 key"),
+    (("--guest", "gh:bad/name"), "not a github user name"),
+    (("--ttl", "0"), "pairing:ttlMinutes: 0 is out of range"),
+])
+def test_bad_flags(keys, home, sites, argv, message):
+    argv = argv if "--guest" in argv or not argv else ("--guest", keys["guest"].public_line, *argv)
+    with pytest.raises(UpError, match=message.replace("(", r"\(")):
+        plan(up_args(*argv, "--region", "eu-west-1", "--sshd-key", keys["sshd"].public_line), home=home, environ={})
+
+
+def test_region_is_required(keys, home):
+    with pytest.raises(UpError, match="no AWS region: pass --region"):
+        plan(up_args("--guest", keys["guest"].public_line), home=home, environ={})
+    assert plan(up_args("--guest", keys["guest"].public_line, "--sshd-key", keys["sshd"].public_line),
+                home=home, environ={"AWS_REGION": "us-east-2"}).config["aws:region"] == "us-east-2"
+
+
+def test_backend_choice_and_passphrase(tmp_path):
+    home = tmp_path / "home"
+    local = backends.choose(home=home, environ={})
+    assert local.url == f"file://{home}/.local/share/pairing/state"
+    passphrase = Path(local.env["PULUMI_CONFIG_PASSPHRASE_FILE"])
+    backends.prepare(local)
+    assert passphrase.stat().st_mode & 0o777 == 0o600
+    assert Path(local.url[len("file://"):]).is_dir()
+    first = passphrase.read_text()
+    backends.prepare(local)
+    assert passphrase.read_text() == first and len(first.strip()) >= 40
+
+    assert backends.choose("s3://team-bucket", home=home, environ={}).env == {"PULUMI_BACKEND_URL": "s3://team-bucket"}
+    assert backends.choose(home=home, environ={"PULUMI_BACKEND_URL": "s3://x"}).env == {}
+    (home / ".pulumi").mkdir()
+    (home / ".pulumi" / "credentials.json").write_text(json.dumps({"current": "https://api.pulumi.com"}))
+    assert backends.choose(home=home, environ={}).env == {}
+
+
+# --- doctor, against real conditions --------------------------------------
+
+
+def test_doctor_sshd_absent_and_present(tmp_path):
+    sshd = HostSshd(tmp_path / "sshd", tmp_path / "authorized_keys")
+    absent = doctor.check_sshd(("127.0.0.1", sshd.port), sshd.host_key.path.with_suffix(".pub"))
+    assert not absent.ok and "nothing answers on 127.0.0.1" in absent.line() and "fix: start it" in absent.line()
+    sshd.start()
+    try:
+        present = doctor.check_sshd(("127.0.0.1", sshd.port), Path(f"{sshd.host_key.path}.pub"))
+        assert present.ok and present.detail.startswith("SSH-2.0-OpenSSH")
+    finally:
+        sshd.stop()
+
+
+def test_doctor_tmux_absent(monkeypatch, tmp_path):
+    assert doctor.check_tmux().ok
+    monkeypatch.setenv("PATH", str(tmp_path))
+    check = doctor.check_tmux()
+    assert not check.ok and "apt install tmux" in check.line()
+
+
+def test_doctor_aws_credentials(tmp_path):
+    home = tmp_path
+    assert not doctor.check_aws_credentials({}, home).ok
+    assert doctor.check_aws_credentials({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x"}, home).ok
+    (home / ".aws").mkdir()
+    (home / ".aws" / "config").write_text("[profile work]\nsso_session = corp\n")
+    assert doctor.check_aws_credentials({"AWS_PROFILE": "work"}, home).ok
+    assert "not verified against AWS" in doctor.check_aws_credentials({"AWS_PROFILE": "work"}, home).detail
+    assert not doctor.check_aws_credentials({"AWS_PROFILE": "other"}, home).ok
+
+
+def test_doctor_identity(tmp_path, home):
+    assert doctor.check_identity(home).ok
+    assert not doctor.check_identity(tmp_path / "empty").ok
+
+
+def run_cli(*argv: str, home: Path, path: str = "/usr/sbin:/usr/bin:/sbin:/bin") -> subprocess.CompletedProcess:
+    """The real command, with a PATH that holds no Pulumi CLI."""
+    env = {"HOME": str(home), "PATH": path, "LANG": "C.UTF-8"}
+    return subprocess.run([sys.executable, "-m", "pairing", *argv], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_up_without_pulumi_stops_with_doctors_message(home, keys):
+    result = run_cli("up", "--guest", keys["guest"].public_line, "--region", "eu-west-1", home=home)
+    assert result.returncode == 2
+    assert "FAIL pulumi: the Pulumi CLI is not installed" in result.stdout
+    assert result.stderr.startswith("pairing up: stopped before creating anything: the Pulumi CLI is not installed")
+    assert not (home / ".local" / "share" / "pairing").exists()  # nothing made
+
+
+def test_down_without_pulumi(home):
+    result = run_cli("down", home=home)
+    assert result.returncode == 2
+    assert "the Pulumi CLI is not installed" in result.stderr
+
+
+def test_status_from_outputs(tmp_path, home, keys):
+    from pairing.outputs import render_outputs
+    from pairing.settings import settings_from
+    from pairing.sshkeys import parse_public_key
+
+    settings = settings_from({"guestKeys": [keys["guest"].public_line], "hostPublicKey": keys["host"].public_line,
+                              "hostSshdKey": keys["sshd"].public_line, "ttlMinutes": "120"})
+    import datetime as dt
+    launched = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    outputs = render_outputs(settings, relay_address="203.0.113.10", relay_host_key=parse_public_key(keys["stranger"].public_line),
+                             instance_id="i-0abc", launch_time=launched)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    result = run_cli("status", "--outputs", str(path), "--tmux-socket", str(tmp_path / "none.sock"), home=home)
+    assert result.returncode == 0, result.stderr
+    assert "relay   203.0.113.10" in result.stdout and "i-0abc" in result.stdout
+    assert "(1 h 29 min left)" in result.stdout or "(1 h 30 min left)" in result.stdout
+    assert "tunnel  not held: run pairing host" in result.stdout
+    assert "guests  0 typing, 0 watching" in result.stdout
