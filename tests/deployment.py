@@ -102,7 +102,7 @@ def first_line(argv: list[str], timeout: float = 20) -> tuple[str, str]:
     return line.decode(errors="replace").strip(), err.decode(errors="replace")
 
 
-def deploy(folder: Path, keys: dict[str, KeyFile], **config) -> Deployment:
+def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = "bookworm", **config) -> Deployment:
     """Boot a relay on the rendered user data for these keys and settings (caller exits .relay)."""
     authorized_keys = folder / "home" / ".ssh" / "authorized_keys"
     host_sshd = HostSshd(folder / "host-sshd", authorized_keys)
@@ -117,5 +117,5 @@ def deploy(folder: Path, keys: dict[str, KeyFile], **config) -> Deployment:
     settings = settings_from(raw)
     relay_key = make_key(folder / "relay-key", "ssh_host_ed25519_key")
     document = user_data(settings, RelayHostKey(relay_key.path.read_text(), relay_key.public_line))
-    relay = Relay(document)
+    relay = Relay(document, suite=suite)
     return Deployment(folder, keys, settings, relay_key, relay, host_sshd, authorized_keys)

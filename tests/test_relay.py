@@ -218,3 +218,38 @@ def test_all_four_cloud_init_stages_ran_cleanly(deployment):
     stages = deployment.relay.stage_seconds
     assert list(stages) == ["init-local", "init", "modules-config", "modules-final"]
     assert deployment.relay.cloud_init_warnings() == []
+
+
+# --- the same document through a newer cloud-init ------------------------------
+# EC2 runs Ubuntu 24.04, whose cloud-init is newer than Debian 12's 22.4;
+# Debian 13's is close to it, so the document must hold there too.
+
+
+@pytest.fixture(scope="module")
+def trixie(keys, tmp_path_factory) -> Deployment:
+    deployment = deploy(tmp_path_factory.mktemp("trixie"), keys, suite="trixie", tunnelPort=str(PORT))
+    with deployment.relay:
+        yield deployment
+
+
+def test_newer_cloud_init_applies_the_document_cleanly(trixie, deployment):
+    versions = {name: d.relay.run(["cloud-init", "--version"]).stdout.split()[-1] for name, d in
+                (("bookworm", deployment), ("trixie", trixie))}
+    print(f"cloud-init versions: {versions}")
+    assert versions["trixie"] > versions["bookworm"]
+    assert trixie.relay.cloud_init_warnings() == []
+    root = trixie.relay.root
+    assert (root / "home/tunnel/.ssh/authorized_keys").read_text() == (
+        relay_documents.tunnel_key_line(trixie.settings.host_public_key, PORT) + "\n"
+    )
+    assert (root / "etc/ssh/ssh_host_ed25519_key").read_text() == trixie.relay_key.path.read_text()
+    assert (root / "etc/systemd/system/timers.target.wants/pairing-ttl.timer").is_symlink()
+
+
+def test_newer_relay_enforces_the_same(trixie):
+    result = trixie.ssh(GUEST_USER, "guest", "-W", "localhost:22")
+    assert DENIED_OPEN in result.stderr
+    result = trixie.ssh(GUEST_USER, "guest", "-W", f"localhost:{PORT}")
+    assert "connect failed: Connection refused" in result.stderr  # allowed; nothing listens yet
+    result = trixie.ssh(TUNNEL_USER, "host", command="id")
+    assert "uid=" not in result.stdout and result.returncode != 0
