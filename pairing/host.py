@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -223,6 +223,15 @@ def _clock() -> str:
     return dt.datetime.now().strftime("%H:%M:%S")
 
 
+@dataclass
+class TunnelStatus:
+    """What the status line shows, updated from the tunnel's thread."""
+
+    state: State = State.CONNECTING
+    since: float = field(default_factory=time.time)
+    ready_once: bool = False
+
+
 def guest_lines(options: HostOptions) -> list[str]:
     session, socket_path = options.outputs.tmuxSession, options.tmux_socket
     typing = tmux_attach_command(session, read_only=False, socket=socket_path)
@@ -251,7 +260,7 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
     status = StatusLine(stream)
     keys_file = AuthorizedKeysFile(options.authorized_keys)
     tmux = Tmux(options.tmux_socket)
-    state = {"state": State.CONNECTING, "since": time.time(), "detail": "", "ready_once": False}
+    state = TunnelStatus()
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),
@@ -261,12 +270,11 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
     )
 
     def notify(new: State, detail: str) -> None:
-        if new is not state["state"]:
-            state.update(state=new, since=time.time())
-        state["detail"] = detail
+        if new is not state.state:
+            state.state, state.since = new, time.time()
         if new is State.UP:
-            status.say(instructions(outputs) if not state["ready_once"] else f"tunnel back up ({detail})")
-            state["ready_once"] = True
+            status.say(f"tunnel back up ({detail})" if state.ready_once else instructions(outputs))
+            state.ready_once = True
         elif new is State.WAITING_FOR_PORT or (new is State.RECONNECTING and detail):
             status.say(f"{new.value}: {detail}")
 
@@ -321,12 +329,12 @@ def _remove_block(keys_file: AuthorizedKeysFile, status: StatusLine) -> bool:
         return False
 
 
-def _status_text(state: dict, clients: list) -> str:
-    since = dt.datetime.fromtimestamp(state["since"]).strftime("%H:%M:%S")
+def _status_text(state: TunnelStatus, clients: list) -> str:
+    since = dt.datetime.fromtimestamp(state.since).strftime("%H:%M:%S")
     typing = sum(1 for c in clients if not c.read_only)
     watching = len(clients) - typing
     guests = f"{typing} typing, {watching} watching" if clients else "no guests attached"
-    word = "reconnecting" if state["state"] in (State.RECONNECTING, State.WAITING_FOR_PORT) else state["state"].value
+    word = "reconnecting" if state.state in (State.RECONNECTING, State.WAITING_FOR_PORT) else state.state.value
     return f"tunnel {word} since {since} | {guests}"
 
 

@@ -264,3 +264,24 @@ def test_tunnel_returns_after_network_cut(pairing, hook, guests):
     guest = join(pairing, guests, "guest")
     guest.type("echo after-cut-$((10*10))")
     wait_until(lambda: "after-cut-100" in pairing.host_screen(), 10, "the guest's line after the cut")
+
+
+def test_waits_while_the_relay_still_holds_the_port(pairing):
+    """A dead earlier connection keeps the port on the relay for a while; the hook waits it out."""
+    deployment = pairing.deployment
+    holder = subprocess.Popen(
+        deployment.ssh_argv("tunnel", "host", "-N", "-o", "ExitOnForwardFailure=yes",
+                            "-R", f"localhost:{deployment.settings.tunnel_port}:127.0.0.1:9"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: f":{deployment.settings.tunnel_port} " in deployment.relay.run(["ss", "-Hltn"]).stdout,
+                   20, "the other connection to hold the port")
+        hook = pairing.start_hook()
+        hook.wait_for("is still held by the previous connection")
+    finally:
+        holder.kill()
+        holder.wait()
+    hook.wait_for("ready: guests can join now", timeout=30)
+    assert hook.stop() == 0, hook.text
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
