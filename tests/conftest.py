@@ -11,8 +11,14 @@ REQUIRED_TOOLS = {
     "ssh": "openssh-client",
     "sshd": "openssh-server",
     "cloud-init": "cloud-init",
+    "sftp": "openssh-client",
     "unshare": "util-linux",
+    "nsenter": "util-linux",
     "tmux": "tmux",
+    "debootstrap": "debootstrap",
+    "zstd": "zstd",
+    "ip": "iproute2",
+    "ss": "iproute2",
 }
 
 
