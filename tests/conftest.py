@@ -19,6 +19,9 @@ REQUIRED_TOOLS = {
     "zstd": "zstd",
     "ip": "iproute2",
     "ss": "iproute2",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "genisoimage": "genisoimage",
 }
 
 

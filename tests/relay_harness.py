@@ -9,7 +9,7 @@ show: systemd, timers, power-off.
 By hand:
     python -m tests.relay_harness build [--suite trixie] [--qemu]
     python -m tests.relay_harness run --user-data FILE [--meta-data FILE] [--suite S] [--qemu]
-    python -m tests.relay_harness cleanup     # after a SIGKILLed run: stale netns and roots
+    python -m tests.relay_harness cleanup     # what SIGKILLed runs left, outdated cached images
 
 Everything needs root. Roots are cached as zstd tarballs in $PAIRING_CACHE
 (default ~/.cache/pairing), keyed by a hash of what goes into them.
@@ -114,9 +114,8 @@ TOOL_PACKAGES = {
     "mkfs.ext4": "e2fsprogs",
     "genisoimage": "genisoimage",
 }
-RELAY_TOOLS = ("zstd", "tar", "unshare", "nsenter", "chroot", "ip")
-BUILD_TOOLS = ("debootstrap", *RELAY_TOOLS)
-QEMU_TOOLS = (*BUILD_TOOLS, "qemu-system-x86_64", "qemu-img", "mkfs.ext4", "genisoimage", "ssh")
+TOOLS = ("debootstrap", "zstd", "tar", "unshare", "nsenter", "chroot", "ip")
+QEMU_TOOLS = (*TOOLS, "qemu-system-x86_64", "qemu-img", "mkfs.ext4", "genisoimage", "ssh")
 
 # Runs in the holder's mount and PID namespaces, outside the chroot: the pseudo filesystems a
 # booted system has, private to this root. No /dev/console on purpose: cloud-init then writes
@@ -294,21 +293,9 @@ class Sandbox:
 
     def start(self) -> None:
         enter_net = [_tool("nsenter"), f"--net=/run/netns/{self._netns}"] if self._netns else []
-        argv = [
-            *enter_net,
-            _tool("unshare"),
-            "--mount",
-            "--pid",
-            "--uts",
-            "--ipc",
-            "--fork",
-            "--kill-child",
-            sys.executable,
-            "-c",
-            HOLDER,
-        ]
+        unshare = [_tool("unshare"), "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child"]
         self._holder = subprocess.Popen(
-            argv,
+            [*enter_net, *unshare, sys.executable, "-c", HOLDER],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -429,6 +416,16 @@ def _apt_sandbox(root: Path, suite: str) -> Iterator[Sandbox]:
     (root / "usr/sbin/policy-rc.d").unlink()
 
 
+def _debootstrap(root: Path, suite: str) -> None:
+    # In its own mount namespace, the /proc and /sys debootstrap mounts cannot outlive it.
+    _run(
+        [_tool("unshare"), "--mount", "--pid", "--fork", "--kill-child", _tool("debootstrap"),
+         "--variant=minbase", "--components=main", suite, str(root), _mirrors()[0]],
+        timeout=1800,
+        preexec_fn=_die_with_parent,
+    )
+
+
 def _prepare_rootfs(root: Path, suite: str) -> None:
     with _apt_sandbox(root, suite) as sandbox:
         sandbox.run(["apt-get", "-y", "upgrade"], timeout=900)
@@ -464,29 +461,26 @@ def _untar(tarball: Path, root: Path) -> None:
     )
 
 
+# Read at import: later, the file on disk may be a newer version than the code running.
+_ROOTFS_RECIPE = [inspect.getsource(fn) for fn in (_debootstrap, _prepare_rootfs, _apt_sandbox)]
+
+
 def rootfs_path(suite: str = "bookworm") -> Path:
     """Where build_rootfs caches `suite`'s tarball; the name changes with what goes into it."""
     _check_suite(suite)
-    recipe = [inspect.getsource(fn) for fn in (build_rootfs, _prepare_rootfs, _apt_sandbox)]
-    key = _digest(suite, PACKAGES, CLOUD_CFG, HOSTS, recipe)
+    key = _digest(suite, PACKAGES, CLOUD_CFG, HOSTS, _ROOTFS_RECIPE)
     return cache_dir() / f"rootfs-{suite}-{key}.tar.zst"
 
 
 def build_rootfs(suite: str = "bookworm") -> Path:
     """The cached zstd tarball of a minbase `suite` root with cloud-init and sshd, built once."""
-    require(BUILD_TOOLS)
+    require(TOOLS)
     tarball = rootfs_path(suite)
     with _locked_build(tarball) as scratch:
         if scratch is None:
             return tarball
         root = scratch / "root"
-        mirror, _ = _mirrors()
-        _run(
-            [_tool("unshare"), "--mount", "--pid", "--fork", "--kill-child", _tool("debootstrap"),
-             "--variant=minbase", "--components=main", suite, str(root), mirror],
-            timeout=1800,
-            preexec_fn=_die_with_parent,
-        )
+        _debootstrap(root, suite)
         _prepare_rootfs(root, suite)
         _tar(root, scratch / "rootfs.tar.zst")
         os.rename(scratch / "rootfs.tar.zst", tarball)
@@ -604,7 +598,6 @@ class Relay:
         self._teardown = ExitStack()
 
     def __enter__(self) -> Self:
-        require(RELAY_TOOLS)
         tarball = build_rootfs(self.suite)
         started = time.monotonic()
         with ExitStack() as stack:
@@ -736,10 +729,17 @@ def _prepare_qemu_root(root: Path, suite: str) -> None:
     _write(root / "etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
 
 
+def _make_disk(root: Path, raw: Path, qcow2: Path) -> None:
+    _run([_tool("mkfs.ext4"), "-q", "-d", str(root), str(raw), "3G"], timeout=900)
+    _run([_tool("qemu-img"), "convert", "-O", "qcow2", str(raw), str(qcow2)], timeout=900)
+
+
+_QEMU_RECIPE = [inspect.getsource(fn) for fn in (_prepare_qemu_root, _make_disk)]
+
+
 def disk_image_path(suite: str = "bookworm") -> Path:
     """Where build_disk_image caches `suite`'s bootable image (a directory)."""
-    recipe = inspect.getsource(_prepare_qemu_root)
-    key = _digest(rootfs_path(suite).name, QEMU_PACKAGES, QEMU_NETWORK, recipe)
+    key = _digest(rootfs_path(suite).name, QEMU_PACKAGES, QEMU_NETWORK, _QEMU_RECIPE)
     return cache_dir() / f"qemu-{suite}-{key}"
 
 
@@ -759,9 +759,7 @@ def build_disk_image(suite: str = "bookworm") -> Path:
         for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
             (found,) = (root / "boot").glob(pattern)
             shutil.copyfile(found, out / name)
-        raw = scratch / "disk.raw"
-        _run([_tool("mkfs.ext4"), "-q", "-d", str(root), str(raw), "3G"], timeout=900)
-        _run([_tool("qemu-img"), "convert", "-O", "qcow2", str(raw), str(out / "disk.qcow2")], timeout=900)
+        _make_disk(root, scratch / "disk.raw", out / "disk.qcow2")
         os.rename(out, image)
     return image
 

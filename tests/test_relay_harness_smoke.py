@@ -6,15 +6,11 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-# Importable with plain `pytest` whatever the project's pytest configuration.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.relay_harness import SUITES, CloudInitError, QemuRelay, Relay  # noqa: E402
+from tests.relay_harness import SUITES, CloudInitError, QemuRelay, Relay
 
 
 @pytest.fixture(scope="module")
