@@ -29,9 +29,11 @@ class AuthorizedKeysError(RuntimeError):
     """The file cannot be changed safely; it was left as it was."""
 
 
-def guest_line(key: PublicKey, tmux_command: str) -> str:
-    """A guest key that can do one thing on the host: attach to the session."""
-    return f"restrict,pty,command={_quote_option(tmux_command)} {key.line}"
+def guest_line(key: PublicKey, tmux_command: str, sources: tuple[str, ...] = ()) -> str:
+    """A guest key that can do one thing on the host: attach to the session,
+    and (given `sources`) only when it arrives from there: the tunnel."""
+    origin = f"from={_quote_option(','.join(sources))}," if sources else ""
+    return f"restrict,pty,{origin}command={_quote_option(tmux_command)} {key.line}"
 
 
 def _quote_option(value: str) -> str:
@@ -39,7 +41,9 @@ def _quote_option(value: str) -> str:
 
 
 def tmux_attach_command(session: str, read_only: bool, socket: str | None = None) -> str:
-    argv = ["tmux"] + (["-S", socket] if socket else []) + ["attach"] + (["-r"] if read_only else []) + ["-t", session]
+    # "=name": exactly that session. A bare name also matches any session whose name starts
+    # with it, so while `pair` is gone a guest would land in, say, `pairing-notes`.
+    argv = ["tmux"] + (["-S", socket] if socket else []) + ["attach"] + (["-r"] if read_only else []) + ["-t", f"={session}"]
     return shlex.join(argv)
 
 
@@ -92,9 +96,14 @@ def block_created_file(text: str) -> bool:
 class AuthorizedKeysFile:
     path: Path
 
+    @property
+    def real(self) -> Path:
+        """The file itself: a symlinked authorized_keys (dotfiles) stays a symlink, its target is edited."""
+        return Path(os.path.realpath(self.path))
+
     def read(self) -> str | None:
         try:
-            return self.path.read_bytes().decode("utf-8", "surrogateescape")
+            return self.real.read_bytes().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return None
 
@@ -108,17 +117,40 @@ class AuthorizedKeysFile:
         if text is None or _find_begin(text) < 0:
             return False
         if block_created_file(text):
-            self.path.unlink()
-        else:
-            self._replace(without_block(text))
+            self.real.unlink()
+            return True
+        kept = without_block(text)
+        try:
+            self._replace(kept)
+        except AuthorizedKeysError:
+            if not self._cut_in_place(text, kept):
+                raise
+        return True
+
+    def _cut_in_place(self, text: str, kept: str) -> bool:
+        """With no room for a new copy (a full disk), cut the block off the end in place,
+        which needs no space at all. Only when the block is the file's tail."""
+        old, new = text.encode("utf-8", "surrogateescape"), kept.encode("utf-8", "surrogateescape")
+        if not old.startswith(new):
+            return False
+        try:
+            with open(self.real, "r+b") as out:
+                if out.read() != old:  # changed since we read it
+                    return False
+                out.truncate(len(new))
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError:
+            return False
         return True
 
     def _replace(self, text: str) -> None:
-        folder = self.path.parent
+        path = self.real
+        folder = path.parent
         try:
             if not folder.exists():
                 folder.mkdir(mode=0o700, parents=True)
-            current = self.path.stat() if self.path.exists() else None
+            current = path.stat() if path.exists() else None
             fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", suffix=".pairing", dir=folder)
         except OSError as exc:
             raise AuthorizedKeysError(f"cannot write in {folder}: {exc.strerror}; it was left unchanged") from None
@@ -130,7 +162,7 @@ class AuthorizedKeysFile:
                 out.write(text.encode("utf-8", "surrogateescape"))
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(temp, self.path)
+            os.replace(temp, path)
         except OSError as exc:
             Path(temp).unlink(missing_ok=True)
             raise AuthorizedKeysError(f"cannot write {self.path}: {exc.strerror}; it was left unchanged") from None

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import ipaddress
 import getpass
+import logging
 import os
 import signal
 import socket
@@ -237,9 +239,25 @@ def guest_lines(options: HostOptions) -> list[str]:
     typing = tmux_attach_command(session, read_only=False, socket=socket_path)
     watching = tmux_attach_command(session, read_only=True, socket=socket_path)
     outputs = options.outputs
-    return [guest_line(k, typing) for k in outputs.keys("guestKeys")] + [
-        guest_line(k, watching) for k in outputs.keys("viewerKeys")
+    # Guests reach a loopback sshd only through the tunnel, whose connections
+    # the hook opens from this machine: their keys then work from nowhere else
+    # (not from the LAN your sshd may also listen on).
+    sources = LOOPBACK_SOURCES if _is_loopback(options.target[0]) else ()
+    return [guest_line(k, typing, sources) for k in outputs.keys("guestKeys")] + [
+        guest_line(k, watching, sources) for k in outputs.keys("viewerKeys")
     ]
+
+
+LOOPBACK_SOURCES = ("127.0.0.1", "::1")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def instructions(outputs: StackOutputs) -> str:
@@ -289,10 +307,15 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
 
     stop_signals = (signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
+    said = _SayHandler(status)  # the tunnel's warnings (your sshd is down, is back) on the status line
+    logging.getLogger("pairing.tunnel").addHandler(said)
     try:
         if tmux.ensure_session(outputs.tmuxSession):
             status.say(f"created tmux session {outputs.tmuxSession!r} (attach yourself: tmux attach -t {outputs.tmuxSession})")
+        else:
+            tmux.keep_clients_in(outputs.tmuxSession)
         keys_file.install(guest_lines(options))
+        warned: set[str] = set()
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
         while worker.is_alive():
@@ -300,6 +323,8 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
                 worker.join(STATUS_EVERY)
                 if tmux.ensure_session(outputs.tmuxSession):
                     status.say(f"tmux session {outputs.tmuxSession!r} was gone; created a new one for guests to attach to")
+                if outputs.viewerKeys:
+                    warned = _warn_about_other_sessions(tmux, outputs.tmuxSession, warned, status)
                 status.show(_status_text(state, tmux.clients(outputs.tmuxSession)))
             except KeyboardInterrupt:
                 tunnel.stop()
@@ -310,6 +335,7 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        logging.getLogger("pairing.tunnel").removeHandler(said)
         removed = _remove_block(keys_file, status)
         status.close()
         lock.release()
@@ -317,16 +343,40 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
         exc = failure[0]
         status.say(f"error: {exc}" if isinstance(exc, TunnelFatal) else f"error: the tunnel failed: {exc!r}")
         return 1
+    if removed is None:  # said why; the guests' keys are still in the file
+        return 1
     status.say("stopped; guest keys removed from " + str(options.authorized_keys) if removed else "stopped")
     return 0
 
 
-def _remove_block(keys_file: AuthorizedKeysFile, status: StatusLine) -> bool:
+def _warn_about_other_sessions(tmux: Tmux, session: str, warned: set[str], status: StatusLine) -> set[str]:
+    """tmux lets read-only clients switch sessions (C-b ( and C-b )): say so when viewers could."""
+    others = set(tmux.other_sessions(session))
+    if others - warned:
+        status.say(
+            f"warning: viewers can switch to your other tmux sessions on this server ({', '.join(sorted(others))}) "
+            "with C-b ( and C-b ): tmux lets read-only clients switch sessions. Close them, or give the pair "
+            "session a tmux server of its own with --tmux-socket PATH"
+        )
+    return others
+
+
+class _SayHandler(logging.Handler):
+    def __init__(self, status: StatusLine) -> None:
+        super().__init__(logging.WARNING)
+        self.status = status
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.status.say(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def _remove_block(keys_file: AuthorizedKeysFile, status: StatusLine) -> bool | None:
+    """True if the block was removed, False if there was none, None if it could not be."""
     try:
         return keys_file.remove()
     except AuthorizedKeysError as exc:
         status.say(f"error: could not remove the guest keys: {exc}; run `pairing host` again to clean up")
-        return False
+        return None
 
 
 def _status_text(state: TunnelStatus, clients: list) -> str:

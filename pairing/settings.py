@@ -34,6 +34,8 @@ INSTANCE_SIZE = re.compile(r"(nano|micro|small|medium|large|[0-9]*xlarge|metal)"
 # Names that go into authorized_keys commands and tmux targets: no quoting games.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}")
 POSIX_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")  # longer is out of every range, and int() limits digits
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class ConfigError(ValueError):
@@ -50,17 +52,19 @@ def _as_list(raw: Any) -> list:
         if text.startswith("["):
             try:
                 raw = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise ValueError("is not a valid JSON list; write it as a YAML list in the stack file") from None
         else:
-            return [line for line in text.splitlines() if line.strip()]
+            # Only real line breaks: str.splitlines() also splits at U+2028, \x85 and the like.
+            return [line for line in LINE_BREAK.split(text) if line.strip()]
     if not isinstance(raw, list):
         raise ValueError("must be a list")
     return raw
 
 
 def _as_int(raw: Any) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" and "١٣٣٧".
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not WHOLE_NUMBER.fullmatch(str(raw).strip()):
         raise ValueError(f"{shorten(raw)!r} is not a whole number")
     return int(raw)
 
@@ -132,7 +136,8 @@ def _instance_type(raw: Any) -> str:
         raise ValueError(f"{shorten(raw)!r} is not an EC2 instance type; use e.g. t3.micro (x86_64) or t4g.micro (arm64)")
     if family not in ARCHITECTURE_OF_FAMILY:
         raise ValueError(
-            f"{raw!r} has an unknown instance family {family!r}; use one of {', '.join(sorted(ARCHITECTURE_OF_FAMILY))}"
+            f"{shorten(raw)!r} has an unknown instance family {shorten(family)!r}; "
+            f"use one of {', '.join(sorted(ARCHITECTURE_OF_FAMILY))}"
         )
     return f"{family}.{size}"
 
@@ -226,7 +231,8 @@ def settings_from(raw: Mapping[str, Any]) -> Settings:
     unknown = sorted(set(raw) - {s.key for s in SETTINGS})
     if unknown:
         known = ", ".join(s.key for s in SETTINGS)
-        raise ConfigError(f"{NAMESPACE}:{unknown[0]}: unknown setting; the settings are: {known}")
+        name = unknown[0] if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(unknown[0])) else repr(shorten(unknown[0]))
+        raise ConfigError(f"{NAMESPACE}:{name}: unknown setting; the settings are: {known}")
     values = {}
     for setting in SETTINGS:
         name = f"{NAMESPACE}:{setting.key}"

@@ -7,7 +7,9 @@ pairing accepts and how they are shown back to a person.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -26,6 +28,9 @@ ACCEPTED_TYPES = (
     "ssh-rsa",
 )
 MIN_RSA_BITS = 2048
+# Control characters (C0, DEL, C1: terminals act on them), line and paragraph separators
+# (Python splits lines on them) and lone surrogates (no encoding can write them).
+UNPRINTABLE = ("Cc", "Zl", "Zp", "Cs")
 
 
 class InvalidKey(ValueError):
@@ -60,6 +65,15 @@ class PublicKey:
         return f"{label} ({self.comment})" if self.comment else label
 
 
+def _canonical_base64(blob: str) -> bool:
+    """Exactly what ssh-keygen writes. Lenient decoders skip stray characters, so one key could
+    be spelt many ways: sshd would refuse the line, and a duplicate would go unnoticed."""
+    try:
+        return base64.b64encode(base64.b64decode(blob, validate=True)).decode() == blob
+    except (binascii.Error, ValueError):
+        return False
+
+
 def shorten(text: str, limit: int = 48) -> str:
     """Abbreviate arbitrary user input for a one-line message."""
     text = " ".join(str(text).split())
@@ -72,11 +86,11 @@ def parse_public_key(text: str) -> PublicKey:
     Raises InvalidKey with a message meant to be prefixed by the setting's name.
     """
     line = text.strip()
-    if "PRIVATE KEY" in line:
+    if line.startswith("-----BEGIN") and "PRIVATE KEY" in line:  # OpenSSH's and the PEM kinds
         raise InvalidKey("that is a PRIVATE key; paste the one line of the .pub file instead, and keep the private key secret")
     if not line:
         raise InvalidKey("the key line is empty; paste the one line of a .pub file")
-    if any(ord(c) < 32 for c in line):
+    if any(unicodedata.category(c) in UNPRINTABLE for c in line):
         raise InvalidKey(f"{shorten(line)!r} spans several lines or has control characters; give one key per list entry")
     kind, _, rest = line.partition(" ")
     blob, _, comment = rest.strip().partition(" ")
@@ -87,6 +101,8 @@ def parse_public_key(text: str) -> PublicKey:
             f"{shorten(line)!r} is not an OpenSSH public key line; expected e.g. 'ssh-ed25519 AAAA... you@laptop' "
             "(no options in front, no certificates)"
         )
+    if not _canonical_base64(blob):
+        raise InvalidKey(f"{shorten(line)!r} is not a valid {kind} key (its base64 is damaged); copy the .pub line again, whole")
     try:
         key = load_ssh_public_key(f"{kind} {blob}".encode())
     except (ValueError, UnsupportedAlgorithm) as exc:

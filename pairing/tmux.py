@@ -44,7 +44,21 @@ class Tmux:
         if self.has_session(name):
             return False
         self._run("new-session", "-d", "-s", name)
+        self.keep_clients_in(name)
         return True
+
+    def keep_clients_in(self, name: str) -> None:
+        """When the session ends, its clients leave tmux instead of moving to another session.
+
+        With `detach-on-destroy off` (a common setting) tmux would hand guests and
+        viewers of an ended session one of the host's other sessions.
+        """
+        self._run("set-option", "-t", f"={name}:", "detach-on-destroy", "on")
+
+    def other_sessions(self, name: str) -> list[str]:
+        """The server's sessions besides `name`: read-only clients can switch to these."""
+        result = self._run("list-sessions", "-F", "#{session_name}", check=False)
+        return [line for line in result.stdout.splitlines() if line != name] if result.returncode == 0 else []
 
     def clients(self, name: str) -> list[Client]:
         result = self._run("list-clients", "-t", f"={name}", "-F", "#{client_tty} #{client_readonly}", check=False)

@@ -33,7 +33,14 @@ CONNECT_TIMEOUT = 1.5  # short, so a retry soon follows a network's return
 HANDSHAKE_TIMEOUT = 10.0
 RETRY_FIRST, RETRY_CAP = 0.25, 1.0  # capped backoff between attempts
 PORT_HELD_RETRY = 1.0  # how often to ask again for a port the relay still holds
+# The relay drops a silent connection within 16 s (see relay_documents.CLIENT_ALIVE_*),
+# freeing its port. Held much longer, the port is a live connection's: another hook's.
+PORT_HELD_GIVE_UP = 30.0
 BUFFER = 64 * 1024
+# AES-GCM before paramiko's default AES-CTR + HMAC: one AEAD call per packet
+# instead of a cipher and a fresh HMAC, some 5 % off a keystroke's round trip
+# through the whole path (bench/README.md). Every OpenSSH since 6.2 has both.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 log = logging.getLogger("pairing.tunnel")
 
@@ -93,8 +100,10 @@ def handshake(endpoint: Endpoint, connect_timeout: float = CONNECT_TIMEOUT) -> p
     sock.settimeout(None)
     transport = paramiko.Transport(sock)
     try:
+        options = transport.get_security_options()
         # Offer only the pinned key types, so the server shows the key we can check.
-        transport.get_security_options().key_types = list(dict.fromkeys(k.kind for k in endpoint.pinned))
+        options.key_types = list(dict.fromkeys(k.kind for k in endpoint.pinned))
+        options.ciphers = PREFERRED_CIPHERS + tuple(c for c in options.ciphers if c not in PREFERRED_CIPHERS)
         transport.start_client(timeout=HANDSHAKE_TIMEOUT)
         check_host_key(endpoint, transport.get_remote_server_key())
     except BaseException:
@@ -136,7 +145,25 @@ def alive(transport: paramiko.Transport, timeout: float = KEEPALIVE_TIMEOUT) -> 
             answered.set()
 
     threading.Thread(target=ask, name="pairing-keepalive", daemon=True).start()
-    return answered.wait(timeout) and transport.is_active()
+    if not (answered.wait(timeout) and transport.is_active()):
+        return False
+    acknowledge_now(transport)
+    return True
+
+
+def acknowledge_now(transport: paramiko.Transport) -> None:
+    """Acknowledge what the relay sent at once, not up to 40 ms later (Linux's delayed ACK).
+
+    The relay's sshd holds a small write back while its last one is unacknowledged
+    (Nagle: it sets no TCP_NODELAY on a connection without a terminal), so a keystroke
+    that follows the keepalive's answer would wait for that ACK: measured, about one
+    keystroke in a hundred took 20-45 ms instead of 2 (bench/README.md).
+    """
+    if hasattr(socket, "TCP_QUICKACK"):  # Linux only; elsewhere the stack decides
+        try:
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except OSError:
+            pass  # the connection has just gone; the next probe says so
 
 
 def pump(channel: paramiko.Channel, sock: socket.socket) -> None:
@@ -178,6 +205,8 @@ def self_test(spec: TunnelSpec) -> str:
     ) as forwarder:
         with socket.create_connection(("127.0.0.1", forwarder.local_bind_port), timeout=HANDSHAKE_TIMEOUT) as sock:
             banner = sock.makefile("rb").readline(256).decode("ascii", "replace").strip()
+    if not banner:
+        raise paramiko.SSHException(f"your sshd at {spec.target[0]}:{spec.target[1]} does not answer through the tunnel")
     if not banner.startswith("SSH-"):
         raise paramiko.SSHException(f"the tunnel answered {banner!r}, not the host's sshd")
     return banner
@@ -192,6 +221,7 @@ class ReverseTunnel:
         self.give_up_at = give_up_at
         self.stopping = threading.Event()
         self.transport: paramiko.Transport | None = None
+        self.target_down = False  # the host's sshd refused the last connection
 
     def stop(self) -> None:
         self.stopping.set()
@@ -233,6 +263,12 @@ class ReverseTunnel:
             transport.join(KEEPALIVE_INTERVAL)  # returns at once when the connection closes
             if self.stopping.is_set():
                 return
+            if self.give_up_at is not None and time.time() > self.give_up_at:
+                # Its own timer should have ended it: a relay that outlives it is not one to trust.
+                raise TunnelFatal(
+                    "the relay is still up after its TTL (expiresAt), though it powers itself off by then; "
+                    "stopping. Run `pulumi up` for a new one"
+                )
             if not transport.is_active():
                 self.notify(State.RECONNECTING, "the relay closed the connection")
                 return
@@ -255,7 +291,13 @@ class ReverseTunnel:
                     self.notify(
                         State.WAITING_FOR_PORT,
                         f"port {self.spec.tunnel_port} on the relay is still held by the previous connection; "
-                        "asking again until the relay frees it (within 15 s)",
+                        "asking again until the relay frees it (within 16 s)",
+                    )
+                elif time.monotonic() - waited_since > PORT_HELD_GIVE_UP:
+                    raise TunnelFatal(
+                        f"port {self.spec.tunnel_port} on the relay is still taken after {PORT_HELD_GIVE_UP:.0f} s, so "
+                        "a live connection holds it: another `pairing host` for this relay is running (on this machine "
+                        "or another); stop it first"
                     )
                 self.stopping.wait(PORT_HELD_RETRY)
 
@@ -264,12 +306,22 @@ class ReverseTunnel:
         threading.Thread(target=self._serve, args=(channel,), name="pairing-forward", daemon=True).start()
 
     def _serve(self, channel: paramiko.Channel) -> None:
+        host, port = self.spec.target
         try:
             sock = socket.create_connection(self.spec.target, timeout=CONNECT_TIMEOUT)
         except OSError as exc:
-            log.warning("cannot reach the host's sshd at %s:%s: %s", *self.spec.target, exc)
+            if not self.target_down:  # once per outage, not once per attempt
+                self.target_down = True
+                log.warning(
+                    "a guest could not be connected: your sshd at %s:%s does not answer (%s); start it "
+                    "(Debian/Ubuntu: sudo systemctl start ssh; macOS: enable Remote Login). The tunnel stays up.",
+                    host, port, getattr(exc, "strerror", None) or exc,
+                )
             channel.close()
             return
+        if self.target_down:
+            self.target_down = False
+            log.warning("your sshd at %s:%s answers again; guests can join", host, port)
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pump(channel, sock)

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from . import pairing_env
 from .keys import KeyFile, make_key
 
 REQUIRED_TOOLS = {
@@ -40,3 +41,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyFile]:
     """A set of real keys shared by the session: guests, a viewer, the host, the host's sshd."""
     folder = tmp_path_factory.mktemp("keys")
     return {name: make_key(folder, name) for name in ("guest", "guest2", "viewer", "host", "sshd", "stranger")}
+
+
+# The pairing session shared by the end-to-end modules (one per module).
+pairing = pytest.fixture(scope="module")(pairing_env.pairing_session)
+hook = pytest.fixture()(pairing_env.running_hook)
+guests = pytest.fixture()(pairing_env.guest_list)

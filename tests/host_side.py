@@ -79,6 +79,7 @@ class HostSshd:
                     "PasswordAuthentication no",
                     "KbdInteractiveAuthentication no",
                     "UsePAM no",
+                    "Subsystem sftp /usr/lib/openssh/sftp-server",  # as a stock sshd_config has it
                     "PermitRootLogin prohibit-password",
                     f"AllowUsers {os.environ.get('USER', 'root')} root",
                     "LogLevel VERBOSE",
@@ -172,12 +173,13 @@ class Guest:
 class Hook:
     """`pairing host` as its own process, output collected in a file."""
 
-    def __init__(self, folder: Path, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, folder: Path, argv: list[str], env: dict[str, str], prefix: tuple[str, ...] = ()) -> None:
+        """`prefix` runs it through another command that execs it, e.g. nsenter into a mount namespace."""
         folder.mkdir(parents=True, exist_ok=True)
         self.output = folder / f"hook-{time.monotonic_ns()}.log"
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pairing", "host", *argv],
+                [*prefix, sys.executable, "-m", "pairing", "host", *argv],
                 cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 

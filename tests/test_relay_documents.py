@@ -4,7 +4,6 @@ cloud-init's own schema validator and OpenSSH's sshd."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -136,6 +135,7 @@ def test_sshd_restrictions_for_guests(keys, dropin):
     assert config["permitopen"] == "localhost:1337"
     assert config["permitlisten"] == "none"
     assert config["permittty"] == "no"
+    assert config["maxsessions"] == "0"  # no session channel at all: forwarding only
     assert config["forcecommand"] == "/usr/sbin/nologin"
     assert config["x11forwarding"] == "no"  # ours, not Debian's "yes" that follows the Include
     assert config["allowagentforwarding"] == "no"
@@ -149,6 +149,7 @@ def test_sshd_restrictions_for_the_tunnel(keys, dropin):
     assert config["permitopen"] == "none"
     assert config["permitlisten"] == "localhost:1337"
     assert config["permittty"] == "no"
+    assert config["maxsessions"] == "0"
     assert config["forcecommand"] == "/usr/sbin/nologin"
 
 
@@ -160,8 +161,9 @@ def test_sshd_global_policy(keys, dropin):
     assert config["authenticationmethods"] == "publickey"
     assert config["allowusers"].split() == [GUEST_USER, TUNNEL_USER]
     assert config["hostkey"] == "/etc/ssh/ssh_host_ed25519_key"
-    # A dead tunnel's port is freed within 15 s.
-    assert int(config["clientaliveinterval"]) * int(config["clientalivecountmax"]) <= 15
+    # A dead tunnel's port is freed within 16 s: sshd gives up after interval x (count + 1),
+    # twice that on OpenSSH 9.2 (tests/test_faults.py measures it on the relay).
+    assert 2 * int(config["clientaliveinterval"]) * (int(config["clientalivecountmax"]) + 1) <= 16
     # The stock config's lines after the Include still apply to everyone.
     assert config["subsystem"].startswith("sftp")
     assert config["forcecommand"] == "none"  # the Match blocks ended with our file

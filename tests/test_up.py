@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,7 +20,6 @@ from pairing.program import load_settings
 from pairing.up import UpError, plan
 
 from .host_side import PROJECT, HostSshd
-from .keys import make_key
 
 GITHUB_KEYS = {}  # user -> (status, body), served by the fixture below
 

@@ -1,0 +1,29 @@
+"""The benchmark command works end to end: a --quick run prints the table and writes
+its raw numbers as JSON. Benchmarks are not timed tests: no speed is judged here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .host_side import PROJECT
+
+
+def test_quick_run_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=PROJECT,
+                            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    assert "| measure | measured | goal | met |" in result.stdout
+    data = json.loads(out.read_text())
+    for row in data["table"]:
+        assert f"| {row['measure']} | {row['value']} | {row['goal']} |" in result.stdout
+    keys = data["options"]["keys"]
+    assert {name: len(samples) for name, samples in data["keystrokes_ms"].items()} == {
+        "pairing": keys, "openssh": keys, "direct": keys}
+    for route in ("pairing", "openssh"):
+        assert [len(guest) for guest in data["group_keystrokes_ms"][route]] == [keys] * data["options"]["guests"]
+        assert len(data["bulk_mb_s"][route]) == data["options"]["transfers"]
+    assert data["hook"]["peak_rss_mb"] > 0 and data["hook"]["idle_seconds"] > 0
+    assert data["machine"]["nproc"] >= 1
