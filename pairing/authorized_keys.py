@@ -117,7 +117,12 @@ class AuthorizedKeysFile:
         if text is None or _find_begin(text) < 0:
             return False
         if block_created_file(text):
-            self.real.unlink()
+            try:
+                self.real.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise AuthorizedKeysError(f"cannot remove {self.path}: {exc.strerror}; it still holds the guests' keys") from None
             return True
         kept = without_block(text)
         try:

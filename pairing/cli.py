@@ -10,7 +10,7 @@ from pathlib import Path
 from . import backend as backends
 from .authorized_keys import AuthorizedKeysError
 from .doctor import report, run_checks
-from .host import HostOptions, PreflightError, hook_running, run
+from .host import TUNNELS, HostOptions, PreflightError, hook_running, run
 from .invite import write_invite
 from .outputs import OutputsError, read_outputs
 from .tmux import Tmux
@@ -48,6 +48,9 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     host.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys", metavar="PATH",
                       help="the authorized_keys file your sshd reads for you (default: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", metavar="PATH", help="tmux socket of your session (default: tmux's own)")
+    host.add_argument("--tunnel", choices=TUNNELS, default="paramiko",
+                      help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
+                           "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
     return {"source": source, "stack": stack, "backend": backend, "host": host}
 
 
@@ -109,21 +112,25 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_up(args) -> int:
-    checks = run_checks(args.target)
+    identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
+    checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
     print(report(checks))
     failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
     if failed:
         raise UpError(f"stopped before creating anything: {failed[0].detail}; fix: {failed[0].fix}")
     up_plan = plan(args)
-    outputs = deploy(up_plan)
-    print(write_invite(outputs, args.invite))
-    identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
-    code = run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket))
-    if ask_to_destroy(args.keep):
-        destroy(args.stack, up_plan.backend, args.authorized_keys)
-    else:
-        print(f"the relay keeps running until {outputs.expiresAt}; end it with: pairing down --stack {args.stack}")
-    return code
+    # From here a relay may exist: whatever ends the run (Ctrl-C during the update, a
+    # refused preflight, the hook's own end), the host is asked what to do with it.
+    try:
+        outputs = deploy(up_plan)
+        print(write_invite(outputs, args.invite))
+        return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
+                               invite=args.invite))
+    finally:
+        if ask_to_destroy(args.keep):
+            destroy(args.stack, up_plan.backend, args.authorized_keys)
+        else:
+            print(f"the relay keeps running until its TTL; end it with: pairing down --stack {args.stack}")
 
 
 def cmd_down(args) -> int:
@@ -137,7 +144,7 @@ def cmd_status(args) -> int:
     left = ends - dt.datetime.now(dt.timezone.utc)
     minutes = int(left.total_seconds() // 60)
     remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
-    clients = Tmux(args.tmux_socket).clients(outputs.tmuxSession) if Tmux.installed() else []
+    clients = Tmux(args.tmux_socket).snapshot(outputs.tmuxSession).clients if Tmux.installed() else ()
     typing = sum(1 for c in clients if not c.read_only)
     running = hook_running(args.authorized_keys.parent)
     print(f"relay   {outputs.relayAddress} ({outputs.relayHostKeyFingerprint}), instance {outputs.instanceId}")
@@ -162,10 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "invite":
             print(write_invite(outputs, args.out))
             return 0
-        return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket))
+        return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel))
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, OSError) as exc:
         print(f"pairing {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"pairing {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

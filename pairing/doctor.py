@@ -88,7 +88,8 @@ def _profile_keys(path: Path, section: str) -> set[str]:
     return set(parser[section]) if parser.has_section(section) else set()
 
 
-def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path = LOCAL_SSHD_KEY) -> Check:
+def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path | None = LOCAL_SSHD_KEY) -> Check:
+    """host_key None: its key line was given (--sshd-key), so the file need not be readable."""
     host, port = target
     try:
         with socket.create_connection(target, timeout=3) as sock:
@@ -100,6 +101,8 @@ def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path = LOC
                      "General > Sharing > Remote Login), or pass --target HOST:PORT")
     if not banner.startswith("SSH-"):
         return Check("sshd", False, f"{host}:{port} answers {banner[:40]!r}, not SSH", "pass --target with your sshd")
+    if host_key is None:
+        return Check("sshd", True, f"{banner} on {host}:{port}; host key given with --sshd-key")
     if not os.access(host_key, os.R_OK):
         return Check("sshd", False, f"{banner} on {host}:{port}, but {host_key} is not readable",
                      "pass its key line with --sshd-key (ssh-keyscan -t ed25519 localhost)")
@@ -113,7 +116,11 @@ def check_tmux() -> Check:
 
 
 def check_openssh() -> Check:
-    text = _version(["ssh", "-V"]) if shutil.which("ssh") else None
+    return openssh_verdict(_version(["ssh", "-V"]) if shutil.which("ssh") else None)
+
+
+def openssh_verdict(text: str | None) -> Check:
+    """What `ssh -V` printed (None: no ssh) -> the check."""
     match = re.search(r"OpenSSH_(\d+)\.(\d+)", text or "")
     if not match:
         return Check("openssh client", False, text or "not installed", "install OpenSSH 8.5 or newer")
@@ -123,7 +130,12 @@ def check_openssh() -> Check:
                  f"upgrade OpenSSH to {need} or newer")
 
 
-def check_identity(home: Path | None = None) -> Check:
+def check_identity(home: Path | None = None, given: Path | None = None) -> Check:
+    """given: the key of --identity (or --host-key's private half), which replaces the default search."""
+    if given is not None:
+        if given.is_file() and os.access(given, os.R_OK):
+            return Check("identity", True, str(given))
+        return Check("identity", False, f"{given} is not a readable file", "pass --identity with your private key")
     folder = (home or Path.home()) / ".ssh"
     for name in IDENTITIES:
         if (folder / name).exists() and (folder / f"{name}.pub").exists():
@@ -132,9 +144,11 @@ def check_identity(home: Path | None = None) -> Check:
                  "make one: ssh-keygen -t ed25519, or pass --identity PATH")
 
 
-def run_checks(target: tuple[str, int] = ("localhost", 22)) -> list[Check]:
-    return [check_python(), check_pulumi(), check_aws_credentials(), check_sshd(target), check_tmux(),
-            check_openssh(), check_identity()]
+def run_checks(target: tuple[str, int] = ("localhost", 22), identity: Path | None = None,
+               sshd_key_given: bool = False) -> list[Check]:
+    return [check_python(), check_pulumi(), check_aws_credentials(),
+            check_sshd(target, None if sshd_key_given else LOCAL_SSHD_KEY), check_tmux(),
+            check_openssh(), check_identity(given=identity)]
 
 
 def report(checks: list[Check]) -> str:

@@ -15,6 +15,7 @@ import ipaddress
 import getpass
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -31,7 +32,12 @@ from .outputs import StackOutputs
 from .accounts import GUEST_USER, TUNNEL_USER
 from .sshkeys import PublicKey, parse_public_key
 from .tmux import Tmux, TmuxError
-from .tunnel import Endpoint, HostKeyMismatch, ReverseTunnel, State, TunnelFatal, TunnelSpec, handshake
+from .openssh_tunnel import OpenSSHTunnel
+from .tunnel import Endpoint, HostKeyMismatch, ParamikoTunnel, State, TunnelFatal, TunnelSpec, handshake
+
+# What may carry the tunnel: paramiko in this process (the default, nothing else
+# needed), or a supervised OpenSSH `ssh -N -R` (faster per keystroke; bench/README.md).
+TUNNELS = {tunnel.name: tunnel for tunnel in (ParamikoTunnel, OpenSSHTunnel)}
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 SSHD_PROBE_TIMEOUT = 3.0
@@ -51,12 +57,21 @@ class HostOptions:
     target: tuple[str, int]
     authorized_keys: Path
     tmux_socket: str | None = None
+    tunnel: str = "paramiko"  # a key of TUNNELS
+    invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
 
 
 # --- preflight ------------------------------------------------------------
 
 
-def load_identity(path: Path | None, expected: PublicKey) -> paramiko.PKey:
+@dataclass(frozen=True)
+class Identity:
+    key: paramiko.PKey
+    path: Path | None  # None: the ssh agent's
+    needs_passphrase: bool = False
+
+
+def load_identity(path: Path | None, expected: PublicKey) -> Identity:
     """The private key of hostPublicKey: the given file, else ~/.ssh/id_*, else the agent."""
     candidates = [path] if path else [Path.home() / ".ssh" / name for name in DEFAULT_IDENTITIES]
     tried = []
@@ -65,32 +80,37 @@ def load_identity(path: Path | None, expected: PublicKey) -> paramiko.PKey:
             if path:
                 raise PreflightError(f"--identity {candidate}: no such file; pass the private key of pairing:hostPublicKey")
             continue
-        key = _read_private_key(candidate)
+        key, needs_passphrase = _read_private_key(candidate)
         if _same_key(key, expected):
-            return key
+            return Identity(key, candidate, needs_passphrase)
         tried.append(f"{candidate} ({key.fingerprint})")
         if path:
             raise PreflightError(
                 f"--identity {candidate} is {key.fingerprint}, but the relay expects {expected.fingerprint} "
                 "(pairing:hostPublicKey); pass the matching private key"
             )
-    for key in paramiko.Agent().get_keys():
-        if _same_key(key, expected):
-            return key
+    agent_key = _agent_key(expected)
+    if agent_key is not None:
+        return Identity(agent_key, None)
     raise PreflightError(
         f"no private key for {expected.fingerprint} (pairing:hostPublicKey) in "
         f"{', '.join(tried) or 'the default ~/.ssh/id_* files'} or the ssh agent; pass --identity PATH"
     )
 
 
-def _read_private_key(path: Path) -> paramiko.PKey:
+def _agent_key(expected: PublicKey) -> paramiko.PKey | None:
+    return next((key for key in paramiko.Agent().get_keys() if _same_key(key, expected)), None)
+
+
+def _read_private_key(path: Path) -> tuple[paramiko.PKey, bool]:
+    """The key, and whether it took a passphrase."""
     try:
-        return paramiko.PKey.from_path(path)
+        return paramiko.PKey.from_path(path), False
     except paramiko.PasswordRequiredException:
         if not sys.stdin.isatty():
             raise PreflightError(f"{path} needs a passphrase; add it to ssh-agent (ssh-add {path}) or run in a terminal") from None
         try:
-            return paramiko.PKey.from_path(path, getpass.getpass(f"passphrase for {path}: "))
+            return paramiko.PKey.from_path(path, getpass.getpass(f"passphrase for {path}: ")), True
         except paramiko.SSHException:
             raise PreflightError(f"wrong passphrase for {path}") from None
     except (OSError, paramiko.SSHException, ValueError) as exc:
@@ -144,11 +164,20 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def preflight(options: HostOptions) -> paramiko.PKey:
+def preflight(options: HostOptions) -> Identity:
     outputs = options.outputs
+    if options.tunnel not in TUNNELS:
+        raise PreflightError(f"--tunnel {options.tunnel}: unknown; use one of {', '.join(TUNNELS)}")
     if not Tmux.installed():
         raise PreflightError("tmux is not installed; install it (Debian/Ubuntu: sudo apt install tmux; macOS: brew install tmux)")
-    identity = load_identity(options.identity, parse_public_key(outputs.hostPublicKey))
+    if options.tunnel == OpenSSHTunnel.name and shutil.which("ssh") is None:
+        raise PreflightError("--tunnel openssh needs OpenSSH's ssh; install it (Debian/Ubuntu: sudo apt install "
+                             "openssh-client) or leave out --tunnel")
+    expected = parse_public_key(outputs.hostPublicKey)
+    identity = load_identity(options.identity, expected)
+    if options.tunnel == OpenSSHTunnel.name and identity.needs_passphrase and _agent_key(expected) is None:
+        raise PreflightError(f"--tunnel openssh cannot ask for the passphrase of {identity.path}; add the key to "
+                             f"ssh-agent first (ssh-add {identity.path}) or leave out --tunnel")
     probe_sshd(options.target, parse_public_key(outputs.hostSshdKey))
     probe_relay(relay_endpoint(outputs, TUNNEL_USER))
     return identity
@@ -260,10 +289,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def instructions(outputs: StackOutputs) -> str:
+def instructions(outputs: StackOutputs, invite: Path | None = None) -> str:
+    sent = f"Send them {invite}" if invite else "Send them the file from `pairing invite`"
     return (
-        "ready: guests can join now. Send them the file from `pairing invite` and have them run\n"
-        "    ssh -F pairing.conf pairing\n"
+        f"ready: guests can join now. {sent} and have them run\n"
+        f"    ssh -F {invite.name if invite else 'pairing.conf'} pairing\n"
         "or this one command (needs OpenSSH 8.5+):\n"
         f"    {outputs.guestCommand}\n"
         f"relay {outputs.relayAddress} ({outputs.relayHostKeyFingerprint}), ends {outputs.expiresAt}. Ctrl-C to stop."
@@ -284,19 +314,20 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
         probe=relay_endpoint(outputs, GUEST_USER),
         tunnel_port=outputs.tunnelPort,
         target=options.target,
-        identity=identity,
+        identity=identity.key,
+        identity_file=identity.path,
     )
 
     def notify(new: State, detail: str) -> None:
         if new is not state.state:
             state.state, state.since = new, time.time()
         if new is State.UP:
-            status.say(f"tunnel back up ({detail})" if state.ready_once else instructions(outputs))
+            status.say(f"tunnel back up ({detail})" if state.ready_once else instructions(outputs, options.invite))
             state.ready_once = True
         elif new is State.WAITING_FOR_PORT or (new is State.RECONNECTING and detail):
             status.say(f"{new.value}: {detail}")
 
-    tunnel = ReverseTunnel(spec, notify, give_up_at=_epoch(outputs.expiresAt) + GIVE_UP_GRACE)
+    tunnel = TUNNELS[options.tunnel](spec, notify, give_up_at=_epoch(outputs.expiresAt) + GIVE_UP_GRACE)
     failure: list[BaseException] = []
 
     def hold() -> None:
@@ -316,16 +347,20 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
             tmux.keep_clients_in(outputs.tmuxSession)
         keys_file.install(guest_lines(options))
         warned: set[str] = set()
+        attached: tuple = ()
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
         while worker.is_alive():
             try:
                 worker.join(STATUS_EVERY)
-                if tmux.ensure_session(outputs.tmuxSession):
+                now = tmux.snapshot(outputs.tmuxSession)
+                if not now.exists and tmux.ensure_session(outputs.tmuxSession):
                     status.say(f"tmux session {outputs.tmuxSession!r} was gone; created a new one for guests to attach to")
                 if outputs.viewerKeys:
-                    warned = _warn_about_other_sessions(tmux, outputs.tmuxSession, warned, status)
-                status.show(_status_text(state, tmux.clients(outputs.tmuxSession)))
+                    warned = _warn_about_other_sessions(now.others, warned, status)
+                _say_comings_and_goings(attached, now.clients, status)
+                attached = now.clients
+                status.show(_status_text(state, now.clients))
             except KeyboardInterrupt:
                 tunnel.stop()
     except (AuthorizedKeysError, TmuxError) as exc:
@@ -349,9 +384,9 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
     return 0
 
 
-def _warn_about_other_sessions(tmux: Tmux, session: str, warned: set[str], status: StatusLine) -> set[str]:
+def _warn_about_other_sessions(sessions: list[str], warned: set[str], status: StatusLine) -> set[str]:
     """tmux lets read-only clients switch sessions (C-b ( and C-b )): say so when viewers could."""
-    others = set(tmux.other_sessions(session))
+    others = set(sessions)
     if others - warned:
         status.say(
             f"warning: viewers can switch to your other tmux sessions on this server ({', '.join(sorted(others))}) "
@@ -359,6 +394,13 @@ def _warn_about_other_sessions(tmux: Tmux, session: str, warned: set[str], statu
             "session a tmux server of its own with --tmux-socket PATH"
         )
     return others
+
+
+def _say_comings_and_goings(before: tuple, now: tuple, status: StatusLine) -> None:
+    """A line when someone attaches or leaves, so the host notices a guest arrive."""
+    for client, verb in [(c, "joined") for c in now if c not in before] + [(c, "left") for c in before if c not in now]:
+        who = "a viewer (read-only)" if client.read_only else "someone who can type"
+        status.say(f"{who} {verb} the session ({client.tty})")
 
 
 class _SayHandler(logging.Handler):

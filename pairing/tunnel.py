@@ -1,9 +1,14 @@
 """The reverse tunnel: relay localhost:<port> -> the host's sshd, kept up.
 
-Built on paramiko, the SSH stack under sshtunnel: sshtunnel only does local
-forwards, so the reverse forward is paramiko's request_port_forward, and the
-self-test after each (re)connect is an sshtunnel local forward, opening the
-tunnel port through the relay exactly as a guest's ProxyJump does.
+ReverseTunnel is what every tunnel does whatever carries it: log in with the
+relay's key pinned, listen, prove the guests' path (the self-test), watch,
+and start again on any failure, waiting out a port the relay still holds.
+ParamikoTunnel, the default, carries it on paramiko, the SSH stack under
+sshtunnel: sshtunnel only does local forwards, so the reverse forward is
+paramiko's request_port_forward, and the self-test after each (re)connect is
+an sshtunnel local forward, opening the tunnel port through the relay exactly
+as a guest's ProxyJump does. (openssh_tunnel.OpenSSHTunnel carries it on
+OpenSSH's `ssh -N -R`.)
 
 OpenSSH's defaults never notice a dead peer; here an unanswered keepalive
 ends the connection within KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT seconds,
@@ -20,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Callable
 
 import paramiko
@@ -32,8 +38,12 @@ KEEPALIVE_TIMEOUT = 9.0  # an unanswered probe after this long means the relay i
 CONNECT_TIMEOUT = 1.5  # short, so a retry soon follows a network's return
 HANDSHAKE_TIMEOUT = 10.0
 RETRY_FIRST, RETRY_CAP = 0.25, 1.0  # capped backoff between attempts
-PORT_HELD_RETRY = 1.0  # how often to ask again for a port the relay still holds
-# The relay drops a silent connection within 16 s (see relay_documents.CLIENT_ALIVE_*),
+# How often to ask again for a port the relay still holds. After an outage the relay
+# lets go of it at its next ClientAlive probe of the dead connection (the host's
+# kernel answers it with a reset), within a second or two of the network's
+# return; asking often turns that into a tunnel back within about 2 s, not 3.
+PORT_HELD_RETRY = 0.25
+# The relay drops a silent connection within 14 s (see relay_documents.CLIENT_ALIVE_*),
 # freeing its port. Held much longer, the port is a live connection's: another hook's.
 PORT_HELD_GIVE_UP = 30.0
 BUFFER = 64 * 1024
@@ -82,6 +92,7 @@ class TunnelSpec:
     tunnel_port: int  # listened on at localhost on the relay
     target: tuple[str, int]  # the host's sshd
     identity: paramiko.PKey
+    identity_file: Path | None = None  # where `identity` was read from; None: the ssh agent holds it
 
 
 Notify = Callable[[State, str], None]
@@ -126,9 +137,12 @@ def connect(endpoint: Endpoint, identity: paramiko.PKey) -> paramiko.Transport:
 def check_host_key(endpoint: Endpoint, presented: paramiko.PKey) -> None:
     if any(presented.get_name() == k.kind and presented.get_base64() == k.blob for k in endpoint.pinned):
         return
-    shown = PublicKey(presented.get_name(), presented.get_base64())
-    raise HostKeyMismatch(
-        f"the relay at {endpoint.address}:{endpoint.port} presented host key {shown.fingerprint}, but the stack "
+    raise host_key_mismatch(endpoint, PublicKey(presented.get_name(), presented.get_base64()).fingerprint)
+
+
+def host_key_mismatch(endpoint: Endpoint, shown: str) -> HostKeyMismatch:
+    return HostKeyMismatch(
+        f"the relay at {endpoint.address}:{endpoint.port} presented host key {shown}, but the stack "
         f"pinned {', '.join(k.fingerprint for k in endpoint.pinned)}. This may be an attack (someone between you and "
         "the relay); refusing to connect. If the relay was replaced, read the outputs again (pulumi stack output)."
     )
@@ -141,6 +155,8 @@ def alive(transport: paramiko.Transport, timeout: float = KEEPALIVE_TIMEOUT) -> 
     def ask() -> None:
         try:
             transport.global_request("keepalive@openssh.com", wait=True)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the connection is gone: no answer, which is the answer
         finally:
             answered.set()
 
@@ -184,7 +200,10 @@ def pump(channel: paramiko.Channel, sock: socket.socket) -> None:
     except (OSError, EOFError, paramiko.SSHException):
         pass
     finally:
-        channel.close()
+        try:
+            channel.close()  # tells the relay, over a connection that may be gone
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
         sock.close()
 
 
@@ -212,69 +231,146 @@ def self_test(spec: TunnelSpec) -> str:
     return banner
 
 
+class TunnelLost(Exception):
+    """The connection ended or stopped answering; retried."""
+
+
 class ReverseTunnel:
-    """Holds the reverse forward until stopped; reports each state change."""
+    """Holds the reverse forward until stopped; reports each state change.
+
+    The retry loop, the TTL and the wait for a port the relay still holds are
+    the same whatever carries the connection; a backend supplies _open (log in
+    and listen on the relay), _watch (return when the connection is lost) and
+    _close.
+    """
+
+    name = ""
+    port_held_retry = PORT_HELD_RETRY
 
     def __init__(self, spec: TunnelSpec, notify: Notify, give_up_at: float | None = None) -> None:
         self.spec = spec
         self.notify = notify
         self.give_up_at = give_up_at
         self.stopping = threading.Event()
-        self.transport: paramiko.Transport | None = None
         self.target_down = False  # the host's sshd refused the last connection
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.transport is not None:
-            self.transport.close()
+        self._close()
 
     def run(self) -> None:
         """Connect, forward, self-test, watch; again on any failure, until stop() or a fatal error."""
         delay = 0.0
         while not self.stopping.is_set():
-            if self.give_up_at is not None and time.time() > self.give_up_at:
-                raise TunnelFatal("the relay's TTL has passed, so it is gone; run `pulumi up` for a new one")
+            self._check_ttl(connected=False)
             self.notify(State.CONNECTING if delay == 0 else State.RECONNECTING, "")
+            began = time.monotonic()
             try:
-                self.transport = connect(self.spec.relay, self.spec.identity)
-                self._forward(self.transport)
+                self._open()
                 banner = self_test(self.spec)
                 self.notify(State.UP, banner)
                 delay = 0.0
-                self._watch(self.transport)
+                self._watch()
             except paramiko.AuthenticationException:
                 raise TunnelFatal(
                     f"the relay refused the key {self.spec.identity.fingerprint} for {self.spec.relay.user}; "
                     "pass --identity with the private key of pairing:hostPublicKey"
                 ) from None
-            except (OSError, EOFError, paramiko.SSHException, sshtunnel.BaseSSHTunnelForwarderError) as exc:
+            except (TunnelLost, OSError, EOFError, paramiko.SSHException, sshtunnel.BaseSSHTunnelForwarderError) as exc:
                 if not self.stopping.is_set():
                     self.notify(State.RECONNECTING, _reason(exc))
             finally:
-                if self.transport is not None:
-                    self.transport.close()
+                self._close()
             delay = min(max(delay * 2, RETRY_FIRST), RETRY_CAP)
-            self.stopping.wait(delay)
+            # An attempt that timed out has waited already: with the network gone, one
+            # attempt follows the other, so the first after its return is at most
+            # CONNECT_TIMEOUT away.
+            self.stopping.wait(max(0.0, delay - (time.monotonic() - began)))
         self.notify(State.STOPPED, "")
 
-    def _watch(self, transport: paramiko.Transport) -> None:
+    def _check_ttl(self, connected: bool) -> None:
+        if self.give_up_at is None or time.time() <= self.give_up_at:
+            return
+        if connected:
+            # Its own timer should have ended it: a relay that outlives it is not one to trust.
+            raise TunnelFatal(
+                "the relay is still up after its TTL (expiresAt), though it powers itself off by then; "
+                "stopping. Run `pulumi up` for a new one"
+            )
+        raise TunnelFatal("the relay's TTL has passed, so it is gone; run `pulumi up` for a new one")
+
+    def _port_held(self, waited_since: float | None) -> float:
+        """The relay refused the listen: say so once, give up when it is clearly someone else's; then wait."""
+        if waited_since is None:
+            waited_since = time.monotonic()
+            self.notify(
+                State.WAITING_FOR_PORT,
+                f"port {self.spec.tunnel_port} on the relay is still held by the previous connection; "
+                "asking again until the relay frees it (within 14 s)",
+            )
+        elif time.monotonic() - waited_since > PORT_HELD_GIVE_UP:
+            raise TunnelFatal(
+                f"port {self.spec.tunnel_port} on the relay is still taken after {PORT_HELD_GIVE_UP:.0f} s, so "
+                "a live connection holds it: another `pairing host` for this relay is running (on this machine "
+                "or another); stop it first"
+            )
+        self.stopping.wait(self.port_held_retry)
+        return waited_since
+
+    def _target_refused(self, why: str) -> None:
+        if not self.target_down:  # once per outage, not once per attempt
+            self.target_down = True
+            host, port = self.spec.target
+            log.warning(
+                "a guest could not be connected: your sshd at %s:%s does not answer (%s); start it "
+                "(Debian/Ubuntu: sudo systemctl start ssh; macOS: enable Remote Login). The tunnel stays up.",
+                host, port, why,
+            )
+
+    def _target_answered(self) -> None:
+        if self.target_down:
+            self.target_down = False
+            log.warning("your sshd at %s:%s answers again; guests can join", *self.spec.target)
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _watch(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+class ParamikoTunnel(ReverseTunnel):
+    """The reverse forward over paramiko: one Python process, no other program needed."""
+
+    name = "paramiko"
+
+    def __init__(self, spec: TunnelSpec, notify: Notify, give_up_at: float | None = None) -> None:
+        super().__init__(spec, notify, give_up_at)
+        self.transport: paramiko.Transport | None = None
+
+    def _open(self) -> None:
+        self.transport = connect(self.spec.relay, self.spec.identity)
+        self._forward(self.transport)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _watch(self) -> None:
         """Return when the connection ends or stops answering (or on stop())."""
+        transport = self.transport
         while not self.stopping.is_set():
             transport.join(KEEPALIVE_INTERVAL)  # returns at once when the connection closes
             if self.stopping.is_set():
                 return
-            if self.give_up_at is not None and time.time() > self.give_up_at:
-                # Its own timer should have ended it: a relay that outlives it is not one to trust.
-                raise TunnelFatal(
-                    "the relay is still up after its TTL (expiresAt), though it powers itself off by then; "
-                    "stopping. Run `pulumi up` for a new one"
-                )
+            self._check_ttl(connected=True)
             if not transport.is_active():
-                self.notify(State.RECONNECTING, "the relay closed the connection")
-                return
+                raise TunnelLost("the relay closed the connection")
             if not alive(transport):
-                self.notify(State.RECONNECTING, "the relay stopped answering")
-                return
+                raise TunnelLost("the relay stopped answering")
 
     def _forward(self, transport: paramiko.Transport) -> None:
         """Listen on the relay; a port still held by our own dead connection is asked for again until freed."""
@@ -286,42 +382,20 @@ class ReverseTunnel:
             except paramiko.SSHException:
                 if not transport.is_active():
                     raise
-                if waited_since is None:
-                    waited_since = time.monotonic()
-                    self.notify(
-                        State.WAITING_FOR_PORT,
-                        f"port {self.spec.tunnel_port} on the relay is still held by the previous connection; "
-                        "asking again until the relay frees it (within 16 s)",
-                    )
-                elif time.monotonic() - waited_since > PORT_HELD_GIVE_UP:
-                    raise TunnelFatal(
-                        f"port {self.spec.tunnel_port} on the relay is still taken after {PORT_HELD_GIVE_UP:.0f} s, so "
-                        "a live connection holds it: another `pairing host` for this relay is running (on this machine "
-                        "or another); stop it first"
-                    )
-                self.stopping.wait(PORT_HELD_RETRY)
+                waited_since = self._port_held(waited_since)
 
     def _accept(self, channel: paramiko.Channel, origin: tuple, server: tuple) -> None:
         """Called on paramiko's thread: connect to the host's sshd and pump elsewhere."""
         threading.Thread(target=self._serve, args=(channel,), name="pairing-forward", daemon=True).start()
 
     def _serve(self, channel: paramiko.Channel) -> None:
-        host, port = self.spec.target
         try:
             sock = socket.create_connection(self.spec.target, timeout=CONNECT_TIMEOUT)
         except OSError as exc:
-            if not self.target_down:  # once per outage, not once per attempt
-                self.target_down = True
-                log.warning(
-                    "a guest could not be connected: your sshd at %s:%s does not answer (%s); start it "
-                    "(Debian/Ubuntu: sudo systemctl start ssh; macOS: enable Remote Login). The tunnel stays up.",
-                    host, port, getattr(exc, "strerror", None) or exc,
-                )
+            self._target_refused(getattr(exc, "strerror", None) or str(exc))
             channel.close()
             return
-        if self.target_down:
-            self.target_down = False
-            log.warning("your sshd at %s:%s answers again; guests can join", host, port)
+        self._target_answered()
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pump(channel, sock)

@@ -18,6 +18,7 @@ from typing import Callable
 from . import backend as backends
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi
+from .host import hook_running
 from .keysources import KeySourceError, keys_from, keys_from_all
 from .outputs import PROJECT_DIR, OutputsError, StackOutputs
 from .settings import NAMESPACE, ConfigError, Settings, settings_from
@@ -140,11 +141,19 @@ def deploy(up_plan: UpPlan, say: Callable[[str], None] = print) -> StackOutputs:
 
 
 def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path, say: Callable[[str], None] = print) -> None:
+    # The guests' keys first: they need no Pulumi, and must not outlive a failed destroy.
+    remove_guest_keys(authorized_keys, say)
     require_pulumi()
     stack = open_stack(stack_name, backend, create=False)
     stack.destroy(on_output=say)
     say(f"destroyed the relay of stack {stack_name!r}: instance, security group, key pair and host key")
-    if AuthorizedKeysFile(authorized_keys).remove():
+
+
+def remove_guest_keys(authorized_keys: Path, say: Callable[[str], None] = print) -> None:
+    """The block a crashed `pairing host` left behind; never the block of one still running."""
+    if hook_running(authorized_keys.parent):
+        say(f"left the guest keys in {authorized_keys}: a `pairing host` is still running (it removes them when it stops)")
+    elif AuthorizedKeysFile(authorized_keys).remove():
         say(f"removed the guest keys block that was left in {authorized_keys}")
     else:
         say(f"no guest keys were left in {authorized_keys}")

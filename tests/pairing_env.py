@@ -31,6 +31,7 @@ class Pairing:
     outputs: Path
     invite: Path
     host_tmux: Tmux
+    tunnel: str = "paramiko"  # what `pairing host --tunnel` carries the tunnel with
 
     @property
     def session(self) -> str:
@@ -43,6 +44,7 @@ class Pairing:
             "--target", f"127.0.0.1:{self.deployment.host_sshd.port}",
             "--authorized-keys", str(self.deployment.authorized_keys),
             "--tmux-socket", str(self.host_tmux.socket),
+            "--tunnel", self.tunnel,
         ]
 
     def hook_env(self) -> dict[str, str]:
@@ -68,7 +70,7 @@ class Pairing:
         return path.read_bytes(), path.stat().st_mode & 0o777
 
 
-def pairing_session(keys, tmp_path_factory):
+def pairing_session(keys, tmp_path_factory, tunnel: str = "paramiko"):
     folder = tmp_path_factory.mktemp("pairing")
     deployment = deploy(folder, keys)
     deployment.authorized_keys.parent.mkdir(parents=True, mode=0o700)
@@ -85,7 +87,7 @@ def pairing_session(keys, tmp_path_factory):
         assert "ssh -F pairing.conf pairing" in result.stdout
         host_tmux = Tmux(folder / "host.tmux")
         try:
-            yield Pairing(deployment, folder, outputs, invite, host_tmux)
+            yield Pairing(deployment, folder, outputs, invite, host_tmux, tunnel)
         finally:
             host_tmux.kill_server()
             deployment.host_sshd.stop()
@@ -99,6 +101,7 @@ def running_hook(pairing):
     yield hook
     assert hook.stop() == 0, hook.text
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+    assert "Traceback" not in hook.text, hook.text  # every failure said in a line, none as a crash of a thread
 
 
 def guest_list():

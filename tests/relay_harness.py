@@ -688,20 +688,20 @@ class Relay:
         sshd = self._sshd
         _wait_for_banner(self.address, self.port, timeout, lambda: sshd.poll() is None, self.sshd_log)
 
-    def stop_sshd(self) -> None:
-        """Stop the listening sshd; established sessions live on, as under systemd."""
+    def stop_sshd(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the listening sshd (SIGKILL: as if it crashed); established sessions live on, as under systemd."""
         if self._sshd is None:
             return
         nsenter, self._sshd = self._sshd, None
-        _signal_nsenter(nsenter, signal.SIGTERM)
+        _signal_nsenter(nsenter, sig)
         try:
             nsenter.wait(timeout=10)
         except subprocess.TimeoutExpired:
             _signal_nsenter(nsenter, signal.SIGKILL)
             nsenter.wait()
 
-    def restart_sshd(self) -> None:
-        self.stop_sshd()
+    def restart_sshd(self, sig: int = signal.SIGTERM) -> None:
+        self.stop_sshd(sig)
         self.start_sshd()
 
     def cut_network(self) -> None:

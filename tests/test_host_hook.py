@@ -10,6 +10,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from .host_side import Tmux, wait_until
 from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, join
 
@@ -21,10 +23,14 @@ def test_guest_types_and_sees_the_host(pairing, hook, guests):
     pairing.host_types("echo typed-by-host-$((5*5))")
     wait_until(lambda: "typed-by-host-25" in guest.screen, 10, "the host's output on the guest's screen")
     wait_until(lambda: "1 typing, 0 watching" in hook.text, 10, "the status line to count the guest")
+    assert "someone who can type joined the session (/dev/pts/" in hook.text
+    guest.disconnect()
+    wait_until(lambda: "someone who can type left the session" in hook.text, 10, "the hook to say the guest left")
 
 
 def test_viewer_sees_but_cannot_type(pairing, hook, guests):
     viewer = join(pairing, guests, "viewer")
+    wait_until(lambda: "a viewer (read-only) joined the session" in hook.text, 10, "the hook to announce the viewer")
     pairing.host_types("echo shown-to-viewer-$((4*4))")
     wait_until(lambda: "shown-to-viewer-16" in viewer.screen, 10, "the host's output on the viewer's screen")
     # Keys arrive in order: once the viewer's detach key (which read-only
@@ -55,6 +61,18 @@ def test_guest_lands_even_when_the_session_was_killed(pairing, hook, guests):
     guest = join(pairing, guests, "guest")
     guest.type("echo fresh-session-$((7*7))")
     wait_until(lambda: "fresh-session-49" in pairing.host_screen(), 10, "the guest's line in the new session")
+
+
+def test_no_tmux_server_beforehand_the_guest_still_lands(pairing, guests):
+    pairing.host_tmux.kill_server()  # no server, so no session: the hook makes both
+    hook = pairing.start_hook()
+    hook.wait_for("ready: guests can join now")
+    assert f"created tmux session {pairing.session!r}" in hook.text
+    guest = join(pairing, guests, "guest")
+    guest.type("echo no-server-before-$((11*11))")
+    wait_until(lambda: "no-server-before-121" in pairing.host_screen(), 10, "the guest's line in the new session")
+    assert hook.stop() == 0, hook.text
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
 
 
 def test_invite_pins_both_hops(pairing):
@@ -123,9 +141,10 @@ def test_sigkill_then_restart_restores_authorized_keys(pairing):
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
 
 
-def test_tunnel_returns_after_relay_sshd_restart(pairing, hook, guests):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["restarted", "killed"])
+def test_tunnel_returns_after_relay_sshd_restart(pairing, hook, guests, sig):
     after = len(hook.text)
-    pairing.deployment.relay.restart_sshd()
+    pairing.deployment.relay.restart_sshd(sig)
     pairing.deployment.relay.kill_connections_of("tunnel")  # a restarted machine drops them too
     began = time.monotonic()
     hook.wait_for("tunnel back up", timeout=30, after=after)
@@ -186,4 +205,6 @@ def test_guest_keys_work_only_through_the_tunnel(pairing, hook):
                                timeout=30, stdin=subprocess.DEVNULL)
     assert elsewhere.returncode == 255 and "Permission denied (publickey)" in elsewhere.stderr
     via_loopback = subprocess.run(direct, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert "Permission denied" not in via_loopback.stderr  # accepted; tmux then wants a terminal
+    # Accepted: the forced `tmux attach` runs, and wants a terminal (-T gave it none).
+    assert "Permission denied" not in via_loopback.stderr
+    assert "open terminal failed: not a terminal" in via_loopback.stdout + via_loopback.stderr

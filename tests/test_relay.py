@@ -162,6 +162,7 @@ def test_guest_has_no_agent_x11_or_sftp(deployment):
     sftp = subprocess.run(["sftp", *deployment.ssh_options("guest"), "-b", "-", f"{GUEST_USER}@{deployment.relay.address}"],
                           input="ls\n", capture_output=True, text=True, timeout=30)
     assert sftp.returncode != 0
+    assert "channel 0: open failed" in sftp.stderr, sftp.stderr  # the relay refused the session channel itself
 
 
 # --- the tunnel key: listen on localhost:<port> and nothing else ---------------

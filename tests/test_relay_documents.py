@@ -161,9 +161,9 @@ def test_sshd_global_policy(keys, dropin):
     assert config["authenticationmethods"] == "publickey"
     assert config["allowusers"].split() == [GUEST_USER, TUNNEL_USER]
     assert config["hostkey"] == "/etc/ssh/ssh_host_ed25519_key"
-    # A dead tunnel's port is freed within 16 s: sshd gives up after interval x (count + 1),
+    # A dead tunnel's port is freed within 14 s: sshd gives up after interval x (count + 1),
     # twice that on OpenSSH 9.2 (tests/test_faults.py measures it on the relay).
-    assert 2 * int(config["clientaliveinterval"]) * (int(config["clientalivecountmax"]) + 1) <= 16
+    assert 2 * int(config["clientaliveinterval"]) * (int(config["clientalivecountmax"]) + 1) <= 14
     # The stock config's lines after the Include still apply to everyone.
     assert config["subsystem"].startswith("sftp")
     assert config["forcecommand"] == "none"  # the Match blocks ended with our file

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from pairing.relay_documents import TEMPLATES, RelayHostKey, user_data
 from pairing.settings import settings_from
 
@@ -26,6 +28,7 @@ def stamp(console: str, pattern: str) -> float:
     return float(found[1])
 
 
+@pytest.mark.qemu
 def test_relay_powers_itself_off_on_time(keys, tmp_path):
     settings = settings_from({
         "guestKeys": [keys["guest"].public_line], "hostPublicKey": keys["host"].public_line,

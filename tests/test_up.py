@@ -192,6 +192,31 @@ def test_doctor_aws_credentials(tmp_path):
 def test_doctor_identity(tmp_path, home):
     assert doctor.check_identity(home).ok
     assert not doctor.check_identity(tmp_path / "empty").ok
+    # --identity replaces the search: a key elsewhere is enough, a missing one is named.
+    given = home / ".ssh" / "id_ed25519"
+    assert doctor.check_identity(tmp_path / "empty", given=given).ok
+    missing = doctor.check_identity(home, given=tmp_path / "nothing")
+    assert not missing.ok and f"{tmp_path / 'nothing'} is not a readable file" in missing.line()
+
+
+def test_doctor_sshd_key_unreadable_or_given(tmp_path):
+    sshd = HostSshd(tmp_path / "sshd", tmp_path / "authorized_keys")
+    sshd.start()
+    try:
+        unreadable = doctor.check_sshd(("127.0.0.1", sshd.port), tmp_path / "no-such-key.pub")
+        assert not unreadable.ok and "is not readable" in unreadable.line() and "--sshd-key" in unreadable.line()
+        given = doctor.check_sshd(("127.0.0.1", sshd.port), None)  # --sshd-key LINE: no file needed
+        assert given.ok and "given with --sshd-key" in given.detail
+    finally:
+        sshd.stop()
+
+
+def test_doctor_openssh_version():
+    assert doctor.check_openssh().ok  # this machine's real ssh (CI installs openssh-client)
+    old = doctor.openssh_verdict("OpenSSH_8.2p1 Ubuntu-4ubuntu0.11, OpenSSL 1.1.1f  31 Mar 2020")
+    assert not old.ok and "upgrade OpenSSH to 8.5 or newer" in old.line()
+    assert doctor.openssh_verdict("OpenSSH_10.0p2 Debian-7, OpenSSL 3.5.1 1 Jul 2025").ok
+    assert not doctor.openssh_verdict(None).ok and "not installed" in doctor.openssh_verdict(None).line()
 
 
 def run_cli(*argv: str, home: Path, path: str = "/usr/sbin:/usr/bin:/sbin:/bin") -> subprocess.CompletedProcess:
@@ -213,6 +238,21 @@ def test_down_without_pulumi(home):
     result = run_cli("down", home=home)
     assert result.returncode == 2
     assert "the Pulumi CLI is not installed" in result.stderr
+    assert "no guest keys were left in" in result.stdout
+
+
+def test_down_removes_a_crashed_hooks_keys_even_without_pulumi(home):
+    """What a SIGKILLed `pairing host` left is taken out first, byte for byte, whatever becomes of the destroy."""
+    from pairing.authorized_keys import with_block
+
+    keys = home / ".ssh" / "authorized_keys"
+    original = b"# mine\r\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBob3N0OyByZXBsYWNlLS0t me"
+    keys.write_bytes(with_block(original.decode(), ['restrict,command="tmux attach" ssh-ed25519 AAAA guest']).encode())
+    keys.chmod(0o640)
+    result = run_cli("down", "--authorized-keys", str(keys), home=home)
+    assert f"removed the guest keys block that was left in {keys}" in result.stdout
+    assert result.returncode == 2 and "the Pulumi CLI is not installed" in result.stderr
+    assert keys.read_bytes() == original and keys.stat().st_mode & 0o777 == 0o640
 
 
 def test_status_from_outputs(tmp_path, home, keys):
