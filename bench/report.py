@@ -1,0 +1,156 @@
+"""Raw numbers -> the table of ratios and goals, and the JSON file of a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+from pathlib import Path
+
+import paramiko
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SKIPPED = "skipped (--quick)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    measure: str
+    value: str
+    goal: str = "-"  # "-": reported for context, no goal
+    met: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.met is None else ("yes" if self.met else "**NO**")
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """Nearest rank: the smallest sample with at least p % of all at or below it."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return {
+        "host": socket.gethostname(),
+        "nproc": os.cpu_count(),
+        "model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "paramiko": paramiko.__version__,
+        "openssh": subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.split(",")[0].strip(),
+        "tmux": subprocess.run(["tmux", "-V"], capture_output=True, text=True).stdout.strip(),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.inf
+
+
+def _keystroke_rows(keys: dict) -> list[Row]:
+    rows = []
+    for p, goal in ((50, 1.05), (99, 1.2)):
+        ours, openssh, floor = (percentile(keys[name], p) for name in ("pairing", "openssh", "direct"))
+        ratio = _ratio(ours, openssh)
+        rows.append(Row(f"keystroke p{p}: pairing / OpenSSH", f"{ratio:.2f} ({ours:.2f} / {openssh:.2f} ms)",
+                        f"<= {goal}", ratio <= goal))
+        rows.append(Row(f"keystroke p{p}: pairing / direct to the host sshd",
+                        f"{_ratio(ours, floor):.2f} ({ours:.2f} / {floor:.2f} ms)"))
+    return rows
+
+
+def _group_rows(keys: dict, group: dict) -> list[Row]:
+    rows = []
+    for name, label in (("pairing", "pairing"), ("openssh", "OpenSSH, for reference")):
+        together = percentile([s for guest in group[name] for s in guest], 99)
+        alone = percentile(keys[name], 99)
+        ratio = _ratio(together, alone)
+        goal = name == "pairing"
+        rows.append(Row(f"{len(group[name])} guests typing, p99 / 1 guest's: {label}",
+                        f"{ratio:.2f} ({together:.2f} / {alone:.2f} ms)",
+                        "<= 2" if goal else "-", ratio <= 2 if goal else None))
+    return rows
+
+
+def _bulk_row(bulk: dict) -> Row:
+    ours, openssh = statistics.median(bulk["pairing"]), statistics.median(bulk["openssh"])
+    ratio = _ratio(ours, openssh)
+    return Row("bulk host -> guest, MB/s: pairing / OpenSSH", f"{ratio:.2f} ({ours:.0f} / {openssh:.0f} MB/s)",
+               ">= 0.5", ratio >= 0.5)
+
+
+def _outage_rows(outages: list[dict]) -> list[Row]:
+    specs = (("back", "tunnel usable after the network returns", 2),
+             ("detected", "dead relay noticed by the hook", 15),
+             ("port_freed", "dead connection's port freed on the relay", 30))
+    if not outages:
+        return [Row(label, SKIPPED, f"<= {limit} s") for _, label, limit in specs]
+    rows = []
+    for key, label, limit in specs:
+        values = [o[key] for o in outages]
+        worst = max(values)
+        shown = f"{worst:.2f} s" + (f" (worst of {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else "")
+        rows.append(Row(label, shown, f"<= {limit} s", worst <= limit))
+    return rows
+
+
+def _hook_rows(hook: dict) -> list[Row]:
+    rows = []
+    if hook.get("idle_seconds"):
+        seconds = hook["idle_seconds"]
+        own = 100 * hook["idle_cpu_s"] / seconds
+        children = 100 * hook["idle_children_cpu_s"] / seconds
+        rows.append(Row(f"hook CPU, idle {seconds:g} s with a guest attached",
+                        f"{own:.2f} % of a core (+{children:.2f} % in its tmux calls)",
+                        "about 0 (<= 1 % in all)", own + children <= 1))
+    else:
+        rows.append(Row("hook CPU, idle with a guest attached", SKIPPED, "about 0 (<= 1 % in all)"))
+    rows.append(Row("hook peak RSS (VmHWM)", f"{hook['peak_rss_mb']:.1f} MB", "<= 60 MB", hook["peak_rss_mb"] <= 60))
+    return rows
+
+
+def rows(results: dict) -> list[Row]:
+    return [
+        *_keystroke_rows(results["keystrokes_ms"]),
+        _bulk_row(results["bulk_mb_s"]),
+        *_group_rows(results["keystrokes_ms"], results["group_keystrokes_ms"]),
+        *_outage_rows(results["outages"]),
+        *_hook_rows(results["hook"]),
+    ]
+
+
+def render(results: dict) -> str:
+    info, options = results["machine"], results["options"]
+    lines = [
+        f"{results['date']}: {info['host']}, nproc {info['nproc']}, {info['model']}, Linux {info['kernel']}; "
+        f"{info['openssh']}, paramiko {info['paramiko']}, Python {info['python']}, {info['tmux']}; "
+        f"relays: {options['relay_suite']}, {results['relay_openssh']}; "
+        f"pairing host --tunnel {options.get('tunnel', 'paramiko')}",
+        f"{options['keys']} keys per guest, a key every {options['interval_ms']:g} ms on average; "
+        f"{options['transfers']} x {options['payload_mb']:g} MB bulk; {options['outages']} outage(s)",
+        "",
+        "| measure | measured | goal | met |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r.measure} | {r.value} | {r.goal} | {r.verdict} |" for r in rows(results)]
+    return "\n".join(lines)
+
+
+def default_path(results: dict, quick: bool) -> Path:
+    stamp = dt.datetime.fromisoformat(results["date"]).strftime("%Y-%m-%dT%H%M")
+    return RESULTS / f"{stamp}-{results['machine']['host']}{'-quick' if quick else ''}.json"
+
+
+def save(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = [dataclasses.asdict(r) for r in rows(results)]
+    path.write_text(json.dumps({**results, "table": table}) + "\n")

@@ -1,0 +1,156 @@
+"""python -m bench [--quick]: the whole pairing path, our tunnel against OpenSSH's, in one run.
+
+Boots two real relays (our user data through cloud-init, tests/relay_harness.py),
+the host's private sshd and tmux; holds the tunnel with `pairing host` on one
+relay and with OpenSSH's `ssh -N -R` on the other; then times keystrokes (also
+straight to the host's sshd, the floor), bulk transfers, the hook at rest and
+through relay outages. Prints the table of ratios and goals and writes the raw
+numbers as JSON. Needs root (namespaces); see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import signal
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from pairing.host import TUNNELS
+from tests.deployment import client_env
+from tests.host_side import Hook
+from tests.relay_harness import SUITES
+
+from . import report
+from .bulk import download
+from .keystrokes import type_keys, wait_attached
+from .process import cpu_times, peak_rss_mb
+from .recovery import outage
+from .terminal import GuestTerminal
+from .world import ROUTES, World
+
+FULL = dict(keys=1000, warmup=20, interval_ms=30.0, guests=8, payload_mb=64.0, transfers=3, idle=60.0, outages=3,
+            relay_suite="bookworm", tunnel="paramiko")
+QUICK = {**FULL, "keys": 30, "warmup": 5, "payload_mb": 4.0, "transfers": 1, "idle": 3.0, "outages": 0}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: few keys, a small payload, a 3 s idle window, no outages")
+    parser.add_argument("--keys", type=int, help=f"timed keys per guest (default {FULL['keys']})")
+    parser.add_argument("--guests", type=int, help=f"guests typing at once (default {FULL['guests']})")
+    parser.add_argument("--outages", type=int, help=f"network outages of the relay (default {FULL['outages']})")
+    parser.add_argument("--idle", type=float, help=f"seconds of the idle CPU window (default {FULL['idle']:g})")
+    parser.add_argument("--relay-suite", choices=SUITES,
+                        help="the relay's Debian release, which decides its OpenSSH (default bookworm)")
+    parser.add_argument("--tunnel", choices=TUNNELS,
+                        help="what carries `pairing host`'s tunnel, as its own --tunnel (default paramiko)")
+    parser.add_argument("--out", type=Path, help="the JSON file (default bench/results/<date>-<host>.json)")
+    args = parser.parse_args(argv)
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop everything as on Ctrl-C
+    options = {name: getattr(args, name) for name in FULL}
+    results = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": report.machine(),
+               "options": options}
+    try:
+        results.update(measure(args))
+    except KeyboardInterrupt:
+        print("interrupted; everything the bench started is stopped", file=sys.stderr)
+        return 130
+    print(report.render(results))
+    path = args.out or report.default_path(results, args.quick)
+    report.save(results, path)
+    print(f"\nraw numbers: {path}")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="pairing-bench-") as folder, ExitStack() as stack:
+        say(f"booting two relays ({args.relay_suite}), the host's sshd and tmux")
+        world = World(Path(folder), stack, args.guests, int(args.payload_mb * 1e6), args.relay_suite)
+        say(f"starting pairing host (--tunnel {args.tunnel}) on one relay and ssh -N -R on the other")
+        hook = stack.enter_context(world.hook(args.tunnel))
+        stack.enter_context(world.openssh_tunnel())
+        say(f"one guest per route, taking turns: {args.keys} keys each")
+        alone = type_alone(world, args)
+        group = {}
+        for route in ("pairing", "openssh"):
+            say(f"{args.guests} guests typing at once through {route}")
+            group[route] = type_together(world, args, route)
+        say(f"bulk: {args.transfers} x {args.payload_mb:g} MB per tunnel, alternating")
+        bulk = bulk_rates(world, args.transfers)
+        say(f"the hook idle for {args.idle:g} s")
+        hook_numbers = idle(world, hook, args.idle)
+        outages = [relay_outage(world, hook, number, args.outages) for number in range(1, args.outages + 1)]
+        hook_numbers["peak_rss_mb"] = peak_rss_mb(hook.process.pid)
+        relay_openssh = world.pairing.relay.run(["sshd", "-V"], check=False).stderr.split(",")[0].strip()
+    return {"relay_openssh": relay_openssh, "keystrokes_ms": alone, "group_keystrokes_ms": group,
+            "bulk_mb_s": bulk, "outages": outages, "hook": hook_numbers}
+
+
+def say(text: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
+def type_alone(world: World, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Each route's lone guest in its own session; one key in flight in all, the routes taking turns."""
+    with ExitStack() as stack:
+        terminals = [guest(stack, world, route, shared=False) for route in ROUTES]
+        samples = type_keys(terminals, world.alphabets[:1] * len(ROUTES), args.keys, args.interval_ms / 1000,
+                            args.warmup, in_turn=True)
+    return dict(zip(ROUTES, samples))
+
+
+def type_together(world: World, args: argparse.Namespace, route: str) -> list[list[float]]:
+    """All guests in the shared session through `route`, each at its own pace, all at once."""
+    with ExitStack() as stack:
+        terminals = [guest(stack, world, route, shared=True) for _ in range(args.guests)]
+        return type_keys(terminals, world.alphabets, args.keys, args.interval_ms / 1000, args.warmup,
+                         in_turn=False)
+
+
+def bulk_rates(world: World, transfers: int) -> dict[str, list[float]]:
+    rates = {"pairing": [], "openssh": []}
+    for _ in range(transfers):
+        for route, measured in rates.items():
+            measured.append(download(*world.bulk_argv(route), client_env(), world.payload.stat().st_size))
+    return rates
+
+
+def relay_outage(world: World, hook: Hook, number: int, outages: int) -> dict:
+    say(f"relay outage {number} of {outages}")
+    return dataclasses.asdict(outage(world, hook))
+
+
+def guest(stack: ExitStack, world: World, route: str, shared: bool) -> GuestTerminal:
+    """A guest whose screen has begun to arrive (tmux attached it), stopped when `stack` closes."""
+    terminal = world.terminal(route, shared)
+    stack.callback(terminal.stop)
+    wait_attached([terminal])
+    return terminal
+
+
+def idle(world: World, hook: Hook, seconds: float) -> dict:
+    """The hook's CPU while one guest is attached and nobody types."""
+    seen = len(hook.text)
+    with ExitStack() as stack:
+        guest(stack, world, "pairing", shared=True)
+        hook.wait_for("1 typing, 0 watching", after=seen)  # its status line has caught up
+        before = cpu_times(hook.process.pid)
+        time.sleep(seconds)  # the measuring window itself
+        after = cpu_times(hook.process.pid)
+    return {"idle_seconds": seconds, "idle_cpu_s": after.own - before.own,
+            "idle_children_cpu_s": after.children - before.children}
