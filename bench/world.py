@@ -173,7 +173,7 @@ class World:
                 "--target", f"127.0.0.1:{self.sshd.port}",
                 "--authorized-keys", str(self.pairing.authorized_keys),
                 "--tmux-socket", str(self.tmux.socket)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX", "XDG_"))}
         env.update(HOME=str(self.folder / "home"), SHELL="/bin/sh", PYTHONUNBUFFERED="1")
         hook = Hook(self.folder / "hooks", argv, env)
         try:

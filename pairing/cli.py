@@ -10,7 +10,7 @@ from pathlib import Path
 from . import backend as backends
 from .authorized_keys import AuthorizedKeysError
 from .doctor import report, run_checks
-from .host import TUNNELS, HostOptions, PreflightError, hook_running, run
+from .host import TUNNELS, HostOptions, PreflightError, read_state, run
 from .invite import write_invite
 from .outputs import OutputsError, read_outputs
 from .tmux import Tmux
@@ -146,10 +146,17 @@ def cmd_status(args) -> int:
     remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
     clients = Tmux(args.tmux_socket).snapshot(outputs.tmuxSession).clients if Tmux.installed() else ()
     typing = sum(1 for c in clients if not c.read_only)
-    running = hook_running(args.authorized_keys.parent)
+    hook = read_state(args.authorized_keys.parent)
+    if hook is None:
+        tunnel = "not held: run pairing host"
+    elif not hook:
+        tunnel = "held by a running `pairing host`"
+    else:
+        since = dt.datetime.fromtimestamp(hook["since"]).strftime("%H:%M:%S")
+        tunnel = f"{hook['state']} since {since} (pairing host --tunnel {hook['tunnel']}, pid {hook['pid']})"
     print(f"relay   {outputs.relayAddress} ({outputs.relayHostKeyFingerprint}), instance {outputs.instanceId}")
     print(f"ends    {outputs.expiresAt} ({remaining})")
-    print(f"tunnel  {'held by a running `pairing host`' if running else 'not held: run pairing host'}")
+    print(f"tunnel  {tunnel}")
     print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmuxSession!r}")
     return 0
 

@@ -9,10 +9,13 @@ what it had.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import ipaddress
 import getpass
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -201,6 +204,35 @@ def hook_running(folder: Path) -> bool:
     return False
 
 
+def state_file(folder: Path) -> Path:
+    """Where a running hook says how its tunnel is, for `pairing status`: one per ~/.ssh folder."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    return base / "pairing" / f"host-{digest}.json"
+
+
+def publish_state(path: Path, state: "TunnelStatus", tunnel: str) -> None:
+    """Atomically, so `pairing status` never reads half a file; best effort: only status would miss it."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temp.write_text(json.dumps({"state": state.state.value, "since": state.since, "tunnel": tunnel, "pid": os.getpid()}))
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+
+
+def read_state(folder: Path) -> dict | None:
+    """What the hook for this ~/.ssh folder last said, if one is running."""
+    if not hook_running(folder):
+        return None
+    try:
+        return json.loads(state_file(folder).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 class SingleHook:
     """One hook per authorized_keys file: a second one would fight over the block."""
 
@@ -318,9 +350,12 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
         identity_file=identity.path,
     )
 
+    published = state_file(options.authorized_keys.parent)
+
     def notify(new: State, detail: str) -> None:
         if new is not state.state:
             state.state, state.since = new, time.time()
+            publish_state(published, state, options.tunnel)
         if new is State.UP:
             status.say(f"tunnel back up ({detail})" if state.ready_once else instructions(outputs, options.invite))
             state.ready_once = True
@@ -372,6 +407,7 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
             signal.signal(sig, handler)
         logging.getLogger("pairing.tunnel").removeHandler(said)
         removed = _remove_block(keys_file, status)
+        published.unlink(missing_ok=True)
         status.close()
         lock.release()
     if failure:

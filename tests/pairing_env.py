@@ -48,7 +48,8 @@ class Pairing:
         ]
 
     def hook_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX"))}
+        # Nothing of this machine's user: no agent, no tmux, no XDG folders outside the temp HOME.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX", "XDG_"))}
         env.update(HOME=str(self.folder / "home"), SHELL="/bin/sh", PYTHONUNBUFFERED="1")
         return env
 

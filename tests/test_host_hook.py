@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from .host_side import Tmux, wait_until
+from .host_side import PROJECT, Tmux, wait_until
 from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, join
 
 
@@ -73,6 +74,26 @@ def test_no_tmux_server_beforehand_the_guest_still_lands(pairing, guests):
     wait_until(lambda: "no-server-before-121" in pairing.host_screen(), 10, "the guest's line in the new session")
     assert hook.stop() == 0, hook.text
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+def test_status_shows_the_running_tunnel(pairing, guests):
+    def status() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "pairing", "status", "--outputs", str(pairing.outputs),
+             "--authorized-keys", str(pairing.deployment.authorized_keys), "--tmux-socket", str(pairing.host_tmux.socket)],
+            cwd=PROJECT, env=pairing.hook_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    hook = pairing.start_hook()
+    hook.wait_for("ready: guests can join now")
+    join(pairing, guests, "guest")
+    shown = status()
+    assert "tunnel  up since " in shown and f"(pairing host --tunnel {pairing.tunnel}, pid {hook.process.pid})" in shown
+    assert "guests  1 typing, 0 watching" in shown
+    assert hook.stop() == 0, hook.text
+    assert "tunnel  not held: run pairing host" in status()
+    assert not list((pairing.folder / "home" / ".local" / "state" / "pairing").glob("*"))  # nothing left behind
 
 
 def test_invite_pins_both_hops(pairing):

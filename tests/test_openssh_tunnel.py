@@ -30,6 +30,7 @@ from .test_faults import test_host_sshd_down_is_said_and_survived, test_second_h
 from .test_host_hook import (  # noqa: F401
     test_guest_types_and_sees_the_host,
     test_sigkill_then_restart_restores_authorized_keys,
+    test_status_shows_the_running_tunnel,
     test_tunnel_returns_after_network_cut,
     test_tunnel_returns_after_relay_sshd_restart,
     test_waits_while_the_relay_still_holds_the_port,

@@ -5,6 +5,7 @@ resources it registered and the outputs it exported."""
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import hashlib
 import runpy
@@ -148,6 +149,7 @@ def test_example_stack(keys):
         assert parsed.expiresAt == "2026-11-26T19:00:00Z"
         assert parsed.instanceId == "relay-instance-id"
         assert parsed.tmuxSession == "pair"
+        assert parsed.hostUser == getpass.getuser()  # not set in Pulumi.dev.yaml: the user running the program
         assert parsed.hostSshdKey == " ".join(keys["sshd"].public_line.split()[:2])
         assert f"HostName {PUBLIC_IP}" in parsed.guestSshConfig and "ProxyJump pairing-relay" in parsed.guestSshConfig
         assert parsed.guestCommand.startswith("ssh ") and "\n" not in parsed.guestCommand
@@ -179,6 +181,10 @@ def test_viewers_ipv6_arm64(keys):
         ]
         instance = run.inputs("aws:ec2/instance:Instance")
         assert instance["instanceType"] == "t4g.micro" and instance["ami"] == AMI["arm64"]
+        ami_call = next(c for c in run.mocks.calls if c.token == "aws:ec2/getAmi:getAmi")
+        filters = {f["name"]: f["values"] for f in ami_call.args["filters"]}
+        assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*"]
+        assert filters["architecture"] == ["arm64"]
         user_data = yaml.safe_load(revealed(instance["userData"]))
         pair = next(u for u in user_data["users"] if u["name"] == "pair")
         assert [line.split()[-1] for line in pair["ssh_authorized_keys"]] == ["guest@test", "viewer@test", "guest2@test", "host@test"]
