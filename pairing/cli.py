@@ -92,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
                                  help="write the guest's ssh config and print their command")
     invite.add_argument("--out", type=Path, default=Path("pairing.conf"), metavar="FILE",
                         help="where to write the guest's ssh config (default: ./pairing.conf)")
+    invite.add_argument("--known-hosts", action="store_true",
+                        help="for guests with OpenSSH before 8.5: pin both hops in FILE's .known_hosts beside it")
 
     status = commands.add_parser("status", parents=[common["source"], common["backend"]],
                                  help="the relay, its time left, the tunnel and the guests")
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args)
         outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
         if args.command == "invite":
-            print(write_invite(outputs, args.out))
+            print(write_invite(outputs, args.out, args.known_hosts))
             return 0
         return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel))
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, OSError) as exc:

@@ -4,7 +4,8 @@ config, and the one command. Pure functions, no I/O.
 Both hops are pinned. Known keys are given inline with KnownHostsCommand
 (OpenSSH 8.5+) and the user's own known_hosts files are not read: relay
 addresses are recycled cloud IPs, and a stale entry there must neither block
-nor vouch for anything.
+nor vouch for anything. For older clients, the same config can name a
+known_hosts file of its own instead (`pairing invite --known-hosts`).
 """
 
 from __future__ import annotations
@@ -43,33 +44,40 @@ def relay_known_hosts(address: str, port: int, key: PublicKey) -> str:
     return known_hosts_line(pattern, key) + "\n"
 
 
-def _pinning(alias: str, key: PublicKey) -> list[tuple[str, str]]:
+def _pinning(alias: str, key: PublicKey, known_hosts: str | None) -> list[tuple[str, str]]:
+    """known_hosts: a file of known_hosts_file()'s lines, for OpenSSH before 8.5; None: the key inline."""
+    inline = [("UserKnownHostsFile", "/dev/null"), ("KnownHostsCommand", f"{ECHO} {known_hosts_line(alias, key)}")]
     return [
         ("HostKeyAlias", alias),
-        ("UserKnownHostsFile", "/dev/null"),
+        *(inline if known_hosts is None else [("UserKnownHostsFile", known_hosts)]),
         ("GlobalKnownHostsFile", "/dev/null"),
-        ("KnownHostsCommand", f"{ECHO} {known_hosts_line(alias, key)}"),
         ("StrictHostKeyChecking", "yes"),
         ("UpdateHostKeys", "no"),
     ]
 
 
-def _relay_hop(route: GuestRoute) -> list[tuple[str, str]]:
+def known_hosts_file(route: GuestRoute) -> str:
+    """Both hops' keys under their aliases: the file an older guest's config names."""
+    return "".join(known_hosts_line(alias, key) + "\n" for alias, key in
+                   ((RELAY_ALIAS, route.relay_host_key), (HOST_ALIAS, route.host_sshd_key)))
+
+
+def _relay_hop(route: GuestRoute, known_hosts: str | None = None) -> list[tuple[str, str]]:
     return [
         ("HostName", route.relay_address),
         ("Port", str(route.relay_port)),
         ("User", GUEST_USER),
-        *_pinning(RELAY_ALIAS, route.relay_host_key),
+        *_pinning(RELAY_ALIAS, route.relay_host_key, known_hosts),
         *SERVER_ALIVE,
     ]
 
 
-def _host_hop(route: GuestRoute) -> list[tuple[str, str]]:
+def _host_hop(route: GuestRoute, known_hosts: str | None = None) -> list[tuple[str, str]]:
     return [
         ("HostName", "localhost"),
         ("Port", str(route.tunnel_port)),
         ("User", route.host_user),
-        *_pinning(HOST_ALIAS, route.host_sshd_key),
+        *_pinning(HOST_ALIAS, route.host_sshd_key, known_hosts),
         ("RequestTTY", "yes"),
         # The host gets the guest's keystrokes, never the guest's agent or display.
         ("ForwardAgent", "no"),
@@ -78,15 +86,17 @@ def _host_hop(route: GuestRoute) -> list[tuple[str, str]]:
     ]
 
 
-def ssh_config(route: GuestRoute) -> str:
+def ssh_config(route: GuestRoute, known_hosts: str | None = None) -> str:
     """An ssh_config for `ssh -F FILE pairing`: ProxyJump through the relay.
 
-    -J cannot carry the relay hop's options; a config file can.
+    -J cannot carry the relay hop's options; a config file can. known_hosts: the
+    path of known_hosts_file() for clients before OpenSSH 8.5 (relative to where
+    the guest runs ssh); None pins both keys inline.
     """
     lines = ["# pairing: connect with  ssh -F THIS_FILE pairing", f"Host {GUEST_HOST}"]
-    lines += [f"    {k} {v}" for k, v in _host_hop(route)]
+    lines += [f"    {k} {v}" for k, v in _host_hop(route, known_hosts)]
     lines += [f"    ProxyJump {RELAY_ALIAS}", "", f"Host {RELAY_ALIAS}"]
-    lines += [f"    {k} {v}" for k, v in _relay_hop(route)]
+    lines += [f"    {k} {v}" for k, v in _relay_hop(route, known_hosts)]
     return "\n".join(lines) + "\n"
 
 

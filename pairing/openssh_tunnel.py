@@ -213,8 +213,9 @@ class OpenSSHTunnel(ReverseTunnel):
         code = process.wait()
         events.put((EXITED, (f"{last or 'ssh ended'} (exit {code})", fingerprint)))
 
-    def _failure(self, exit: tuple[str, str]) -> Exception:
-        reason, fingerprint = exit
+    def _failure(self, ended: tuple[str, str]) -> Exception:
+        """ssh's last words -> what the loop makes of them (fatal, or lost and retried)."""
+        reason, fingerprint = ended
         if "Host key verification failed" in reason:
             return host_key_mismatch(self.spec.relay, fingerprint or "another key")
         if "Permission denied" in reason:

@@ -59,6 +59,18 @@ class StackOutputs:
             )
         return cls(**{f.name: _typed(f.type, f.name, data[f.name]) for f in fields(cls)})
 
+    @property
+    def guest_route(self) -> guest_documents.GuestRoute:
+        """The facts the guest's documents are made from, read back from the outputs."""
+        try:
+            sshd_key = parse_public_key(self.hostSshdKey)
+        except InvalidKey as exc:
+            raise OutputsError(f"hostSshdKey: {exc}") from None
+        return guest_documents.GuestRoute(
+            relay_address=self.relayAddress, relay_port=self.relayPort, relay_host_key=self.relay_host_keys[0],
+            tunnel_port=self.tunnelPort, host_user=self.hostUser, host_sshd_key=sshd_key,
+        )
+
     def keys(self, name: str) -> tuple[PublicKey, ...]:
         """guestKeys or viewerKeys, parsed."""
         try:

@@ -153,9 +153,10 @@ class Guest:
     def command(self, *extra: str) -> list[str]:
         return ["ssh", "-F", str(self.config), "-E", str(self.log), *extra, "pairing"]
 
-    def connect(self) -> None:
+    def connect(self, cwd: Path | None = None) -> None:
+        """cwd: the folder the guest runs ssh in (default: the tests')."""
         self.terminal.run(
-            "new-session", "-d", "-s", "guest", "-x", "100", "-y", "30",
+            "new-session", "-d", "-s", "guest", "-x", "100", "-y", "30", *(["-c", str(cwd)] if cwd else []),
             "env -u SSH_AUTH_SOCK TERM=screen " + " ".join(self.command()) + "; echo GUEST-SSH-EXITED $?; sleep 600",
         )
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .host_side import PROJECT, Tmux, wait_until
+from .host_side import PROJECT, Guest, Tmux, wait_until
 from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, join
 
 
@@ -94,6 +94,41 @@ def test_status_shows_the_running_tunnel(pairing, guests):
     assert hook.stop() == 0, hook.text
     assert "tunnel  not held: run pairing host" in status()
     assert not list((pairing.folder / "home" / ".local" / "state" / "pairing").glob("*"))  # nothing left behind
+
+
+def test_known_hosts_invite_for_older_guests(pairing, hook, guests):
+    """`pairing invite --known-hosts`: both hops pinned by a file beside the config
+    (OpenSSH before 8.5 has no KnownHostsCommand); a wrong key in it is refused."""
+    folder = pairing.folder / "older-guest"
+    folder.mkdir(exist_ok=True)
+    result = subprocess.run([sys.executable, "-m", "pairing", "invite", "--outputs", str(pairing.outputs),
+                             "--out", str(folder / "pairing.conf"), "--known-hosts"],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "send both to your guest" in result.stdout and "ssh -F pairing.conf pairing" in result.stdout
+    config = (folder / "pairing.conf").read_text()
+    assert "KnownHostsCommand" not in config and config.count("UserKnownHostsFile pairing.known_hosts") == 2
+    relay_key = " ".join(pairing.deployment.relay_key.public_line.split()[:2])
+    host_key = " ".join(pairing.deployment.host_sshd.host_key.public_line.split()[:2])
+    assert (folder / "pairing.known_hosts").read_text() == f"pairing-relay {relay_key}\npairing-host {host_key}\n"
+
+    def older_guest(name: str):
+        guest = Guest(folder / name, "guest", pairing.deployment.keys["guest"], folder / "pairing.conf")
+        guests.append(guest)
+        guest.connect(cwd=folder)  # where the guest keeps the two files
+        return guest
+
+    guest = older_guest("first")
+    wait_until(lambda: "#" in guest.screen or "GUEST-SSH-EXITED" in guest.screen, 30, "the guest to land in tmux")
+    guest.type("echo known-hosts-file-$((12*12))")
+    wait_until(lambda: "known-hosts-file-144" in pairing.host_screen(), 10, "the guest's line on the host")
+
+    stranger = " ".join(pairing.deployment.keys["stranger"].public_line.split()[:2])
+    (folder / "pairing.known_hosts").write_text(f"pairing-relay {relay_key}\npairing-host {stranger}\n")
+    refused = older_guest("second")
+    wait_until(lambda: "GUEST-SSH-EXITED" in refused.screen, 30, "the guest's ssh to refuse the host's key")
+    assert "GUEST-SSH-EXITED 255" in refused.screen
+    assert "Host key verification failed" in refused.log.read_text()
 
 
 def test_invite_pins_both_hops(pairing):

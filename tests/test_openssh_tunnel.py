@@ -11,7 +11,10 @@ in-process.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from pairing.accounts import GUEST_USER, TUNNEL_USER
 from pairing.host import TUNNELS, relay_endpoint
 from pairing.openssh_tunnel import ssh_argv
 from pairing.sshkeys import parse_public_key
-from pairing.tunnel import HostKeyMismatch, TunnelFatal, TunnelSpec
+from pairing.tunnel import HostKeyMismatch, State, TunnelFatal, TunnelSpec
 
 from . import pairing_env
 from .host_side import wait_until
@@ -144,6 +147,28 @@ def no_home(monkeypatch, tmp_path):
     """The in-process tunnel's ssh reads nothing of this machine's user: no ~/.ssh, no agent."""
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+
+def test_a_key_held_by_ssh_agent(pairing, no_home, tmp_path, monkeypatch):
+    """No key file: ssh is pointed at the key's public half and takes the private one from a real ssh-agent."""
+    sock = tmp_path / "agent.sock"
+    started = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True)
+    pid = int(re.search(r"SSH_AGENT_PID=(\d+)", started.stdout)[1])
+    try:
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(pairing.deployment.keys["host"].path)], check=True, capture_output=True)
+        spec = dataclasses.replace(spec_for(pairing, pairing.deployment.relay_public_key), identity_file=None)
+        up = threading.Event()
+        tunnel = TUNNELS["openssh"](spec, lambda state, detail: up.set() if state is State.UP else None)
+        worker = threading.Thread(target=tunnel.run, daemon=True)
+        worker.start()
+        try:
+            assert up.wait(30), "the tunnel did not come up with the agent's key"
+        finally:
+            tunnel.stop()
+            worker.join(30)
+    finally:
+        os.kill(pid, signal.SIGTERM)
 
 
 @pytest.mark.parametrize("backend", sorted(TUNNELS))
