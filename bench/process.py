@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.relay_harness import children
+
 TICK = 1 / os.sysconf("SC_CLK_TCK")
 
 
@@ -30,12 +32,7 @@ def _times(pid: int) -> tuple[float, ...]:
 
 def tunnel_children(pid: int) -> list[int]:
     """The hook's long-lived children: the ssh of `--tunnel openssh` (none with paramiko)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if Path(f"/proc/{child}/comm").read_text().strip() == "ssh":
-                found.append(int(child))
-    return found
+    return [child for child in children(pid) if Path(f"/proc/{child}/comm").read_text().strip() == "ssh"]
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -169,8 +169,6 @@ def _reason(exc: BaseException) -> str:
 
 def preflight(options: HostOptions) -> Identity:
     outputs = options.outputs
-    if options.tunnel not in TUNNELS:
-        raise PreflightError(f"--tunnel {options.tunnel}: unknown; use one of {', '.join(TUNNELS)}")
     if not Tmux.installed():
         raise PreflightError("tmux is not installed; install it (Debian/Ubuntu: sudo apt install tmux; macOS: brew install tmux)")
     if options.tunnel == OpenSSHTunnel.name and shutil.which("ssh") is None:

@@ -237,17 +237,21 @@ def _die_with_parent() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The process's children, forked by any of its threads; none once it is gone."""
+    found = []
     try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
     except FileNotFoundError:
         return []
+    return found
 
 
 def _signal_nsenter(nsenter: subprocess.Popen[bytes], sig: int) -> None:
     """Signal the command nsenter runs: nsenter forwards no signals, its only child is it."""
     if nsenter.poll() is None:
-        for pid in _children(nsenter.pid) or [nsenter.pid]:
+        for pid in children(nsenter.pid) or [nsenter.pid]:
             os.kill(pid, sig)
 
 

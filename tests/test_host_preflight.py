@@ -11,18 +11,11 @@ import pty
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 
-from .host_side import PROJECT, wait_until
+from .host_side import PROJECT, free_port, wait_until
 from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tools_only(folder, *names: str) -> str:

@@ -29,6 +29,7 @@ from pairing.tunnel import HostKeyMismatch, State, TunnelFatal, TunnelSpec
 
 from . import pairing_env
 from .host_side import wait_until
+from .relay_harness import children
 from .test_faults import test_host_sshd_down_is_said_and_survived, test_second_hook_for_the_same_relay_refuses  # noqa: F401
 from .test_host_hook import (  # noqa: F401
     test_guest_types_and_sees_the_host,
@@ -43,13 +44,6 @@ from .test_host_hook import (  # noqa: F401
 @pytest.fixture(scope="module")
 def pairing(keys, tmp_path_factory):
     yield from pairing_env.pairing_session(keys, tmp_path_factory, tunnel="openssh")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def command_line(pid: int) -> list[str]:
