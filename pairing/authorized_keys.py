@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .sshkeys import PublicKey
+from .text import UnsafeText, printable
 
 BEGIN = "# >>> pairing: guest keys added by `pairing host`; removed when it exits"
 END = "# <<< pairing"
@@ -33,11 +34,15 @@ def guest_line(key: PublicKey, tmux_command: str, sources: tuple[str, ...] = ())
     """A guest key that can do one thing on the host: attach to the session,
     and (given `sources`) only when it arrives from there: the tunnel."""
     origin = f"from={_quote_option(','.join(sources))}," if sources else ""
-    return f"restrict,pty,{origin}command={_quote_option(tmux_command)} {key.line}"
+    return printable(f"restrict,pty,{origin}command={_quote_option(tmux_command)} {key.line}", "a guest's key line")
 
 
 def _quote_option(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """An authorized_keys option value as sshd reads it back: inside the quotes, only `\\"`
+    is an escape (a quote); every other backslash is kept as it is (auth-options.c)."""
+    if value.endswith("\\"):  # it would escape the closing quote
+        raise UnsafeText(f"the option value {value!r} ends in a backslash; refusing to write it")
+    return '"' + printable(value, "an authorized_keys option").replace('"', '\\"') + '"'
 
 
 def tmux_attach_command(session: str, read_only: bool, socket: str | None = None) -> str:

@@ -13,6 +13,8 @@ from .doctor import report, run_checks
 from .host import TUNNELS, HostOptions, PreflightError, read_state, run
 from .invite import write_invite
 from .outputs import OutputsError, read_outputs
+from .sshkeys import shorten
+from .text import UnsafeText, unprintable
 from .tmux import Tmux
 from .up import DEFAULT_STACK, UpError, ask_to_destroy, deploy, destroy, plan
 
@@ -22,9 +24,20 @@ REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "tmux", "ident
 
 def _target(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT, e.g. localhost:22")
-    return host.strip("[]"), int(port)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if (not sep or not host or unprintable(host) is not None or " " in host or host.startswith("-")
+            or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not HOST:PORT, e.g. localhost:22")
+    return host, int(port)
+
+
+def _socket_path(text: str) -> str:
+    """It goes into the guests' forced command: one printable path."""
+    if not text or unprintable(text) is not None or "\\" in text:  # no shell reads a backslash alike (fish)
+        raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a usable path (it holds control or format "
+                                         "characters, or a backslash); give the path of your tmux socket, "
+                                         "e.g. /tmp/pair.sock")
+    return text
 
 
 def _common() -> dict[str, argparse.ArgumentParser]:
@@ -47,7 +60,8 @@ def _common() -> dict[str, argparse.ArgumentParser]:
                       help="your sshd (default: localhost:22)")
     host.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys", metavar="PATH",
                       help="the authorized_keys file your sshd reads for you (default: ~/.ssh/authorized_keys)")
-    host.add_argument("--tmux-socket", metavar="PATH", help="tmux socket of your session (default: tmux's own)")
+    host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
+                      help="tmux socket of your session (default: tmux's own)")
     host.add_argument("--tunnel", choices=TUNNELS, default="paramiko",
                       help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
                            "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
@@ -99,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
                                  help="the relay, its time left, the tunnel and the guests")
     status.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys",
                         metavar="PATH", help=argparse.SUPPRESS)
-    status.add_argument("--tmux-socket", metavar="PATH", help="tmux socket of your session (default: tmux's own)")
+    status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
+                        help="tmux socket of your session (default: tmux's own)")
 
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem")
     doctor.add_argument("--target", type=_target, default=("localhost", 22), metavar="HOST:PORT",
@@ -142,11 +157,10 @@ def cmd_down(args) -> int:
 
 def cmd_status(args) -> int:
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    ends = dt.datetime.fromisoformat(outputs.expiresAt.replace("Z", "+00:00"))
-    left = ends - dt.datetime.now(dt.timezone.utc)
+    left = outputs.expires_at - dt.datetime.now(dt.timezone.utc)
     minutes = int(left.total_seconds() // 60)
     remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
-    clients = Tmux(args.tmux_socket).snapshot(outputs.tmuxSession).clients if Tmux.installed() else ()
+    clients = Tmux(args.tmux_socket).snapshot(outputs.tmux_session).clients if Tmux.installed() else ()
     typing = sum(1 for c in clients if not c.read_only)
     hook = read_state(args.authorized_keys.parent)
     if hook is None:
@@ -156,10 +170,10 @@ def cmd_status(args) -> int:
     else:
         since = dt.datetime.fromtimestamp(hook["since"]).strftime("%H:%M:%S")
         tunnel = f"{hook['state']} since {since} (pairing host --tunnel {hook['tunnel']}, pid {hook['pid']})"
-    print(f"relay   {outputs.relayAddress} ({outputs.relayHostKeyFingerprint}), instance {outputs.instanceId}")
-    print(f"ends    {outputs.expiresAt} ({remaining})")
+    print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
+    print(f"ends    {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ} ({remaining})")
     print(f"tunnel  {tunnel}")
-    print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmuxSession!r}")
+    print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmux_session!r}")
     return 0
 
 
@@ -179,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             print(write_invite(outputs, args.out, args.known_hosts))
             return 0
         return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel))
-    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, OSError) as exc:
+    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, OSError) as exc:
         print(f"pairing {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .accounts import GUEST_USER
 from .sshkeys import PublicKey
+from .text import UnsafeText, printable
 
 RELAY_ALIAS = "pairing-relay"
 HOST_ALIAS = "pairing-host"
@@ -34,14 +35,13 @@ class GuestRoute:
     host_sshd_key: PublicKey
 
 
+def known_hosts_pattern(address: str, port: int) -> str:
+    """How OpenSSH and paramiko file a server's key in known_hosts."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def known_hosts_line(pattern: str, key: PublicKey) -> str:
-    return f"{pattern} {key.bare}"
-
-
-def relay_known_hosts(address: str, port: int, key: PublicKey) -> str:
-    """The known_hosts line for the relay, as OpenSSH and paramiko look it up."""
-    pattern = address if port == 22 else f"[{address}]:{port}"
-    return known_hosts_line(pattern, key) + "\n"
+    return printable(f"{pattern} {key.bare}", "a known_hosts line")
 
 
 def _pinning(alias: str, key: PublicKey, known_hosts: str | None) -> list[tuple[str, str]]:
@@ -94,10 +94,19 @@ def ssh_config(route: GuestRoute, known_hosts: str | None = None) -> str:
     the guest runs ssh); None pins both keys inline.
     """
     lines = ["# pairing: connect with  ssh -F THIS_FILE pairing", f"Host {GUEST_HOST}"]
-    lines += [f"    {k} {v}" for k, v in _host_hop(route, known_hosts)]
+    lines += [_option_line(k, v) for k, v in _host_hop(route, known_hosts)]
     lines += [f"    ProxyJump {RELAY_ALIAS}", "", f"Host {RELAY_ALIAS}"]
-    lines += [f"    {k} {v}" for k, v in _relay_hop(route, known_hosts)]
+    lines += [_option_line(k, v) for k, v in _relay_hop(route, known_hosts)]
     return "\n".join(lines) + "\n"
+
+
+def _option_line(key: str, value: str) -> str:
+    """One ssh_config line. ssh_config has no quoting that would make a second line or a
+    `Match exec` harmless, so a value that could carry one is refused, not escaped."""
+    printable(value, f"the guest's ssh option {key}")
+    if value.startswith("-") or '"' in value:
+        raise UnsafeText(f"the guest's ssh option {key} would be {value!r}; refusing to write it")
+    return f"    {key} {value}"
 
 
 def _options(pairs: list[tuple[str, str]]) -> list[str]:
@@ -110,4 +119,4 @@ def command(route: GuestRoute) -> str:
             f"{GUEST_USER}@{route.relay_address}"]
     argv = ["ssh", *_options(_host_hop(route)), f"-oProxyCommand={shlex.join(jump)}",
             "-p", str(route.tunnel_port), f"{route.host_user}@localhost"]
-    return shlex.join(argv)
+    return printable(shlex.join(argv), "the guest's ssh command")

@@ -30,6 +30,7 @@ from typing import TextIO
 
 import paramiko
 
+from . import guest_documents
 from .authorized_keys import AuthorizedKeysError, AuthorizedKeysFile, guest_line, tmux_attach_command
 from .outputs import StackOutputs
 from .accounts import GUEST_USER, TUNNEL_USER
@@ -174,18 +175,18 @@ def preflight(options: HostOptions) -> Identity:
     if options.tunnel == OpenSSHTunnel.name and shutil.which("ssh") is None:
         raise PreflightError("--tunnel openssh needs OpenSSH's ssh; install it (Debian/Ubuntu: sudo apt install "
                              "openssh-client) or leave out --tunnel")
-    expected = parse_public_key(outputs.hostPublicKey)
+    expected = outputs.host_public_key
     identity = load_identity(options.identity, expected)
     if options.tunnel == OpenSSHTunnel.name and identity.needs_passphrase and _agent_key(expected) is None:
         raise PreflightError(f"--tunnel openssh cannot ask for the passphrase of {identity.path}; add the key to "
                              f"ssh-agent first (ssh-add {identity.path}) or leave out --tunnel")
-    probe_sshd(options.target, parse_public_key(outputs.hostSshdKey))
+    probe_sshd(options.target, outputs.host_sshd_key)
     probe_relay(relay_endpoint(outputs, TUNNEL_USER))
     return identity
 
 
 def relay_endpoint(outputs: StackOutputs, user: str) -> Endpoint:
-    return Endpoint(outputs.relayAddress, outputs.relayPort, user, tuple(outputs.relay_host_keys))
+    return Endpoint(outputs.relay_address, outputs.relay_port, user, outputs.relay_host_keys)
 
 
 # --- the run --------------------------------------------------------------
@@ -294,7 +295,7 @@ class TunnelStatus:
 
 
 def guest_lines(options: HostOptions) -> list[str]:
-    session, socket_path = options.outputs.tmuxSession, options.tmux_socket
+    session, socket_path = options.outputs.tmux_session, options.tmux_socket
     typing = tmux_attach_command(session, read_only=False, socket=socket_path)
     watching = tmux_attach_command(session, read_only=True, socket=socket_path)
     outputs = options.outputs
@@ -302,8 +303,8 @@ def guest_lines(options: HostOptions) -> list[str]:
     # the hook opens from this machine: their keys then work from nowhere else
     # (not from the LAN your sshd may also listen on).
     sources = LOOPBACK_SOURCES if _is_loopback(options.target[0]) else ()
-    return [guest_line(k, typing, sources) for k in outputs.keys("guestKeys")] + [
-        guest_line(k, watching, sources) for k in outputs.keys("viewerKeys")
+    return [guest_line(k, typing, sources) for k in outputs.guest_keys] + [
+        guest_line(k, watching, sources) for k in outputs.viewer_keys
     ]
 
 
@@ -311,12 +312,19 @@ LOOPBACK_SOURCES = ("127.0.0.1", "::1")
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+    """Whether every address the hook may connect to for `host` is this machine's loopback
+    (localhost, LOCALHOST, 127.1, ::1, ::ffff:127.0.0.1 ...): then so is every guest's source."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False  # preflight's probe of the target says why
+    addresses = [ipaddress.ip_address(info[4][0].partition("%")[0]) for info in found]
+    return bool(addresses) and all(_loopback_address(a) for a in addresses)
+
+
+def _loopback_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)  # sshd sees ::ffff:127.0.0.1 as 127.0.0.1
+    return (mapped or address).is_loopback
 
 
 def instructions(outputs: StackOutputs, invite: Path | None = None) -> str:
@@ -325,8 +333,9 @@ def instructions(outputs: StackOutputs, invite: Path | None = None) -> str:
         f"ready: guests can join now. {sent} and have them run\n"
         f"    ssh -F {invite.name if invite else 'pairing.conf'} pairing\n"
         "or this one command (needs OpenSSH 8.5+):\n"
-        f"    {outputs.guestCommand}\n"
-        f"relay {outputs.relayAddress} ({outputs.relayHostKeyFingerprint}), ends {outputs.expiresAt}. Ctrl-C to stop."
+        f"    {guest_documents.command(outputs.guest_route)}\n"
+        f"relay {outputs.relay_address} ({outputs.relay_fingerprint}), ends {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}. "
+        "Ctrl-C to stop."
     )
 
 
@@ -342,7 +351,7 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),
-        tunnel_port=outputs.tunnelPort,
+        tunnel_port=outputs.tunnel_port,
         target=options.target,
         identity=identity.key,
         identity_file=identity.path,
@@ -360,7 +369,7 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
         elif new is State.WAITING_FOR_PORT or (new is State.RECONNECTING and detail):
             status.say(f"{new.value}: {detail}")
 
-    tunnel = TUNNELS[options.tunnel](spec, notify, give_up_at=_epoch(outputs.expiresAt) + GIVE_UP_GRACE)
+    tunnel = TUNNELS[options.tunnel](spec, notify, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
     failure: list[BaseException] = []
 
     def hold() -> None:
@@ -374,10 +383,10 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
     said = _SayHandler(status)  # the tunnel's warnings (your sshd is down, is back) on the status line
     logging.getLogger("pairing.tunnel").addHandler(said)
     try:
-        if tmux.ensure_session(outputs.tmuxSession):
-            status.say(f"created tmux session {outputs.tmuxSession!r} (attach yourself: tmux attach -t {outputs.tmuxSession})")
+        if tmux.ensure_session(outputs.tmux_session):
+            status.say(f"created tmux session {outputs.tmux_session!r} (attach yourself: tmux attach -t {outputs.tmux_session})")
         else:
-            tmux.keep_clients_in(outputs.tmuxSession)
+            tmux.keep_clients_in(outputs.tmux_session)
         keys_file.install(guest_lines(options))
         warned: set[str] = set()
         attached: tuple = ()
@@ -386,10 +395,10 @@ def run(options: HostOptions, stream: TextIO = sys.stdout) -> int:
         while worker.is_alive():
             try:
                 worker.join(STATUS_EVERY)
-                now = tmux.snapshot(outputs.tmuxSession)
-                if not now.exists and tmux.ensure_session(outputs.tmuxSession):
-                    status.say(f"tmux session {outputs.tmuxSession!r} was gone; created a new one for guests to attach to")
-                if outputs.viewerKeys:
+                now = tmux.snapshot(outputs.tmux_session)
+                if not now.exists and tmux.ensure_session(outputs.tmux_session):
+                    status.say(f"tmux session {outputs.tmux_session!r} was gone; created a new one for guests to attach to")
+                if outputs.viewer_keys:
                     warned = _warn_about_other_sessions(now.others, warned, status)
                 _say_comings_and_goings(attached, now.clients, status)
                 attached = now.clients
@@ -463,6 +472,3 @@ def _status_text(state: TunnelStatus, clients: list) -> str:
     word = "reconnecting" if state.state in (State.RECONNECTING, State.WAITING_FOR_PORT) else state.state.value
     return f"tunnel {word} since {since} | {guests}"
 
-
-def _epoch(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,13 +1,17 @@
-"""`pairing invite`: what a guest needs, from the stack outputs. Only OpenSSH on their side."""
+"""`pairing invite`: what a guest needs, from the stack outputs. Only OpenSSH on their side.
+
+Every document is rendered here from the validated facts of the outputs; none of the
+outputs' own text (guestSshConfig, guestCommand) is copied into a guest's file.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from . import guest_documents
 from .outputs import StackOutputs
-from .sshkeys import parse_public_key
 
 
 def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False) -> str:
@@ -16,39 +20,45 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False) -
     known_hosts: for guests with OpenSSH before 8.5, the keys of both hops go in
     a file of their own beside the config (PATH.known_hosts), which it names.
     """
+    route = outputs.guest_route
     if known_hosts:
         keys_path = path.with_suffix(".known_hosts")
-        route = outputs.guest_route
+        config = guest_documents.ssh_config(route, known_hosts=keys_path.name)
         _write(keys_path, guest_documents.known_hosts_file(route))
-        _write(path, guest_documents.ssh_config(route, known_hosts=keys_path.name))
+        _write(path, config)
         sent = [
             f"wrote {path} and {keys_path}: send both to your guest (they hold no secret). In the folder",
             "holding both (the config names the other file), with any OpenSSH since 7.3, they run:",
             f"    ssh -F {path.name} pairing",
         ]
     else:
-        _write(path, outputs.guestSshConfig)
+        _write(path, guest_documents.ssh_config(route))
         sent = [
             f"wrote {path}: send it to your guest (it holds no secret). They run:",
             f"    ssh -F {path.name} pairing",
             "or, with no file at all (OpenSSH 8.5+):",
-            f"    {outputs.guestCommand}",
+            f"    {guest_documents.command(route)}",
         ]
-    host_key = parse_public_key(outputs.hostSshdKey)
     return "\n".join(
         [
             *sent,
             "Both hops are pinned; to double-check by voice or chat:",
-            f"    relay {outputs.relayAddress}: {outputs.relayHostKeyFingerprint}",
-            f"    host sshd:   {host_key.fingerprint}",
-            f"The relay ends at {outputs.expiresAt}.",
+            f"    relay {outputs.relay_address}: {outputs.relay_fingerprint}",
+            f"    host sshd:   {outputs.host_sshd_key.fingerprint}",
+            f"The relay ends at {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}.",
         ]
     )
 
 
 def _write(path: Path, text: str) -> None:
-    """Atomically, readable by all: it holds public keys and addresses only."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.chmod(temp, 0o644)
-    os.replace(temp, path)
+    """Atomically, readable by all (it holds public keys and addresses only). The temp file is
+    made fresh with O_EXCL (mkstemp), so a planted file or symlink in its place is never followed."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o644)
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

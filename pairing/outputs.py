@@ -1,14 +1,19 @@
 """The stack outputs: the contract between `pulumi up` and everything after it.
 
-The Pulumi program exports exactly these names; the host hook and the guest
-invite read them back (from `pulumi stack output --json --show-secrets` or a
-file holding that JSON) through StackOutputs.from_json.
+The Pulumi program exports exactly OUTPUT_NAMES (render_outputs). The host hook and the
+guest invite read them back (from `pulumi stack output --json --show-secrets`, or a file
+holding that JSON, perhaps from a shared state backend or someone else's hands) through
+StackOutputs.from_json, which treats them as input: every fact is checked by the same
+parsers as the settings and typed once; the derived documents (guestSshConfig,
+guestCommand, relayHostKeyFingerprint) are never read back, but rendered again.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, fields
@@ -17,10 +22,24 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import guest_documents
-from .settings import Settings
-from .sshkeys import InvalidKey, PublicKey, parse_public_key
+from .guest_documents import known_hosts_pattern
+from .settings import ConfigError, Settings, as_int, parse_setting, refuse_duplicate_keys
+from .sshkeys import InvalidKey, PublicKey, parse_public_key, shorten
 
 RELAY_SSH_PORT = 22
+# What the program exports: the facts below, plus documents derived from them for people who
+# use Pulumi alone. The host side reads the facts only and renders its own documents.
+OUTPUT_NAMES = (
+    "relayAddress", "relayPort", "tunnelPort", "relayKnownHosts", "relayHostKeyFingerprint", "guestSshConfig",
+    "guestCommand", "hostUser", "tmuxSession", "hostSshdKey", "hostPublicKey", "guestKeys", "viewerKeys",
+    "expiresAt", "instanceId",
+)
+REREAD = "read them again (pulumi stack output --json --show-secrets), or correct the --outputs file"
+# A DNS name as ssh takes it: letters, digits and inner hyphens per label. Never a leading
+# "-" (an ssh option) and nothing ssh_config or a shell would read as syntax.
+HOST_NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
 class OutputsError(ValueError):
@@ -29,82 +48,147 @@ class OutputsError(ValueError):
 
 @dataclass(frozen=True)
 class StackOutputs:
-    relayAddress: str
-    relayPort: int
-    tunnelPort: int
-    relayKnownHosts: str
-    relayHostKeyFingerprint: str
-    guestSshConfig: str
-    guestCommand: str
-    hostUser: str
-    tmuxSession: str
-    hostSshdKey: str
-    hostPublicKey: str
-    guestKeys: tuple[str, ...]
-    viewerKeys: tuple[str, ...]
-    expiresAt: str
-    instanceId: str
+    """The stack outputs as the host side uses them: each one checked, typed, and read nowhere else."""
+
+    relay_address: str
+    relay_port: int
+    tunnel_port: int
+    relay_host_keys: tuple[PublicKey, ...]
+    host_user: str
+    tmux_session: str
+    host_sshd_key: PublicKey
+    host_public_key: PublicKey
+    guest_keys: tuple[PublicKey, ...]
+    viewer_keys: tuple[PublicKey, ...]
+    expires_at: datetime  # aware, UTC
+    instance_id: str
 
     @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], source: str = "the stack outputs") -> "StackOutputs":
-        missing = [name for name in cls.names() if data.get(name) in (None, "")]
+    def from_json(cls, data: Any, source: str = "the stack outputs") -> "StackOutputs":
+        """Validate what `pulumi stack output --json` gave (or a file holding it), field by field."""
+        if not isinstance(data, dict):
+            raise OutputsError(f"{source} holds a JSON {_json_kind(data)}, not the object of "
+                               f"`pulumi stack output --json --show-secrets`; {REREAD}")
+        missing = [name for name in READERS if data.get(name) in (None, "")]
         if missing:
             raise OutputsError(
                 f"{source} lack {', '.join(missing)}; run `pulumi up` to completion first "
                 "(or give --outputs a file from `pulumi stack output --json --show-secrets`)"
             )
-        return cls(**{f.name: _typed(f.type, f.name, data[f.name]) for f in fields(cls)})
+        values = {}
+        for name, (field_name, read) in READERS.items():
+            try:
+                values[field_name] = read(data[name], values)
+            except ValueError as exc:
+                raise OutputsError(f"{source}: output {name}: {exc}; {REREAD}") from None
+        try:
+            refuse_duplicate_keys(values["guest_keys"], values["viewer_keys"], values["host_public_key"], "output ")
+        except ConfigError as exc:
+            raise OutputsError(f"{source}: {exc}; {REREAD}") from None
+        return cls(**values)
+
+    @property
+    def relay_fingerprint(self) -> str:
+        return self.relay_host_keys[0].fingerprint
 
     @property
     def guest_route(self) -> guest_documents.GuestRoute:
-        """The facts the guest's documents are made from, read back from the outputs."""
-        try:
-            sshd_key = parse_public_key(self.hostSshdKey)
-        except InvalidKey as exc:
-            raise OutputsError(f"hostSshdKey: {exc}") from None
+        """The facts the guest's documents are made from."""
         return guest_documents.GuestRoute(
-            relay_address=self.relayAddress, relay_port=self.relayPort, relay_host_key=self.relay_host_keys[0],
-            tunnel_port=self.tunnelPort, host_user=self.hostUser, host_sshd_key=sshd_key,
+            relay_address=self.relay_address, relay_port=self.relay_port, relay_host_key=self.relay_host_keys[0],
+            tunnel_port=self.tunnel_port, host_user=self.host_user, host_sshd_key=self.host_sshd_key,
         )
 
-    def keys(self, name: str) -> tuple[PublicKey, ...]:
-        """guestKeys or viewerKeys, parsed."""
-        try:
-            return tuple(parse_public_key(line) for line in getattr(self, name))
-        except InvalidKey as exc:
-            raise OutputsError(f"{name}: {exc}") from None
 
-    @property
-    def relay_host_keys(self) -> list[PublicKey]:
-        """The pinned relay keys, from the known_hosts text."""
-        keys = []
-        for line in self.relayKnownHosts.splitlines():
-            if line.strip() and not line.startswith("#"):
-                _pattern, _, key = line.strip().partition(" ")
-                try:
-                    keys.append(parse_public_key(key))
-                except InvalidKey as exc:
-                    raise OutputsError(f"relayKnownHosts: {exc}") from None
-        if not keys:
-            raise OutputsError("relayKnownHosts holds no key; run `pulumi up` again")
-        return keys
+def _json_kind(data: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(data), "number")
 
 
-def _typed(kind: str, name: str, value: Any) -> Any:
+# --- one reader per output: raw JSON value (and the fields read so far) -> typed value, or ValueError(fix) ---
+
+
+def _setting(key: str):
+    """The settings' own parser for an output that is a setting read back."""
+    return lambda raw, _values: parse_setting(key, raw)
+
+
+def _relay_address(raw: Any, _values: dict) -> str:
+    text = raw if isinstance(raw, str) else ""
     try:
-        if kind == "int":
-            return int(value)
-        if kind.startswith("tuple"):
-            if not isinstance(value, list):
-                raise TypeError
-            return tuple(str(v) for v in value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise OutputsError(f"output {name} is {value!r}, not a {kind}; read the outputs again with `pulumi stack output --json`") from None
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        if HOST_NAME.fullmatch(text):
+            return text
+        raise ValueError(f"{shorten(raw)!r} is neither an IP address nor a host name") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        raise ValueError(f"{text!r} has a zone; give the relay's global address")
+    if address.is_unspecified or address.is_multicast:
+        raise ValueError(f"{text!r} is not the address of one machine")
+    return str(address)
+
+
+def _port(raw: Any, _values: dict) -> int:
+    port = as_int(raw)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{port} is out of range; a TCP port is 1 to 65535")
+    return port
+
+
+def _relay_known_hosts(raw: Any, values: dict) -> tuple[PublicKey, ...]:
+    """Lines `PATTERN KEY` for the relay's address and port only; the keys are what matters."""
+    if not isinstance(raw, str):
+        raise ValueError("is not known_hosts text")
+    expected = known_hosts_pattern(values["relay_address"], values["relay_port"])
+    keys = []
+    for line in raw.split("\n"):
+        if not line.strip() or line.startswith("#"):
+            continue
+        pattern, _, key = line.strip().partition(" ")
+        if pattern != expected:
+            raise ValueError(f"names {shorten(pattern)!r}, not the relay ({expected})")
+        try:
+            keys.append(parse_public_key(key))
+        except InvalidKey as exc:
+            raise ValueError(str(exc)) from None
+    if not keys:
+        raise ValueError("holds no key")
+    return tuple(keys)
+
+
+def _expires_at(raw: Any, _values: dict) -> datetime:
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise ValueError(f"{shorten(raw)!r} is not an ISO 8601 time such as 2026-11-26T19:30:37Z")
+    if when.tzinfo is None:
+        raise ValueError(f"{raw!r} has no time zone; write it in UTC, e.g. {raw}Z")
+    return when.astimezone(timezone.utc)
+
+
+def _instance_id(raw: Any, _values: dict) -> str:
+    if not isinstance(raw, str) or not INSTANCE_ID.fullmatch(raw):
+        raise ValueError(f"{shorten(raw)!r} is not an instance id such as i-0123456789abcdef0")
+    return raw
+
+
+# Output name -> (field, reader), in the order they are read (the known_hosts reader needs the address).
+READERS = {
+    "relayAddress": ("relay_address", _relay_address),
+    "relayPort": ("relay_port", _port),
+    "tunnelPort": ("tunnel_port", _setting("tunnelPort")),
+    "relayKnownHosts": ("relay_host_keys", _relay_known_hosts),
+    "hostUser": ("host_user", _setting("hostUser")),
+    "tmuxSession": ("tmux_session", _setting("tmuxSession")),
+    "hostSshdKey": ("host_sshd_key", _setting("hostSshdKey")),
+    "hostPublicKey": ("host_public_key", _setting("hostPublicKey")),
+    "guestKeys": ("guest_keys", _setting("guestKeys")),
+    "viewerKeys": ("viewer_keys", _setting("viewerKeys")),
+    "expiresAt": ("expires_at", _expires_at),
+    "instanceId": ("instance_id", _instance_id),
+}
+assert [field for field, _ in READERS.values()] == [f.name for f in fields(StackOutputs)], "READERS and StackOutputs disagree"
 
 
 def expires_at(launch_time: str, ttl_minutes: int) -> str:
@@ -134,7 +218,7 @@ def render_outputs(
         "relayAddress": relay_address,
         "relayPort": relay_port,
         "tunnelPort": settings.tunnel_port,
-        "relayKnownHosts": guest_documents.relay_known_hosts(relay_address, relay_port, relay_host_key),
+        "relayKnownHosts": guest_documents.known_hosts_line(known_hosts_pattern(relay_address, relay_port), relay_host_key) + "\n",
         "relayHostKeyFingerprint": relay_host_key.fingerprint,
         "guestSshConfig": guest_documents.ssh_config(route),
         "guestCommand": guest_documents.command(route),
@@ -147,7 +231,7 @@ def render_outputs(
         "expiresAt": expires_at(launch_time, settings.ttl_minutes),
         "instanceId": instance_id,
     }
-    assert set(outputs) == set(StackOutputs.names())
+    assert tuple(outputs) == OUTPUT_NAMES
     return outputs
 
 
@@ -160,7 +244,7 @@ def read_outputs(file: Path | None = None, stack: str | None = None, env: Mappin
         try:
             data = json.loads(Path(file).read_text())
         except (OSError, ValueError) as exc:
-            raise OutputsError(f"--outputs {file}: cannot read it as JSON ({exc})") from None
+            raise OutputsError(f"--outputs {file}: cannot read it as JSON ({shorten(str(exc), 120)})") from None
         return StackOutputs.from_json(data, source=str(file))
     if shutil.which("pulumi") is None:
         raise OutputsError("the Pulumi CLI is not installed; install it, or pass --outputs FILE (JSON from `pulumi stack output --json --show-secrets`)")
@@ -170,4 +254,8 @@ def read_outputs(file: Path | None = None, stack: str | None = None, env: Mappin
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise OutputsError(f"`{' '.join(argv)}` failed: {detail}")
-    return StackOutputs.from_json(json.loads(result.stdout), source=f"stack {stack or '(selected)'}")
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        raise OutputsError(f"`{' '.join(argv)}` printed no JSON; run it yourself to see why") from None
+    return StackOutputs.from_json(data, source=f"stack {stack or '(selected)'}")

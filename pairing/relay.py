@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_tls as tls
 
 from . import relay_documents
-from .outputs import RELAY_SSH_PORT, StackOutputs, render_outputs
+from .outputs import OUTPUT_NAMES, RELAY_SSH_PORT, render_outputs
 from .settings import Settings
 from .sshkeys import parse_public_key
 
@@ -102,7 +102,7 @@ class PairingRelay(pulumi.ComponentResource):
             )
         )
         self.outputs: dict[str, pulumi.Output] = {
-            name: rendered.apply(lambda values, name=name: values[name]) for name in StackOutputs.names()
+            name: rendered.apply(lambda values, name=name: values[name]) for name in OUTPUT_NAMES
         }
         self.register_outputs(self.outputs)
 

@@ -62,7 +62,7 @@ def _as_list(raw: Any) -> list:
     return raw
 
 
-def _as_int(raw: Any) -> int:
+def as_int(raw: Any) -> int:
     # ASCII digits only: str.isdigit() also takes "²" and "١٣٣٧".
     if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not WHOLE_NUMBER.fullmatch(str(raw).strip()):
         raise ValueError(f"{shorten(raw)!r} is not a whole number")
@@ -124,7 +124,7 @@ def _cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def _tunnel_port(raw: Any) -> int:
-    port = _as_int(raw)
+    port = as_int(raw)
     if not 1024 <= port <= 65535:
         raise ValueError(f"{port} is out of range; use an unprivileged port from 1024 to 65535, e.g. 1337")
     return port
@@ -143,7 +143,7 @@ def _instance_type(raw: Any) -> str:
 
 
 def _ttl_minutes(raw: Any) -> int:
-    minutes = _as_int(raw)
+    minutes = as_int(raw)
     if not 1 <= minutes <= 1440:
         raise ValueError(f"{minutes} is out of range; use 1 to 1440 minutes (24 hours)")
     return minutes
@@ -226,6 +226,14 @@ def _field_name(key: str) -> str:
 assert [_field_name(s.key) for s in SETTINGS] == [f.name for f in fields(Settings)], "SETTINGS and Settings disagree"
 
 
+SETTING = {setting.key: setting for setting in SETTINGS}
+
+
+def parse_setting(key: str, raw: Any) -> Any:
+    """One setting's value, checked by the same parser config goes through (ValueError: the fix)."""
+    return SETTING[key].parse(raw)
+
+
 def settings_from(raw: Mapping[str, Any]) -> Settings:
     """Validate raw config values (key -> str, list or int; absent = default)."""
     unknown = sorted(set(raw) - {s.key for s in SETTINGS})
@@ -246,20 +254,19 @@ def settings_from(raw: Mapping[str, Any]) -> Settings:
             values[_field_name(setting.key)] = setting.parse(value)
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
-    _refuse_duplicate_keys(values)
+    refuse_duplicate_keys(values["guest_keys"], values["viewer_keys"], values["host_public_key"], NAMESPACE + ":")
     return Settings(**values)
 
 
-def _refuse_duplicate_keys(values: Mapping[str, Any]) -> None:
-    """One key, one role: a key listed twice would get two sets of rights."""
+def refuse_duplicate_keys(guests: tuple[PublicKey, ...], viewers: tuple[PublicKey, ...], host: PublicKey,
+                          prefix: str) -> None:
+    """One key, one role: a key listed twice would get two sets of rights (prefix: how the names are shown)."""
     seen: dict[str, str] = {}
-    roles = [("guestKeys", k) for k in values["guest_keys"]]
-    roles += [("viewerKeys", k) for k in values["viewer_keys"]]
-    roles.append(("hostPublicKey", values["host_public_key"]))
+    roles = [("guestKeys", k) for k in guests] + [("viewerKeys", k) for k in viewers] + [("hostPublicKey", host)]
     for setting, key in roles:
         if key.blob in seen:
-            where = "twice" if seen[key.blob] == setting else f"also in {NAMESPACE}:{seen[key.blob]}"
-            raise ConfigError(f"{NAMESPACE}:{setting}: {key.short} is listed {where}; give each key one role only")
+            where = "twice" if seen[key.blob] == setting else f"also in {prefix}{seen[key.blob]}"
+            raise ConfigError(f"{prefix}{setting}: {key.short} is listed {where}; give each key one role only")
         seen[key.blob] = setting
 
 

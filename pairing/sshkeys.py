@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import unicodedata
 from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+from .text import unprintable
 
 # Key types a current OpenSSH accepts by default. DSA is gone from OpenSSH
 # (disabled in 7.0, removed in 9.8), so it is refused with its own message.
@@ -28,9 +29,6 @@ ACCEPTED_TYPES = (
     "ssh-rsa",
 )
 MIN_RSA_BITS = 2048
-# Control characters (C0, DEL, C1: terminals act on them), line and paragraph separators
-# (Python splits lines on them) and lone surrogates (no encoding can write them).
-UNPRINTABLE = ("Cc", "Zl", "Zp", "Cs")
 
 
 class InvalidKey(ValueError):
@@ -90,8 +88,9 @@ def parse_public_key(text: str) -> PublicKey:
         raise InvalidKey("that is a PRIVATE key; paste the one line of the .pub file instead, and keep the private key secret")
     if not line:
         raise InvalidKey("the key line is empty; paste the one line of a .pub file")
-    if any(unicodedata.category(c) in UNPRINTABLE for c in line):
-        raise InvalidKey(f"{shorten(line)!r} spans several lines or has control characters; give one key per list entry")
+    if unprintable(line) is not None:
+        raise InvalidKey(f"{shorten(line)!r} spans several lines or has control or format characters "
+                         f"(U+{ord(unprintable(line)):04X}); give one key per list entry, as its .pub file has it")
     kind, _, rest = line.partition(" ")
     blob, _, comment = rest.strip().partition(" ")
     if kind == "ssh-dss":

@@ -63,7 +63,7 @@ class Deployment:
     def known_hosts(self) -> Path:
         """The relay's pinned key, as a client's known_hosts file."""
         path = self.folder / "relay_known_hosts"
-        path.write_text(self.stack_outputs.relayKnownHosts)
+        path.write_text(self.outputs()["relayKnownHosts"])
         return path
 
     def ssh_options(self, key: str) -> list[str]:

@@ -134,7 +134,7 @@ def test_known_hosts_invite_for_older_guests(pairing, hook, guests):
 def test_invite_pins_both_hops(pairing):
     config = pairing.invite.read_text()
     outputs = json.loads(pairing.outputs.read_text())
-    assert config == outputs["guestSshConfig"]
+    assert config == outputs["guestSshConfig"]  # rendered again from the facts, to the same bytes
     relay_key = " ".join(pairing.deployment.relay_key.public_line.split()[:2])
     host_key = " ".join(pairing.deployment.host_sshd.host_key.public_line.split()[:2])
     assert f"KnownHostsCommand /bin/echo pairing-relay {relay_key}" in config

@@ -110,7 +110,7 @@ def spec_for(pairing, relay_key, identity_key: str = "host") -> TunnelSpec:
     outputs = deployment.stack_outputs
     relay, probe = (dataclasses.replace(relay_endpoint(outputs, user), pinned=(relay_key,))
                     for user in (TUNNEL_USER, GUEST_USER))
-    return TunnelSpec(relay=relay, probe=probe, tunnel_port=outputs.tunnelPort,
+    return TunnelSpec(relay=relay, probe=probe, tunnel_port=outputs.tunnel_port,
                       target=("127.0.0.1", deployment.host_sshd.port),
                       identity=paramiko.PKey.from_path(key_file), identity_file=key_file)
 

@@ -5,6 +5,7 @@ resources it registered and the outputs it exported."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import getpass
 import json
 import hashlib
@@ -19,7 +20,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from pairing.outputs import StackOutputs
+from pairing.guest_documents import command, ssh_config
+from pairing.outputs import OUTPUT_NAMES, StackOutputs
 
 PROJECT = Path(__file__).resolve().parent.parent
 PUBLIC_IP = "203.0.113.10"
@@ -138,21 +140,25 @@ def test_example_stack(keys):
             "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
         ]
 
-        assert set(out) == set(StackOutputs.names())
+        assert tuple(out) == OUTPUT_NAMES
         parsed = StackOutputs.from_json(out)
-        assert parsed.relayAddress == PUBLIC_IP and parsed.relayPort == 22 and parsed.tunnelPort == 1337
+        assert parsed.relay_address == PUBLIC_IP and parsed.relay_port == 22 and parsed.tunnel_port == 1337
         relay_key = parsed.relay_host_keys[0]
-        assert parsed.relayKnownHosts == f"{PUBLIC_IP} {relay_key.bare}\n"
-        assert parsed.relayHostKeyFingerprint == relay_key.fingerprint
+        assert out["relayKnownHosts"] == f"{PUBLIC_IP} {relay_key.bare}\n"
+        assert out["relayHostKeyFingerprint"] == relay_key.fingerprint == parsed.relay_fingerprint
         # The relay's key in the outputs is the one the relay boots with.
         assert user_data["ssh_keys"]["ed25519_public"] == relay_key.bare
-        assert parsed.expiresAt == "2026-11-26T19:00:00Z"
-        assert parsed.instanceId == "relay-instance-id"
-        assert parsed.tmuxSession == "pair"
-        assert parsed.hostUser == getpass.getuser()  # not set in Pulumi.dev.yaml: the user running the program
-        assert parsed.hostSshdKey == " ".join(keys["sshd"].public_line.split()[:2])
-        assert f"HostName {PUBLIC_IP}" in parsed.guestSshConfig and "ProxyJump pairing-relay" in parsed.guestSshConfig
-        assert parsed.guestCommand.startswith("ssh ") and "\n" not in parsed.guestCommand
+        assert out["expiresAt"] == "2026-11-26T19:00:00Z"
+        assert parsed.expires_at == dt.datetime(2026, 11, 26, 19, 0, tzinfo=dt.timezone.utc)
+        assert parsed.instance_id == "relay-instance-id"
+        assert parsed.tmux_session == "pair"
+        assert parsed.host_user == getpass.getuser()  # not set in Pulumi.dev.yaml: the user running the program
+        assert parsed.host_sshd_key.bare == " ".join(keys["sshd"].public_line.split()[:2])
+        assert f"HostName {PUBLIC_IP}" in out["guestSshConfig"] and "ProxyJump pairing-relay" in out["guestSshConfig"]
+        assert out["guestCommand"].startswith("ssh ") and "\n" not in out["guestCommand"]
+        # What the program exports for people using Pulumi alone is what the host side renders itself.
+        assert out["guestSshConfig"] == ssh_config(parsed.guest_route)
+        assert out["guestCommand"] == command(parsed.guest_route)
 
     return after_deploy(run, check)
 
