@@ -9,7 +9,6 @@ folder), keep the file's mode and owner, and never leave a half-written file.
 from __future__ import annotations
 
 import os
-import shlex
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -49,7 +48,25 @@ def tmux_attach_command(session: str, read_only: bool, socket: str | None = None
     # "=name": exactly that session. A bare name also matches any session whose name starts
     # with it, so while `pair` is gone a guest would land in, say, `pairing-notes`.
     argv = ["tmux"] + (["-S", socket] if socket else []) + ["attach"] + (["-r"] if read_only else []) + ["-t", f"={session}"]
-    return shlex.join(argv)
+    return " ".join(_shell_word(word) for word in argv)
+
+
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_/.-")
+
+
+def _shell_word(word: str) -> str:
+    r"""One word as every login shell sshd may run the command with (`$SHELL -c`) reads it back:
+    bash, dash, zsh and fish. shlex.quote is POSIX only: it leaves `=pair` bare, which zsh
+    expands as a command path (`zsh:1: pair not found`). So anything but plain characters goes
+    in single quotes, and a ' in "'", which all four read alike. Backslashes are refused: fish
+    reads \\ and \' inside single quotes as escapes, and sshd's command="..." keeps every
+    backslash not before a ", so none survives both unchanged."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in word):
+        raise ValueError(f"control character or backslash in a tmux command word: {word!r}")
+    if word and all(c in _PLAIN for c in word):
+        return word
+    # No '' pair is written: zsh with RC_QUOTES reads it as a quote.
+    return "\"'\"".join(f"'{part}'" if part else "" for part in word.split("'")) or "''"
 
 
 def without_block(text: str) -> str:

@@ -23,6 +23,10 @@ REQUIRED_TOOLS = {
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "genisoimage": "genisoimage",
+    "bash": "bash",  # the host account's login shells the forced command must run under
+    "dash": "dash",
+    "zsh": "zsh",
+    "fish": "fish",
 }
 
 

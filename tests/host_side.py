@@ -58,11 +58,15 @@ class HostSshd:
 
     It runs in a private mount namespace with a tmpfs on /run, because sshd
     insists on /run/sshd and the machine's own /run is not ours to change.
+    `login_shell`: the shell sshd runs the forced command with (`$SHELL -c`) for
+    root, through a private /etc/passwd bind-mounted in that namespace only;
+    set it and restart() to try another. None: the machine's own passwd.
     """
 
-    def __init__(self, folder: Path, authorized_keys: Path) -> None:
+    def __init__(self, folder: Path, authorized_keys: Path, login_shell: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
+        self.login_shell = login_shell
         self.port = free_port()
         self.host_key: KeyFile = make_key(folder, "ssh_host_ed25519_key")
         self.log = folder / "sshd.log"
@@ -91,12 +95,30 @@ class HostSshd:
 
     def start(self) -> None:
         script = 'mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec /usr/sbin/sshd -D -e -f "$0"'
+        passwd = []
+        if self.login_shell:
+            script = 'mount --bind "$1" /etc/passwd && ' + script
+            passwd = [str(self._passwd_with_root_shell(self.login_shell))]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(self.config)],
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(self.config), *passwd],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         wait_until(self.answers, 10, f"the host sshd on 127.0.0.1:{self.port}")
+
+    def restart(self) -> None:
+        """Same port, keys and config; picks up a new login_shell."""
+        self.stop()
+        self.start()
+
+    def _passwd_with_root_shell(self, shell: str) -> Path:
+        """A copy of /etc/passwd (only ever read) where root's shell is `shell`."""
+        entries = [line.split(":") for line in Path("/etc/passwd").read_text().splitlines()]
+        assert any(entry[0] == "root" for entry in entries), "no root in /etc/passwd"
+        path = self.folder / "passwd"
+        path.write_text("".join(":".join(entry[:6] + [shell] if entry[0] == "root" else entry) + "\n" for entry in entries))
+        path.chmod(0o644)
+        return path
 
     def answers(self) -> bool:
         try:

@@ -118,7 +118,7 @@ def join(pairing: Pairing, guests: list, name: str, key: str | None = None) -> G
     guest.connect()
     # A shell prompt shows up in the guest's terminal: they are in the host's tmux.
     wait_until(lambda: "#" in guest.screen or "GUEST-SSH-EXITED" in guest.screen, 30, f"{name} to land in tmux")
-    assert "GUEST-SSH-EXITED" not in guest.screen, guest.log.read_text()
+    assert "GUEST-SSH-EXITED" not in guest.screen, guest.screen + guest.log.read_text()
     return guest
 
 
