@@ -62,7 +62,7 @@ def _shell_word(word: str) -> str:
     reads \\ and \' inside single quotes as escapes, and sshd's command="..." keeps every
     backslash not before a ", so none survives both unchanged."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in word):
-        raise ValueError(f"control character or backslash in a tmux command word: {word!r}")
+        raise UnsafeText(f"control character or backslash in a tmux command word: {word!r}")
     if word and all(c in _PLAIN for c in word):
         return word
     # No '' pair is written: zsh with RC_QUOTES reads it as a quote.

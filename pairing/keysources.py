@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,7 +27,8 @@ KEY_PAGES = {
 PREFIXES = {"gh": "github", "github": "github", "gl": "gitlab", "gitlab": "gitlab"}
 # GitHub and GitLab user names: letters, digits, '-', '_' and '.'.
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-FETCH_TIMEOUT = 10
+FETCH_TIMEOUT = 10  # seconds for the whole page, however slowly it arrives
+PAGE_LIMIT = 1 << 20  # a keys page is a few lines; more is not one
 
 
 class KeySourceError(ValueError):
@@ -73,8 +76,13 @@ def _from_site(site: str, user: str) -> list[PublicKey]:
         raise KeySourceError(f"{site}:{shorten(user)}: not a {site} user name")
     url = KEY_PAGES[site].format(user=user)
     try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
-            text = response.read(1 << 20).decode("utf-8", "replace")
+        text = _fetch(url).decode("utf-8", "replace")
+    except _TooSlow:
+        raise KeySourceError(f"{site}:{user}: {url} did not answer within {FETCH_TIMEOUT} s; try again, "
+                             "or give their .pub file") from None
+    except _TooLarge:
+        raise KeySourceError(f"{site}:{user}: {url} sent more than {PAGE_LIMIT // 1024} KiB, which is no keys "
+                             "page; give their .pub file") from None
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise KeySourceError(f"{site}:{user}: no such {site} user ({url} answered 404)") from None
@@ -93,6 +101,39 @@ def _from_site(site: str, user: str) -> list[PublicKey]:
         # The pages carry no comments; name the key after its source, for authorized_keys readers.
         keys.append(PublicKey(key.kind, key.blob, key.comment or f"{site}:{user}"))
     return keys
+
+
+class _TooSlow(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _fetch(url: str) -> bytes:
+    """The page, whole, within FETCH_TIMEOUT in all: urlopen's timeout is per read, so a
+    page dripping a byte a second would otherwise hold `pairing up` for as long as it likes."""
+    deadline = time.monotonic() + FETCH_TIMEOUT
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
+            body = b""
+            # The connection's socket, to shorten each read's timeout to the time left (CPython's
+            # HTTPResponse reads through a SocketIO; without it, each read keeps urlopen's timeout).
+            sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
+            while len(body) <= PAGE_LIMIT:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _TooSlow
+                if sock is not None:
+                    sock.settimeout(left)
+                chunk = response.read1(64 * 1024)
+                if not chunk:
+                    return body
+                body += chunk
+    except (socket.timeout, TimeoutError):
+        raise _TooSlow from None
+    raise _TooLarge
 
 
 def keys_from_all(sources: list[str]) -> list[PublicKey]:

@@ -199,3 +199,17 @@ def test_flags_that_reach_documents_are_checked(tmp_path, flag, value, message):
     result = pairing_cli("host", "--outputs", str(tmp_path / "none.json"), f"{flag}={value}", cwd=tmp_path, home=tmp_path)
     assert result.returncode == 2 and result.stdout == "", result
     assert result.stderr.splitlines()[-1].startswith(f"pairing host: error: {message}"), result.stderr
+
+
+@pytest.mark.parametrize("target, from_loopback", [
+    ("localhost", True), ("LOCALHOST", True), ("127.1", True), ("127.0.0.1", True), ("::1", True),
+    ("::ffff:127.0.0.1", True), ("192.0.2.10", False), ("2001:db8::1", False),
+])
+def test_guest_keys_work_only_through_the_tunnel_for_every_spelling_of_loopback(good, tmp_path, target, from_loopback):
+    """A loopback target means every guest arrives from loopback: their keys are then refused from anywhere else."""
+    from pairing.host import HostOptions, guest_lines
+
+    options = HostOptions(StackOutputs.from_json(good), None, (target, 22), tmp_path / "authorized_keys")
+    lines = guest_lines(options)
+    assert len(lines) == 2
+    assert all(line.startswith('restrict,pty,from="127.0.0.1,::1",command=') == from_loopback for line in lines), lines

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pulumi
@@ -274,3 +275,54 @@ def test_status_from_outputs(tmp_path, home, keys):
     assert "(1 h 29 min left)" in result.stdout or "(1 h 30 min left)" in result.stdout
     assert "tunnel  not held: run pairing host" in result.stdout
     assert "guests  0 typing, 0 watching" in result.stdout
+
+
+class SlowPages(http.server.BaseHTTPRequestHandler):
+    """A keys page that drips (a byte every 0.8 s) or never ends (2 MiB of key-like lines)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        try:
+            if "slow" in self.path:
+                for _ in range(100):
+                    self.wfile.write(b"s")
+                    self.wfile.flush()
+                    time.sleep(0.8)  # the server's pace, not a wait in the test
+            else:
+                self.wfile.write(b"# ssh-ed25519 AAAA padding line\n" * (2 * 1024 * 1024 // 32))
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def slow_pages(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowPages)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setitem(keysources.KEY_PAGES, "github", f"http://127.0.0.1:{server.server_address[1]}/{{user}}.keys")
+    monkeypatch.setattr(keysources, "FETCH_TIMEOUT", 3)
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_dripping_key_page_has_an_overall_deadline(home, slow_pages):
+    began = time.monotonic()
+    with pytest.raises(UpError) as caught:
+        plan(up_args("--guest", "gh:slow", "--region", "eu-west-1"), home=home, environ={})
+    took = time.monotonic() - began
+    assert str(caught.value).startswith("github:slow: http://127.0.0.1:") and str(caught.value).endswith(
+        "/slow.keys did not answer within 3 s; try again, or give their .pub file")
+    assert took < 3 + 1.5, f"held for {took:.1f} s"
+
+
+def test_a_key_page_over_a_mebibyte_is_refused_not_cut(home, slow_pages):
+    with pytest.raises(UpError) as caught:
+        plan(up_args("--guest", "gh:huge", "--region", "eu-west-1"), home=home, environ={})
+    assert str(caught.value).endswith("/huge.keys sent more than 1024 KiB, which is no keys page; give their .pub file")
