@@ -33,7 +33,7 @@ import paramiko
 from .authorized_keys import AuthorizedKeysError, AuthorizedKeysFile, guest_line, tmux_attach_command
 from .outputs import StackOutputs
 from .accounts import GUEST_USER, TUNNEL_USER
-from .sshkeys import PublicKey, parse_public_key
+from .sshkeys import PublicKey, host_key_algorithms, is_key, parse_public_key, public_key_of
 from .tmux import Tmux, TmuxError
 from .openssh_tunnel import OpenSSHTunnel
 from .tunnel import Endpoint, HostKeyMismatch, ParamikoTunnel, State, TunnelFatal, TunnelSpec, handshake
@@ -121,7 +121,7 @@ def _read_private_key(path: Path) -> tuple[paramiko.PKey, bool]:
 
 
 def _same_key(key: paramiko.PKey, expected: PublicKey) -> bool:
-    return key.get_name() == expected.kind and key.get_base64() == expected.blob
+    return is_key(key, expected)
 
 
 def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
@@ -136,7 +136,7 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         ) from None
     transport = paramiko.Transport(sock)
     try:
-        transport.get_security_options().key_types = [pinned.kind]
+        transport.get_security_options().key_types = host_key_algorithms([pinned])
         transport.start_client(timeout=SSHD_PROBE_TIMEOUT * 3)
         presented = transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -145,7 +145,7 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         transport.close()
     if not _same_key(presented, pinned):
         raise PreflightError(
-            f"your sshd on {host}:{port} presents {PublicKey(presented.get_name(), presented.get_base64()).fingerprint}, "
+            f"your sshd on {host}:{port} presents {public_key_of(presented).fingerprint}, "
             f"but guests will pin {pinned.fingerprint} (pairing:hostSshdKey); set that to your sshd's key and run pulumi up"
         )
 

@@ -60,11 +60,12 @@ class HostSshd:
     insists on /run/sshd and the machine's own /run is not ours to change.
     """
 
-    def __init__(self, folder: Path, authorized_keys: Path) -> None:
+    def __init__(self, folder: Path, authorized_keys: Path, key_kind: str = "ed25519") -> None:
+        """key_kind: its host key's type (ssh-keygen -t), what pairing:hostSshdKey pins."""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = free_port()
-        self.host_key: KeyFile = make_key(folder, "ssh_host_ed25519_key")
+        self.host_key: KeyFile = make_key(folder, f"ssh_host_{key_kind}_key", key_kind)
         self.log = folder / "sshd.log"
         self.config = folder / "sshd_config"
         self.config.write_text(
