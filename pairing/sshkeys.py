@@ -150,3 +150,28 @@ def is_key(key, public: PublicKey) -> bool:
 
 def is_fido(public: PublicKey) -> bool:
     return public.kind in FIDO_TYPES
+
+
+def public_half(private_text: str) -> PublicKey | None:
+    """The public key an OpenSSH private key file carries in the clear, passphrase or not
+    (None for other formats, e.g. PEM): which key a file is, without asking for its passphrase."""
+    lines = private_text.strip().splitlines()
+    if len(lines) < 3 or lines[0] != "-----BEGIN OPENSSH PRIVATE KEY-----":
+        return None
+    try:
+        raw = base64.b64decode("".join(lines[1:-1]), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    magic = b"openssh-key-v1\0"
+    if not raw.startswith(magic):
+        return None
+    at = len(magic)
+    for _ in range(3):  # cipher name, KDF name, KDF options
+        at += 4 + int.from_bytes(raw[at:at + 4], "big")
+    at += 4  # the number of keys: one, as ssh-keygen writes
+    length = int.from_bytes(raw[at:at + 4], "big")
+    blob = raw[at + 4:at + 4 + length]
+    if len(blob) != length or length < 4:
+        return None
+    kind_length = int.from_bytes(blob[:4], "big")
+    return PublicKey(blob[4:4 + kind_length].decode("ascii", "replace"), base64.b64encode(blob).decode())
