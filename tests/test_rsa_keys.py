@@ -14,6 +14,10 @@ import dataclasses
 
 import pytest
 
+from pairing.accounts import TUNNEL_USER
+from pairing.host import PreflightError, probe_relay, probe_sshd, relay_endpoint
+from pairing.sshkeys import parse_public_key
+
 from . import pairing_env
 from .keys import make_key
 from .test_host_hook import test_guest_types_and_sees_the_host  # noqa: F401
@@ -32,8 +36,28 @@ def pairing(rsa_pairing, request):
     return dataclasses.replace(rsa_pairing, tunnel=request.param)
 
 
-def test_every_key_is_rsa(pairing):
-    outputs = pairing.deployment.stack_outputs
+def test_every_key_is_rsa(rsa_pairing):
+    outputs = rsa_pairing.deployment.stack_outputs
     assert outputs.hostPublicKey.startswith("ssh-rsa ")
     assert outputs.hostSshdKey.startswith("ssh-rsa ")
     assert [key.kind for key in outputs.relay_host_keys] == ["ssh-rsa"]
+
+
+def test_another_rsa_relay_key_is_refused_naming_the_key_shown(rsa_pairing, tmp_path):
+    """The pin compares keys: an RSA relay showing another RSA key than pinned is a mismatch, said in one line."""
+    stranger = parse_public_key(make_key(tmp_path, "other_rsa", "rsa", 2048).public_line)
+    relay = dataclasses.replace(relay_endpoint(rsa_pairing.deployment.stack_outputs, TUNNEL_USER), pinned=(stranger,))
+    with pytest.raises(PreflightError) as refused:
+        probe_relay(relay)
+    said = str(refused.value)
+    assert f"presented host key {rsa_pairing.deployment.relay_public_key.fingerprint}, but the stack pinned " \
+           f"{stranger.fingerprint}" in said and "This may be an attack" in said
+
+
+def test_another_rsa_sshd_key_is_refused_naming_the_key_shown(rsa_pairing, tmp_path):
+    stranger = parse_public_key(make_key(tmp_path, "other_rsa", "rsa", 2048).public_line)
+    sshd = rsa_pairing.deployment.host_sshd
+    with pytest.raises(PreflightError) as refused:
+        probe_sshd(("127.0.0.1", sshd.port), stranger)
+    shown = parse_public_key(sshd.host_key.public_line).fingerprint
+    assert f"presents {shown}, but guests will pin {stranger.fingerprint} (pairing:hostSshdKey)" in str(refused.value)
