@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 import paramiko
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from .authorized_keys import AuthorizedKeysError, AuthorizedKeysFile, guest_line, tmux_attach_command
 from .outputs import StackOutputs
@@ -137,6 +138,11 @@ def _read_private_key(path: Path, expected: PublicKey, tunnel: str) -> tuple[Ide
         key = paramiko.PKey.from_path(path)
     except (TypeError, paramiko.PasswordRequiredException):  # paramiko 5 says "password-protected" with TypeError
         return _locked_key(path, text, expected, tunnel)
+    except (UnsupportedAlgorithm, paramiko.UnknownKeyType) as exc:  # e.g. a FIDO key's file: paramiko cannot sign
+        found = public_half(text)
+        if found is None:
+            raise PreflightError(f"cannot read the identity {path}: {exc}; pass --identity with an OpenSSH private key") from None
+        return None, found  # not hostPublicKey's, which is never a FIDO key here
     except (OSError, paramiko.SSHException, ValueError, UnicodeDecodeError) as exc:
         raise PreflightError(f"cannot read the identity {path}: {exc}; pass --identity with an OpenSSH private key") from None
     found = public_key_of(key)

@@ -17,8 +17,10 @@ import sys
 
 import pytest
 
+from pairing.sshkeys import parse_public_key
+
 from .host_side import PROJECT, Hook, free_port, wait_until
-from .keys import fido_public_line, locked_copy
+from .keys import fido_private_file, fido_public_line, locked_copy
 from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE
 
 PASSPHRASE = "correct horse battery"
@@ -74,6 +76,14 @@ def test_identity_of_another_key(pairing):
     stranger = pairing.deployment.keys["stranger"]
     line = refused(pairing, with_option(pairing.hook_argv(), "--identity", str(stranger.path)))
     assert "but the relay expects" in line and "pass the matching private key" in line
+
+
+def test_identity_a_fido_key_file(pairing, tmp_path):
+    """A token's key file (no token here, nor needed): another key than hostPublicKey, said so."""
+    fido = fido_private_file(tmp_path)
+    line = refused(pairing, with_option(pairing.hook_argv(), "--identity", str(fido)))
+    shown = parse_public_key(fido_public_line()).fingerprint
+    assert f"--identity {fido} is {shown}, but the relay expects" in line
 
 
 def test_identity_not_a_key(pairing, tmp_path):
