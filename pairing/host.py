@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import TextIO
 
 import paramiko
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from . import guest_documents
 from .authorized_keys import AuthorizedKeysError, AuthorizedKeysFile, guest_line, tmux_attach_command
 from .outputs import StackOutputs
 from .accounts import GUEST_USER, TUNNEL_USER
-from .sshkeys import PublicKey, parse_public_key
+from .sshkeys import PublicKey, host_key_algorithms, is_fido, is_key, parse_public_key, public_half, public_key_of
 from .tmux import Tmux, TmuxError
 from .openssh_tunnel import OpenSSHTunnel
 from .tunnel import Endpoint, HostKeyMismatch, ParamikoTunnel, State, TunnelFatal, TunnelSpec, handshake
@@ -75,8 +76,14 @@ class Identity:
     needs_passphrase: bool = False
 
 
-def load_identity(path: Path | None, expected: PublicKey) -> Identity:
-    """The private key of hostPublicKey: the given file, else ~/.ssh/id_*, else the agent."""
+def load_identity(path: Path | None, expected: PublicKey, tunnel: str = "paramiko") -> Identity:
+    """The private key of hostPublicKey: the given file, else ~/.ssh/id_*, else the agent.
+
+    A file with a passphrase: the agent's copy of its key if the agent holds it, else the
+    passphrase asked on the terminal (the paramiko tunnel only: ssh runs without a terminal).
+    """
+    if is_fido(expected):
+        raise PreflightError(fido_refusal("pairing:hostPublicKey", expected))
     candidates = [path] if path else [Path.home() / ".ssh" / name for name in DEFAULT_IDENTITIES]
     tried = []
     for candidate in candidates:
@@ -84,13 +91,13 @@ def load_identity(path: Path | None, expected: PublicKey) -> Identity:
             if path:
                 raise PreflightError(f"--identity {candidate}: no such file; pass the private key of pairing:hostPublicKey")
             continue
-        key, needs_passphrase = _read_private_key(candidate)
-        if _same_key(key, expected):
-            return Identity(key, candidate, needs_passphrase)
-        tried.append(f"{candidate} ({key.fingerprint})")
+        identity, found = _read_private_key(candidate, expected, tunnel)
+        if identity is not None:
+            return identity
+        tried.append(f"{candidate} ({found.fingerprint})")
         if path:
             raise PreflightError(
-                f"--identity {candidate} is {key.fingerprint}, but the relay expects {expected.fingerprint} "
+                f"--identity {candidate} is {found.fingerprint}, but the relay expects {expected.fingerprint} "
                 "(pairing:hostPublicKey); pass the matching private key"
             )
     agent_key = _agent_key(expected)
@@ -102,27 +109,77 @@ def load_identity(path: Path | None, expected: PublicKey) -> Identity:
     )
 
 
+def fido_refusal(setting: str, key: PublicKey) -> str:
+    """Why a FIDO (sk-) key cannot be the host's identity, whichever carries the tunnel.
+
+    Only OpenSSH's ssh can sign with a token. The tunnel's login could go through ssh
+    (--tunnel openssh), but the self-test that proves the guests' path after every
+    (re)connect logs in with paramiko, as `pair`, with the same key; and a token
+    would want a touch at every reconnect of an unattended tunnel.
+    """
+    return (
+        f"{setting} is a FIDO key ({key.kind}), which `pairing host` cannot use with either --tunnel: paramiko "
+        "cannot sign with FIDO keys, and the self-test after every (re)connect logs in with paramiko even under "
+        "--tunnel openssh; give the host a plain key (ssh-keygen -t ed25519) for hostPublicKey (guests may use FIDO keys)"
+    )
+
+
 def _agent_key(expected: PublicKey) -> paramiko.PKey | None:
-    return next((key for key in paramiko.Agent().get_keys() if _same_key(key, expected)), None)
-
-
-def _read_private_key(path: Path) -> tuple[paramiko.PKey, bool]:
-    """The key, and whether it took a passphrase."""
     try:
-        return paramiko.PKey.from_path(path), False
-    except paramiko.PasswordRequiredException:
-        if not sys.stdin.isatty():
-            raise PreflightError(f"{path} needs a passphrase; add it to ssh-agent (ssh-add {path}) or run in a terminal") from None
-        try:
-            return paramiko.PKey.from_path(path, getpass.getpass(f"passphrase for {path}: ")), True
-        except paramiko.SSHException:
-            raise PreflightError(f"wrong passphrase for {path}") from None
-    except (OSError, paramiko.SSHException, ValueError) as exc:
+        keys = paramiko.Agent().get_keys()
+    except (paramiko.SSHException, OSError):  # SSH_AUTH_SOCK names no agent that answers
+        return None
+    return next((key for key in keys if _same_key(key, expected)), None)
+
+
+def _read_private_key(path: Path, expected: PublicKey, tunnel: str) -> tuple[Identity | None, PublicKey]:
+    """The identity in this file if it is hostPublicKey's (else None), and the key the file holds."""
+    try:
+        text = path.read_text()
+        key = paramiko.PKey.from_path(path)
+    except (TypeError, paramiko.PasswordRequiredException):  # paramiko 5 says "password-protected" with TypeError
+        return _locked_key(path, text, expected, tunnel)
+    except (UnsupportedAlgorithm, paramiko.UnknownKeyType) as exc:  # e.g. a FIDO key's file: paramiko cannot sign
+        found = public_half(text)
+        if found is None:
+            raise PreflightError(f"cannot read the identity {path}: {exc}; pass --identity with an OpenSSH private key") from None
+        return None, found  # not hostPublicKey's, which is never a FIDO key here
+    except (OSError, paramiko.SSHException, ValueError, UnicodeDecodeError) as exc:
         raise PreflightError(f"cannot read the identity {path}: {exc}; pass --identity with an OpenSSH private key") from None
+    found = public_key_of(key)
+    return (Identity(key, path) if _same_key(key, expected) else None), found
+
+
+def _locked_key(path: Path, text: str, expected: PublicKey, tunnel: str) -> tuple[Identity | None, PublicKey]:
+    """A key with a passphrase: which key it is needs none (OpenSSH files carry the public half in the clear)."""
+    found = public_half(text)
+    if found is not None and found.blob != expected.blob:
+        return None, found  # not hostPublicKey's: nothing to ask for
+    agent_key = _agent_key(expected)
+    if agent_key is not None:
+        return Identity(agent_key, None), expected
+    if tunnel == OpenSSHTunnel.name:
+        raise PreflightError(f"--tunnel openssh cannot ask for the passphrase of {path}; add the key to "
+                             f"ssh-agent first (ssh-add {path}) or leave out --tunnel")
+    if not sys.stdin.isatty():
+        raise PreflightError(f"{path} needs a passphrase and there is no terminal to ask it on; add the key to "
+                             f"ssh-agent first (ssh-add {path}) or run pairing in a terminal")
+    try:
+        passphrase = getpass.getpass(f"passphrase for {path}: ")
+    except EOFError:  # Ctrl-D
+        raise PreflightError(f"no passphrase given for {path}; run again and type it, or add the key to ssh-agent "
+                             f"(ssh-add {path})") from None
+    try:
+        key = paramiko.PKey.from_path(path, passphrase.encode())
+    except (TypeError, ValueError, paramiko.SSHException):
+        raise PreflightError(f"wrong passphrase for {path}; run again and type it, or add the key to ssh-agent "
+                             f"(ssh-add {path})") from None
+    found = public_key_of(key)
+    return (Identity(key, path, needs_passphrase=True) if _same_key(key, expected) else None), found
 
 
 def _same_key(key: paramiko.PKey, expected: PublicKey) -> bool:
-    return key.get_name() == expected.kind and key.get_base64() == expected.blob
+    return is_key(key, expected)
 
 
 def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
@@ -137,7 +194,7 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         ) from None
     transport = paramiko.Transport(sock)
     try:
-        transport.get_security_options().key_types = [pinned.kind]
+        transport.get_security_options().key_types = host_key_algorithms([pinned])
         transport.start_client(timeout=SSHD_PROBE_TIMEOUT * 3)
         presented = transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -146,7 +203,7 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         transport.close()
     if not _same_key(presented, pinned):
         raise PreflightError(
-            f"your sshd on {host}:{port} presents {PublicKey(presented.get_name(), presented.get_base64()).fingerprint}, "
+            f"your sshd on {host}:{port} presents {public_key_of(presented).fingerprint}, "
             f"but guests will pin {pinned.fingerprint} (pairing:hostSshdKey); set that to your sshd's key and run pulumi up"
         )
 
@@ -176,10 +233,7 @@ def preflight(options: HostOptions) -> Identity:
         raise PreflightError("--tunnel openssh needs OpenSSH's ssh; install it (Debian/Ubuntu: sudo apt install "
                              "openssh-client) or leave out --tunnel")
     expected = outputs.host_public_key
-    identity = load_identity(options.identity, expected)
-    if options.tunnel == OpenSSHTunnel.name and identity.needs_passphrase and _agent_key(expected) is None:
-        raise PreflightError(f"--tunnel openssh cannot ask for the passphrase of {identity.path}; add the key to "
-                             f"ssh-agent first (ssh-add {identity.path}) or leave out --tunnel")
+    identity = load_identity(options.identity, expected, options.tunnel)
     probe_sshd(options.target, outputs.host_sshd_key)
     probe_relay(relay_endpoint(outputs, TUNNEL_USER))
     return identity

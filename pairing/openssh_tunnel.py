@@ -29,7 +29,7 @@ from pathlib import Path
 
 import paramiko
 
-from .sshkeys import PublicKey
+from .sshkeys import PublicKey, public_key_of
 from .tunnel import (
     CONNECT_TIMEOUT,
     HANDSHAKE_TIMEOUT,
@@ -137,7 +137,7 @@ class OpenSSHTunnel(ReverseTunnel):
             return self.spec.identity_file
         # The key is the agent's: naming its public half makes ssh ask the agent for that key alone.
         public = self.folder / "identity.pub"
-        public.write_text(f"{self.spec.identity.get_name()} {self.spec.identity.get_base64()}\n")
+        public.write_text(public_key_of(self.spec.identity).bare + "\n")
         return public
 
     def _open(self) -> None:

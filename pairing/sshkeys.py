@@ -111,3 +111,66 @@ def parse_public_key(text: str) -> PublicKey:
             f"RSA key of {key.key_size} bits is too short (minimum {MIN_RSA_BITS}); make one with: ssh-keygen -t ed25519"
         )
     return PublicKey(kind, blob, comment.strip())
+
+
+# --- keys as SSH libraries hold them -------------------------------------------------
+# Shared by the preflight (host.py) and both carriers of the tunnel (tunnel.py,
+# openssh_tunnel.py). "key" below is any object with paramiko's get_name() and
+# get_base64() (a paramiko PKey, or an ssh-agent's key): nothing here needs paramiko.
+
+# How a server proves it holds a key of each kind. An RSA key is an "ssh-rsa" key but
+# signs as rsa-sha2-512/256: SHA-1 "ssh-rsa" signatures are gone from OpenSSH (8.8)
+# and paramiko 5, which refuses the name outright.
+HOST_KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+
+# FIDO keys sign on a hardware token, which only OpenSSH's ssh can drive.
+FIDO_TYPES = ("sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+
+
+def host_key_algorithms(pinned: tuple[PublicKey, ...] | list[PublicKey]) -> list[str]:
+    """The host key algorithms to offer a server so that it shows one of these keys."""
+    names = (name for key in pinned for name in HOST_KEY_ALGORITHMS.get(key.kind, (key.kind,)))
+    return list(dict.fromkeys(names))
+
+
+def public_key_of(key) -> PublicKey:
+    """The public half of a library's key. Its kind is the key's type, never a signature algorithm:
+    the type is the first field of the blob, which is what an OpenSSH .pub line names too."""
+    blob = key.get_base64()
+    raw = base64.b64decode(blob)
+    length = int.from_bytes(raw[:4], "big")
+    return PublicKey(raw[4:4 + length].decode("ascii", "replace"), blob)
+
+
+def is_key(key, public: PublicKey) -> bool:
+    """Whether a library's key is this public key: the same blob, which holds the type and the key."""
+    return base64.b64decode(key.get_base64()) == base64.b64decode(public.blob)
+
+
+def is_fido(public: PublicKey) -> bool:
+    return public.kind in FIDO_TYPES
+
+
+def public_half(private_text: str) -> PublicKey | None:
+    """The public key an OpenSSH private key file carries in the clear, passphrase or not
+    (None for other formats, e.g. PEM): which key a file is, without asking for its passphrase."""
+    lines = private_text.strip().splitlines()
+    if len(lines) < 3 or lines[0] != "-----BEGIN OPENSSH PRIVATE KEY-----":
+        return None
+    try:
+        raw = base64.b64decode("".join(lines[1:-1]), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    magic = b"openssh-key-v1\0"
+    if not raw.startswith(magic):
+        return None
+    at = len(magic)
+    for _ in range(3):  # cipher name, KDF name, KDF options
+        at += 4 + int.from_bytes(raw[at:at + 4], "big")
+    at += 4  # the number of keys: one, as ssh-keygen writes
+    length = int.from_bytes(raw[at:at + 4], "big")
+    blob = raw[at + 4:at + 4 + length]
+    if len(blob) != length or length < 4:
+        return None
+    kind_length = int.from_bytes(blob[:4], "big")
+    return PublicKey(blob[4:4 + kind_length].decode("ascii", "replace"), base64.b64encode(blob).decode())

@@ -31,7 +31,7 @@ from typing import Callable
 import paramiko
 import sshtunnel
 
-from .sshkeys import PublicKey
+from .sshkeys import PublicKey, host_key_algorithms, is_key, public_key_of
 
 KEEPALIVE_INTERVAL = 3.0  # seconds between liveness probes
 KEEPALIVE_TIMEOUT = 9.0  # an unanswered probe after this long means the relay is gone
@@ -99,6 +99,7 @@ Notify = Callable[[State, str], None]
 
 
 def as_paramiko_key(key: PublicKey) -> paramiko.PKey:
+    """A pinned key as paramiko's, for sshtunnel: paramiko then offers its signature algorithms itself."""
     import base64
 
     return paramiko.PKey.from_type_string(key.kind, base64.b64decode(key.blob))
@@ -112,8 +113,8 @@ def handshake(endpoint: Endpoint, connect_timeout: float = CONNECT_TIMEOUT) -> p
     transport = paramiko.Transport(sock)
     try:
         options = transport.get_security_options()
-        # Offer only the pinned key types, so the server shows the key we can check.
-        options.key_types = list(dict.fromkeys(k.kind for k in endpoint.pinned))
+        # Offer only the pinned keys' algorithms, so the server shows the key we can check.
+        options.key_types = host_key_algorithms(endpoint.pinned)
         options.ciphers = PREFERRED_CIPHERS + tuple(c for c in options.ciphers if c not in PREFERRED_CIPHERS)
         transport.start_client(timeout=HANDSHAKE_TIMEOUT)
         check_host_key(endpoint, transport.get_remote_server_key())
@@ -135,9 +136,9 @@ def connect(endpoint: Endpoint, identity: paramiko.PKey) -> paramiko.Transport:
 
 
 def check_host_key(endpoint: Endpoint, presented: paramiko.PKey) -> None:
-    if any(presented.get_name() == k.kind and presented.get_base64() == k.blob for k in endpoint.pinned):
+    if any(is_key(presented, k) for k in endpoint.pinned):
         return
-    raise host_key_mismatch(endpoint, PublicKey(presented.get_name(), presented.get_base64()).fingerprint)
+    raise host_key_mismatch(endpoint, public_key_of(presented).fingerprint)
 
 
 def host_key_mismatch(endpoint: Endpoint, shown: str) -> HostKeyMismatch:

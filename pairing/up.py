@@ -18,10 +18,11 @@ from typing import Callable
 from . import backend as backends
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi
-from .host import hook_running
+from .host import fido_refusal, hook_running
 from .keysources import KeySourceError, keys_from, keys_from_all
 from .outputs import PROJECT_DIR, OutputsError, StackOutputs
 from .settings import NAMESPACE, ConfigError, Settings, settings_from
+from .sshkeys import is_fido
 
 DEFAULT_STACK = "pair"
 
@@ -91,6 +92,8 @@ def plan(args, home: Path | None = None, environ: dict[str, str] | None = None) 
         settings = settings_from(program_view(config))
     except ConfigError as exc:
         raise UpError(str(exc)) from None
+    if is_fido(settings.host_public_key):  # the hook would refuse it, after the deploy
+        raise UpError(fido_refusal(f"--host-key {args.host_key or default_host_key(home)}", settings.host_public_key))
     return UpPlan(args.stack, backends.choose(args.backend, home, environ), config, settings)
 
 

@@ -102,10 +102,15 @@ def first_line(argv: list[str], timeout: float = 20) -> tuple[str, str]:
     return line.decode(errors="replace").strip(), err.decode(errors="replace")
 
 
-def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = "bookworm", **config) -> Deployment:
-    """Boot a relay on the rendered user data for these keys and settings (caller exits .relay)."""
+def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = "bookworm", sshd_key_kind: str = "ed25519",
+           relay_key_kind: str = "ed25519", **config) -> Deployment:
+    """Boot a relay on the rendered user data for these keys and settings (caller exits .relay).
+
+    sshd_key_kind, relay_key_kind: the types (ssh-keygen -t) of the host sshd's and the relay's host keys.
+    Pulumi makes the relay's an ED25519 key; another kind stands for a relay given by an --outputs file.
+    """
     authorized_keys = folder / "home" / ".ssh" / "authorized_keys"
-    host_sshd = HostSshd(folder / "host-sshd", authorized_keys)
+    host_sshd = HostSshd(folder / "host-sshd", authorized_keys, sshd_key_kind)
     raw = {
         "guestKeys": [keys["guest"].public_line, keys["guest2"].public_line],
         "viewerKeys": [keys["viewer"].public_line],
@@ -115,7 +120,10 @@ def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = "bookworm", **co
         **config,
     }
     settings = settings_from(raw)
-    relay_key = make_key(folder / "relay-key", "ssh_host_ed25519_key")
+    # The user data files the key under ed25519 (cloud-init writes it to ssh_host_ed25519_key, the
+    # one HostKey of the relay's sshd), but sshd takes a key's type from the key: an RSA key there
+    # is the one key an RSA relay presents.
+    relay_key = make_key(folder / "relay-key", "ssh_host_ed25519_key", relay_key_kind)
     document = user_data(settings, RelayHostKey(relay_key.path.read_text(), relay_key.public_line))
     relay = Relay(document, suite=suite)
     return Deployment(folder, keys, settings, relay_key, relay, host_sshd, authorized_keys)

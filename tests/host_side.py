@@ -63,12 +63,14 @@ class HostSshd:
     set it and restart() to try another. None: the machine's own passwd.
     """
 
-    def __init__(self, folder: Path, authorized_keys: Path, login_shell: str | None = None) -> None:
+    def __init__(self, folder: Path, authorized_keys: Path, login_shell: str | None = None,
+                 key_kind: str = "ed25519") -> None:
+        """key_kind: its host key's type (ssh-keygen -t), what pairing:hostSshdKey pins."""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.login_shell = login_shell
         self.port = free_port()
-        self.host_key: KeyFile = make_key(folder, "ssh_host_ed25519_key")
+        self.host_key: KeyFile = make_key(folder, f"ssh_host_{key_kind}_key", key_kind)
         self.log = folder / "sshd.log"
         self.config = folder / "sshd_config"
         self.config.write_text(

@@ -71,9 +71,10 @@ class Pairing:
         return path.read_bytes(), path.stat().st_mode & 0o777
 
 
-def pairing_session(keys, tmp_path_factory, tunnel: str = "paramiko"):
+def pairing_session(keys, tmp_path_factory, tunnel: str = "paramiko", **deployed):
+    """deployed: deploy()'s options (e.g. the kinds of the host keys)."""
     folder = tmp_path_factory.mktemp("pairing")
-    deployment = deploy(folder, keys)
+    deployment = deploy(folder, keys, **deployed)
     deployment.authorized_keys.parent.mkdir(parents=True, mode=0o700)
     deployment.authorized_keys.write_bytes(ORIGINAL_KEYS)
     deployment.authorized_keys.chmod(ORIGINAL_MODE)

@@ -8,14 +8,22 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
 import subprocess
 import sys
 
-from .host_side import PROJECT, free_port, wait_until
+import pytest
+
+from pairing.sshkeys import parse_public_key
+
+from .host_side import PROJECT, Hook, free_port, wait_until
+from .keys import fido_private_file, fido_public_line, locked_copy
 from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE
+
+PASSPHRASE = "correct horse battery"
 
 
 def tools_only(folder, *names: str) -> str:
@@ -70,11 +78,67 @@ def test_identity_of_another_key(pairing):
     assert "but the relay expects" in line and "pass the matching private key" in line
 
 
+def test_identity_a_fido_key_file(pairing, tmp_path):
+    """A token's key file (no token here, nor needed): another key than hostPublicKey, said so."""
+    fido = fido_private_file(tmp_path)
+    line = refused(pairing, with_option(pairing.hook_argv(), "--identity", str(fido)))
+    shown = parse_public_key(fido_public_line()).fingerprint
+    assert f"--identity {fido} is {shown}, but the relay expects" in line
+
+
 def test_identity_not_a_key(pairing, tmp_path):
     junk = tmp_path / "id_junk"
     junk.write_text("not a key\n")
     line = refused(pairing, with_option(pairing.hook_argv(), "--identity", str(junk)))
     assert f"cannot read the identity {junk}" in line
+
+
+def test_identity_with_a_passphrase_and_no_terminal(pairing, tmp_path):
+    locked = locked_copy(pairing.deployment.keys["host"], tmp_path, PASSPHRASE)
+    line = refused(pairing, with_option(pairing.hook_argv(), "--identity", str(locked)))
+    assert line == (f"pairing host: {locked} needs a passphrase and there is no terminal to ask it on; add the key to "
+                    f"ssh-agent first (ssh-add {locked}) or run pairing in a terminal")
+
+
+def test_openssh_tunnel_with_a_passphrase_key_not_in_the_agent(pairing, tmp_path):
+    locked = locked_copy(pairing.deployment.keys["host"], tmp_path, PASSPHRASE)
+    argv = with_option(with_option(pairing.hook_argv(), "--identity", str(locked)), "--tunnel", "openssh")
+    line = refused(pairing, argv)
+    assert f"--tunnel openssh cannot ask for the passphrase of {locked}; add the key to ssh-agent first (ssh-add {locked})" in line
+
+
+@pytest.mark.parametrize("tunnel", ["paramiko", "openssh"])
+def test_fido_host_key_is_refused(pairing, tunnel):
+    """No token here: the refusal comes before any signing, so the public half is all it takes."""
+    fido = pairing.deployment.outputs_file("fido.json", hostPublicKey=fido_public_line())
+    argv = with_option(with_option(pairing.hook_argv(), "--outputs", str(fido)), "--tunnel", tunnel)
+    line = refused(pairing, argv)
+    assert line.startswith("pairing host: pairing:hostPublicKey is a FIDO key (sk-ssh-ed25519@openssh.com), which "
+                           "`pairing host` cannot use with either --tunnel")
+    assert "ssh-keygen -t ed25519" in line
+
+
+@pytest.fixture()
+def agent(tmp_path):
+    """A real ssh-agent on a private socket; its environment for the hook."""
+    sock = tmp_path / "agent.sock"
+    started = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True)
+    pid = int(re.search(r"SSH_AGENT_PID=(\d+)", started.stdout)[1])
+    yield {"SSH_AUTH_SOCK": str(sock)}
+    os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("tunnel", ["paramiko", "openssh"])
+def test_passphrase_key_held_by_ssh_agent_needs_no_prompt(pairing, tmp_path, agent, tunnel):
+    locked = locked_copy(pairing.deployment.keys["host"], tmp_path, PASSPHRASE)
+    subprocess.run(["ssh-add", "-q", str(pairing.deployment.keys["host"].path)], env={**os.environ, **agent},
+                   check=True, capture_output=True)
+    argv = with_option(with_option(pairing.hook_argv(), "--identity", str(locked)), "--tunnel", tunnel)
+    hook = Hook(pairing.folder / "hooks", argv, {**pairing.hook_env(), **agent})  # stdin: /dev/null, no terminal
+    hook.wait_for("ready: guests can join now")
+    assert hook.stop() == 0, hook.text
+    assert "passphrase" not in hook.text
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
 
 
 def test_outputs_missing_a_key(pairing, tmp_path):
@@ -126,4 +190,73 @@ def test_on_a_terminal_a_live_status_line_and_ctrl_c(pairing):
         read()
         os.close(leader)
     assert b"stopped; guest keys removed from" in seen
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+class Terminal:
+    """`pairing host` on a terminal of its own (a real pty), what it shows collected."""
+
+    def __init__(self, argv: list[str], env: dict) -> None:
+        self.leader, follower = pty.openpty()
+        self.process = subprocess.Popen([sys.executable, "-m", "pairing", "host", *argv], cwd=PROJECT, env=env,
+                                        stdin=follower, stdout=follower, stderr=follower, start_new_session=True)
+        os.close(follower)
+        self.seen = bytearray()
+
+    def read(self) -> bytes:
+        while select.select([self.leader], [], [], 0)[0]:
+            try:
+                self.seen.extend(os.read(self.leader, 65536))
+            except OSError:  # the hook has gone and closed the terminal
+                break
+        return bytes(self.seen)
+
+    def wait_for(self, needle: bytes, timeout: float = 60) -> None:
+        wait_until(lambda: needle in self.read() or self.process.poll() is not None, timeout, repr(needle))
+        assert needle in self.read(), self.read().decode(errors="replace")
+
+    def type(self, text: str) -> None:
+        os.write(self.leader, text.encode())
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.read()
+        os.close(self.leader)
+
+
+@pytest.fixture()
+def locked_identity(pairing, tmp_path):
+    locked = locked_copy(pairing.deployment.keys["host"], tmp_path, PASSPHRASE)
+    return locked, with_option(pairing.hook_argv(), "--identity", str(locked))
+
+
+def test_passphrase_typed_on_the_terminal(pairing, locked_identity):
+    locked, argv = locked_identity
+    terminal = Terminal(argv, pairing.hook_env())
+    try:
+        terminal.wait_for(f"passphrase for {locked}: ".encode())
+        terminal.type(PASSPHRASE + "\n")
+        terminal.wait_for(b"ready: guests can join now")
+        assert PASSPHRASE.encode() not in terminal.seen  # not echoed
+        os.killpg(terminal.process.pid, signal.SIGINT)
+        assert terminal.process.wait(30) == 0, terminal.read().decode(errors="replace")
+    finally:
+        terminal.close()
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+def test_wrong_passphrase_on_the_terminal_is_one_line(pairing, locked_identity):
+    locked, argv = locked_identity
+    terminal = Terminal(argv, pairing.hook_env())
+    try:
+        terminal.wait_for(f"passphrase for {locked}: ".encode())
+        terminal.type("not it\n")
+        assert terminal.process.wait(30) == 2
+    finally:
+        terminal.close()
+    said = terminal.seen.decode(errors="replace").split(f"passphrase for {locked}: ", 1)[1]
+    assert said.strip().splitlines() == [
+        f"pairing host: wrong passphrase for {locked}; run again and type it, or add the key to ssh-agent (ssh-add {locked})"]
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)

@@ -21,6 +21,7 @@ from pairing.program import load_settings
 from pairing.up import UpError, plan
 
 from .host_side import PROJECT, HostSshd
+from .keys import fido_public_line
 
 GITHUB_KEYS = {}  # user -> (status, body), served by the fixture below
 
@@ -136,6 +137,17 @@ def test_region_is_required(keys, home):
         plan(up_args("--guest", keys["guest"].public_line), home=home, environ={})
     assert plan(up_args("--guest", keys["guest"].public_line, "--sshd-key", keys["sshd"].public_line),
                 home=home, environ={"AWS_REGION": "us-east-2"}).config["aws:region"] == "us-east-2"
+
+
+def test_fido_host_key_stops_up_before_the_deploy(keys, home, tmp_path):
+    """The hook cannot use a FIDO host key (see test_host_preflight): said before a relay exists, not after."""
+    fido = tmp_path / "id_ed25519_sk.pub"
+    fido.write_text(fido_public_line() + "\n")
+    with pytest.raises(UpError) as refused:
+        plan(up_args("--guest", keys["guest"].public_line, "--host-key", str(fido), "--sshd-key", keys["sshd"].public_line,
+                     "--region", "eu-west-1"), home=home, environ={})
+    assert str(refused.value).startswith(f"--host-key {fido} is a FIDO key (sk-ssh-ed25519@openssh.com), which "
+                                         "`pairing host` cannot use with either --tunnel")
 
 
 def test_backend_choice_and_passphrase(tmp_path):
