@@ -110,7 +110,7 @@ def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = "bookworm", sshd
     Pulumi makes the relay's an ED25519 key; another kind stands for a relay given by an --outputs file.
     """
     authorized_keys = folder / "home" / ".ssh" / "authorized_keys"
-    host_sshd = HostSshd(folder / "host-sshd", authorized_keys, sshd_key_kind)
+    host_sshd = HostSshd(folder / "host-sshd", authorized_keys, key_kind=sshd_key_kind)
     raw = {
         "guestKeys": [keys["guest"].public_line, keys["guest2"].public_line],
         "viewerKeys": [keys["viewer"].public_line],

@@ -152,7 +152,9 @@ def test_outputs_missing_a_key(pairing, tmp_path):
 
 def test_relay_unreachable(pairing):
     # The relay's address, but a port nothing listens on: as a relay behind a closed security group.
-    closed = pairing.deployment.outputs_file("closed.json", relayPort=9)
+    relay = pairing.deployment
+    closed = relay.outputs_file("closed.json", relayPort=9,
+                                relayKnownHosts=f"[{relay.relay.address}]:9 {relay.relay_public_key.bare}\n")
     line = refused(pairing, with_option(pairing.hook_argv(), "--outputs", str(closed)))
     assert f"cannot reach the relay at {pairing.deployment.relay.address}:9" in line and "allowedCidrs" in line
 

@@ -38,8 +38,8 @@ def pairing(rsa_pairing, request):
 
 def test_every_key_is_rsa(rsa_pairing):
     outputs = rsa_pairing.deployment.stack_outputs
-    assert outputs.hostPublicKey.startswith("ssh-rsa ")
-    assert outputs.hostSshdKey.startswith("ssh-rsa ")
+    assert outputs.host_public_key.kind == "ssh-rsa"
+    assert outputs.host_sshd_key.kind == "ssh-rsa"
     assert [key.kind for key in outputs.relay_host_keys] == ["ssh-rsa"]
 
 
