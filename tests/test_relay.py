@@ -321,3 +321,31 @@ def test_one_address_cannot_take_every_pre_auth_slot(deployment, tunnel_held):
     # Once they are gone the address is served again at once: a guest lands.
     banner, err = first_line(deployment.ssh_argv(GUEST_USER, "guest", "-W", f"localhost:{PORT}"))
     assert banner.startswith("SSH-2.0-OpenSSH"), err
+
+
+def test_penalties_only_where_sshd_knows_them(deployment, trixie):
+    # Debian 12's 9.2 would refuse the option and not start: the candidate was left aside.
+    assert not (deployment.relay.root / "etc/ssh/sshd_config.d/11-pairing-penalties.conf").exists()
+    config = trixie.relay.run(["sshd", "-T"]).stdout.splitlines()
+    assert ("persourcepenalties crash:90 authfail:5 noauth:1 grace-exceeded:10 refuseconnection:10 max:120 min:30 "
+            "max-sources4:65536 max-sources6:65536 overflow:permissive overflow6:permissive") in config
+
+
+def test_a_guest_retrying_a_wrong_key_is_not_locked_out(trixie):
+    """Five failed logins from one address (25 s of penalty, over OpenSSH's default 15 s
+    threshold) and the right key still lands at once."""
+    for _ in range(5):
+        result = trixie.ssh(GUEST_USER, "stranger", command="true")
+        assert "Permission denied (publickey)." in result.stderr, result.stderr
+    result = trixie.ssh(GUEST_USER, "guest", "-W", f"localhost:{PORT}")
+    assert "connect failed: Connection refused" in result.stderr, result.stderr  # logged in; nothing listens
+
+
+def test_ssh_audit_passes_the_newer_relay(trixie):
+    """Last in the module: its rate test is a flood that the relay (rightly) penalises."""
+    report = ssh_audit(trixie.relay.address)
+    print(f"ssh-audit, relay (trixie): {sorted(findings(report))}; notes: {report['additional_notes']}")
+    assert findings(report) == JUSTIFIED
+    assert report["cves"] == []
+    # PerSourcePenalties (noauth) blocks the flood after 30 connections: under 20 a second.
+    assert not any(note.startswith(DHEAT) for note in report["additional_notes"])
