@@ -89,11 +89,16 @@ BACKSTOP_UNIT = "pairing-ttl-backstop"
 
 
 def backstop_command(ttl_minutes: int) -> str:
-    """A transient systemd timer: poweroff a TTL after boot; if even that fails, poweroff now."""
+    """A transient systemd timer: poweroff a TTL after boot; if even that fails, poweroff now.
+
+    In the background: cloud-init's init stage runs before sysinit.target, and systemd-run
+    waits on D-Bus, which starts only after it; waiting here deadlocks the boot (seen under
+    QEMU). cloud-init.service remains active after exit, so the job is not killed with it.
+    """
     return (
         "[ ! -d /run/systemd/system ] || "  # sd_booted(3): only a chroot lacks it
-        f"systemd-run --unit={BACKSTOP_UNIT} --on-active={ttl_minutes}min --timer-property=AccuracySec=1s "
-        "systemctl poweroff || systemctl poweroff"
+        f"{{ systemd-run --unit={BACKSTOP_UNIT} --on-active={ttl_minutes}min --timer-property=AccuracySec=1s "
+        "systemctl poweroff || systemctl poweroff; } &"
     )
 
 
