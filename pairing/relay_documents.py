@@ -19,6 +19,10 @@ from .sshkeys import PublicKey
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "cloud-init"
 SSHD_DROPIN_PATH = "/etc/ssh/sshd_config.d/10-pairing.conf"
+# Written aside (sshd reads only *.conf there) and moved in by runcmd only if `sshd -t`
+# accepts it: an sshd that does not know an option refuses to start.
+SSHD_PENALTIES_PATH = "/etc/ssh/sshd_config.d/11-pairing-penalties.conf"
+SSHD_PENALTIES_CANDIDATE = SSHD_PENALTIES_PATH + ".if-supported"
 TTL_SCRIPT_PATH = "/usr/local/sbin/pairing-ttl"
 TTL_UNIT_DIR = "/etc/systemd/system"
 # sshd drops a silent client after interval x (count + 1) seconds, freeing its port: 7 s.
@@ -37,6 +41,7 @@ NOWHERE = "none.invalid:1"
 
 _BASE_CONFIG = yaml.safe_load((TEMPLATES / "cloud-config.yaml").read_text())
 _SSHD_DROPIN = Template((TEMPLATES / "sshd_config.d" / "10-pairing.conf").read_text())
+_SSHD_PENALTIES = (TEMPLATES / "sshd_config.d" / "11-pairing-penalties.conf").read_text()
 _TTL_SCRIPT = (TEMPLATES / "pairing-ttl").read_text()
 _TTL_UNITS = {name: (TEMPLATES / "systemd" / name).read_text() for name in ("pairing-ttl.service", "pairing-ttl.timer")}
 
@@ -80,6 +85,23 @@ def sshd_dropin(settings: Settings) -> str:
     )
 
 
+BACKSTOP_UNIT = "pairing-ttl-backstop"
+
+
+def backstop_command(ttl_minutes: int) -> str:
+    """A transient systemd timer: poweroff a TTL after boot; if even that fails, poweroff now.
+
+    In the background: cloud-init's init stage runs before sysinit.target, and systemd-run
+    waits on D-Bus, which starts only after it; waiting here deadlocks the boot (seen under
+    QEMU). cloud-init.service remains active after exit, so the job is not killed with it.
+    """
+    return (
+        "[ ! -d /run/systemd/system ] || "  # sd_booted(3): only a chroot lacks it
+        f"{{ systemd-run --unit={BACKSTOP_UNIT} --on-active={ttl_minutes}min --timer-property=AccuracySec=1s "
+        "systemctl poweroff || systemctl poweroff; } &"
+    )
+
+
 def _account(name: str, gecos: str, key_lines: list[str]) -> dict:
     return {
         "name": name,
@@ -114,17 +136,30 @@ def cloud_config(settings: Settings, host_key: RelayHostKey) -> dict:
         },
         "write_files": [
             _file(SSHD_DROPIN_PATH, sshd_dropin(settings)),
+            _file(SSHD_PENALTIES_CANDIDATE, _SSHD_PENALTIES),
             _file(TTL_SCRIPT_PATH, _TTL_SCRIPT, "0755"),
             *(_file(f"{TTL_UNIT_DIR}/{name}", text) for name, text in _TTL_UNITS.items()),
         ],
+        # The TTL's backstop, first thing at every boot and needing no file of ours: if
+        # cloud-init dies before runcmd (so nothing is armed and no timer enabled), this
+        # still powers the relay off a TTL after boot. Not in a chroot (no systemd).
+        "bootcmd": [["sh", "-c", backstop_command(settings.ttl_minutes)]],
         "runcmd": [
             [TTL_SCRIPT_PATH, "arm", str(settings.ttl_minutes)],
             # Not `enable --now`: enable (which reloads units) then start, so that a
             # chroot, where systemd ignores `start`, can run the same document.
             ["systemctl", "enable", "pairing-ttl.timer"],
             ["systemctl", "start", "pairing-ttl.timer"],
+            ["sh", "-c", _INSTALL_PENALTIES],
         ],
     }
+
+
+# Already running, sshd rereads its config on reload; sessions are unaffected.
+_INSTALL_PENALTIES = (
+    f"mv {SSHD_PENALTIES_CANDIDATE} {SSHD_PENALTIES_PATH} && "
+    f"{{ /usr/sbin/sshd -t 2>/dev/null || rm {SSHD_PENALTIES_PATH}; }} && systemctl try-reload-or-restart ssh"
+)
 
 
 class _Dumper(yaml.SafeDumper):

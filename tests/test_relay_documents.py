@@ -19,7 +19,7 @@ from .keys import make_key
 # schema check does not flag unknown top-level keys, so this test does.
 TOP_LEVEL_KEYS = {
     "package_update", "package_upgrade", "package_reboot_if_required", "ssh_deletekeys", "ssh_genkeytypes",
-    "allow_public_ssh_keys", "disable_root", "users", "ssh_keys", "write_files", "runcmd",
+    "allow_public_ssh_keys", "disable_root", "users", "ssh_keys", "write_files", "bootcmd", "runcmd",
 }
 
 
