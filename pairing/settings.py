@@ -237,7 +237,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("guestKeys", _guest_keys, None, "guests who may type: OpenSSH public key lines, at least one"),
     Setting("viewerKeys", _keys, lambda: [], "guests who may only watch: OpenSSH public key lines"),
-    Setting("hostPublicKey", _one_key, None, "the host's public key, for the relay's key pair and the tunnel"),
+    Setting("hostPublicKey", _one_key, None, "the host's public key: the reverse tunnel's login (and a guest's, for its self-test)"),
     Setting("allowedCidrs", _cidrs, lambda: ["0.0.0.0/0"], "IPv4/IPv6 CIDRs that may reach the relay's port 22"),
     Setting("tunnelPort", _tunnel_port, lambda: 1337, "the reverse tunnel's port on the relay (1024-65535)"),
     Setting("instanceType", _instance_type, lambda: "t3.micro", "EC2 instance type; t4g.* runs on arm64"),
