@@ -200,7 +200,8 @@ def check_network(run: Run, zone: str = "eu-central-1a") -> None:
     assert instance["subnetId"] == "relay-public-id" and instance["ipv6AddressCount"] == 1
     assert "keyName" not in instance
     # The instance waits for its routes, so it is reachable once it runs.
-    assert any(urn.endswith("::relay-public") for urn in run.options("aws:ec2/instance:Instance").dependencies)
+    assert any("aws:ec2/routeTableAssociation:RouteTableAssociation::relay-public" in urn
+               for urn in run.options("aws:ec2/instance:Instance").dependencies)
 
 
 def ami_filters(run: Run) -> dict:
