@@ -32,8 +32,10 @@ RELAY_SSH_PORT = 22
 OUTPUT_NAMES = (
     "relayAddress", "relayPort", "tunnelPort", "relayKnownHosts", "relayHostKeyFingerprint", "guestSshConfig",
     "guestCommand", "hostUser", "tmuxSession", "hostSshdKey", "hostPublicKey", "guestKeys", "viewerKeys",
-    "expiresAt", "instanceId",
+    "expiresAt", "instanceId", "relayIpv6Address",
 )
+# Outputs an older stack (or an --outputs file from one) may lack: absent or null reads as None.
+OPTIONAL = frozenset({"relayIpv6Address"})
 REREAD = "read them again (pulumi stack output --json --show-secrets), or correct the --outputs file"
 # A DNS name as ssh takes it: letters, digits and inner hyphens per label. Never a leading
 # "-" (an ssh option) and nothing ssh_config or a shell would read as syntax.
@@ -62,6 +64,7 @@ class StackOutputs:
     viewer_keys: tuple[PublicKey, ...]
     expires_at: datetime  # aware, UTC
     instance_id: str
+    relay_ipv6_address: str | None = None  # also relay_address when allowedCidrs are IPv6 only
 
     @classmethod
     def from_json(cls, data: Any, source: str = "the stack outputs") -> "StackOutputs":
@@ -69,7 +72,7 @@ class StackOutputs:
         if not isinstance(data, dict):
             raise OutputsError(f"{source} holds a JSON {_json_kind(data)}, not the object of "
                                f"`pulumi stack output --json --show-secrets`; {REREAD}")
-        missing = [name for name in READERS if data.get(name) in (None, "")]
+        missing = [name for name in READERS if name not in OPTIONAL and data.get(name) in (None, "")]
         if missing:
             raise OutputsError(
                 f"{source} lack {', '.join(missing)}; run `pulumi up` to completion first "
@@ -78,7 +81,7 @@ class StackOutputs:
         values = {}
         for name, (field_name, read) in READERS.items():
             try:
-                values[field_name] = read(data[name], values)
+                values[field_name] = read(data.get(name), values)
             except ValueError as exc:
                 raise OutputsError(f"{source}: output {name}: {exc}; {REREAD}") from None
         try:
@@ -124,6 +127,18 @@ def _relay_address(raw: Any, _values: dict) -> str:
         raise ValueError(f"{text!r} has a zone; give the relay's global address")
     if address.is_unspecified or address.is_multicast:
         raise ValueError(f"{text!r} is not the address of one machine")
+    return str(address)
+
+
+def _relay_ipv6_address(raw: Any, _values: dict) -> str | None:
+    if raw in (None, ""):
+        return None
+    try:
+        address = ipaddress.IPv6Address(raw if isinstance(raw, str) else "")
+    except ValueError:
+        raise ValueError(f"{shorten(raw)!r} is not an IPv6 address") from None
+    if address.scope_id or address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise ValueError(f"{raw!r} is not the global address of one machine")
     return str(address)
 
 
@@ -187,6 +202,7 @@ READERS = {
     "viewerKeys": ("viewer_keys", _setting("viewerKeys")),
     "expiresAt": ("expires_at", _expires_at),
     "instanceId": ("instance_id", _instance_id),
+    "relayIpv6Address": ("relay_ipv6_address", _relay_ipv6_address),
 }
 assert [field for field, _ in READERS.values()] == [f.name for f in fields(StackOutputs)], "READERS and StackOutputs disagree"
 
@@ -203,7 +219,7 @@ def expires_at(launch_time: str, ttl_minutes: int) -> str:
 
 def render_outputs(
     settings: Settings, *, relay_address: str, relay_host_key: PublicKey, instance_id: str, launch_time: str,
-    relay_port: int = RELAY_SSH_PORT,
+    relay_port: int = RELAY_SSH_PORT, relay_ipv6_address: str | None = None,
 ) -> dict[str, Any]:
     """Every stack output, from the settings and what AWS reports about the instance."""
     route = guest_documents.GuestRoute(
@@ -230,6 +246,7 @@ def render_outputs(
         "viewerKeys": [k.line for k in settings.viewer_keys],
         "expiresAt": expires_at(launch_time, settings.ttl_minutes),
         "instanceId": instance_id,
+        "relayIpv6Address": relay_ipv6_address,
     }
     assert tuple(outputs) == OUTPUT_NAMES
     return outputs

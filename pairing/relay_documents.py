@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+import base64
+
 import yaml
 
 from .accounts import GUEST_USER, TUNNEL_USER
@@ -52,6 +54,31 @@ class RelayHostKey:
 
     private_openssh: str
     public_openssh: str
+
+
+def _placeholder_host_key() -> RelayHostKey:
+    """Text of exactly the size of the ED25519 key pulumi_tls makes, and no key at all.
+
+    An OpenSSH ED25519 private key without passphrase or comment is always 234
+    bytes (header, "none" cipher and kdf, the 51-byte public blob, the private
+    section padded to 8), so 312 base64 characters in 5 lines whether wrapped at
+    70 (OpenSSH) or 64 (Go's PEM, as pulumi_tls). The public line is always
+    68 base64 characters. Zeros, so it holds no secret and matches no key.
+    """
+    body = base64.b64encode(bytes(234)).decode()
+    lines = [body[i:i + 70] for i in range(0, len(body), 70)]
+    private = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    public = "ssh-ed25519 " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(32)).decode()
+    return RelayHostKey(private, public)
+
+
+PLACEHOLDER_HOST_KEY = _placeholder_host_key()
+
+
+def check_user_data_size(settings: Settings) -> None:
+    """Refuse too large a user data up front: the real host key exists only once Pulumi
+    made it (inside an apply, after resources were registered), but its size is fixed."""
+    user_data(settings, PLACEHOLDER_HOST_KEY)
 
 
 def guest_key_line(key: PublicKey, tunnel_port: int) -> str:
@@ -181,6 +208,7 @@ def user_data(settings: Settings, host_key: RelayHostKey) -> str:
     if len(text.encode()) > USER_DATA_LIMIT:
         raise ConfigError(
             f"pairing:guestKeys: {len(settings.guest_keys) + len(settings.viewer_keys)} keys make the relay's user data "
-            f"{len(text.encode())} bytes, over EC2's {USER_DATA_LIMIT}; use fewer or shorter (ed25519) keys"
+            f"{len(text.encode())} bytes, over EC2's {USER_DATA_LIMIT}; use fewer or shorter (ed25519) keys "
+            "in pairing:guestKeys and pairing:viewerKeys"
         )
     return text

@@ -30,7 +30,35 @@ ARCHITECTURE_OF_FAMILY = {
     ),
     **dict.fromkeys(("t4g", "a1", "m6g", "m7g", "m8g", "c6g", "c7g", "c8g"), "arm64"),
 }
-INSTANCE_SIZE = re.compile(r"(nano|micro|small|medium|large|[0-9]*xlarge|metal)")
+# The sizes each family really comes in (EC2's instance type list, as in the EC2 API's
+# InstanceType enum that pulumi_aws.ec2.InstanceType mirrors; tests/test_settings.py
+# checks every type below against it). A type outside this table would pass the
+# settings and fail only at RunInstances, after the network was made.
+_BURSTABLE = ("nano", "micro", "small", "medium", "large", "xlarge", "2xlarge")
+_XL = {n: tuple(f"{k}xlarge" for k in n) for n in [(2, 4, 8, 12, 16, 24), (2, 4, 8, 12, 16, 24, 32), (2, 4, 8, 12, 16)]}
+_M = ("large", "xlarge")
+_G = ("medium", "large", "xlarge", *_XL[(2, 4, 8, 12, 16)], "metal")  # Graviton 2 and 3
+_G4 = ("medium", "large", "xlarge", *_XL[(2, 4, 8, 12, 16, 24)], "48xlarge", "metal-24xl", "metal-48xl")
+SIZES_OF_FAMILY = {
+    **dict.fromkeys(("t2", "t3", "t3a", "t4g"), _BURSTABLE),
+    "m5": (*_M, *_XL[(2, 4, 8, 12, 16, 24)], "metal"),
+    "m5a": (*_M, *_XL[(2, 4, 8, 12, 16, 24)]),
+    "c5a": (*_M, *_XL[(2, 4, 8, 12, 16, 24)]),
+    "c5": (*_M, "2xlarge", "4xlarge", "9xlarge", "12xlarge", "18xlarge", "24xlarge", "metal"),
+    **dict.fromkeys(("m6i", "c6i"), (*_M, *_XL[(2, 4, 8, 12, 16, 24, 32)], "metal")),
+    **dict.fromkeys(("m6a", "c6a"), (*_M, *_XL[(2, 4, 8, 12, 16, 24, 32)], "48xlarge", "metal")),
+    **dict.fromkeys(("m7i", "c7i"), (*_M, *_XL[(2, 4, 8, 12, 16, 24)], "48xlarge", "metal-24xl", "metal-48xl")),
+    **dict.fromkeys(("m7a", "c7a"), ("medium", *_M, *_XL[(2, 4, 8, 12, 16, 24, 32)], "48xlarge", "metal-48xl")),
+    "a1": ("medium", *_M, "2xlarge", "4xlarge", "metal"),
+    **dict.fromkeys(("m6g", "m7g", "c6g", "c7g"), _G),
+    **dict.fromkeys(("m8g", "c8g"), _G4),
+}
+assert set(SIZES_OF_FAMILY) == set(ARCHITECTURE_OF_FAMILY), "every family needs its sizes"
+# A security group takes 60 inbound rules per address family by default (Amazon VPC
+# quotas: "enforced separately for IPv4 rules and IPv6 rules"); each CIDR is one rule.
+RULES_PER_FAMILY = 60
+AMI_ID = re.compile(r"ami-[0-9a-f]{8,17}")
+INSTANCE_SIZE = re.compile(r"(nano|micro|small|medium|large|[0-9]*xlarge|metal(-[0-9]+xl)?)")
 # Names that go into authorized_keys commands and tmux targets: no quoting games.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}")
 POSIX_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
@@ -105,7 +133,15 @@ def _cidrs(raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...
         networks.append(_cidr(str(entry).strip()))
     if not networks:
         raise ValueError("is empty, so nobody could reach the relay; use your guests' addresses, or 0.0.0.0/0")
-    return tuple(dict.fromkeys(networks))
+    networks = list(dict.fromkeys(networks))
+    for version in (4, 6):
+        count = sum(1 for n in networks if n.version == version)
+        if count > RULES_PER_FAMILY:
+            raise ValueError(
+                f"{count} IPv{version} CIDRs, over the {RULES_PER_FAMILY} inbound rules per address family a security "
+                "group takes (EC2's default quota); merge them into fewer, wider CIDRs"
+            )
+    return tuple(networks)
 
 
 def _cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -139,7 +175,18 @@ def _instance_type(raw: Any) -> str:
             f"{shorten(raw)!r} has an unknown instance family {shorten(family)!r}; "
             f"use one of {', '.join(sorted(ARCHITECTURE_OF_FAMILY))}"
         )
+    sizes = SIZES_OF_FAMILY[family]
+    if size not in sizes:
+        raise ValueError(f"{family}.{size} does not exist; {family} comes in {', '.join(sizes)} (e.g. {family}.{sizes[0]})")
     return f"{family}.{size}"
+
+
+def _relay_image(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not AMI_ID.fullmatch(raw.strip()):
+        raise ValueError(f"{shorten(raw)!r} is not an AMI id such as ami-0123456789abcdef0")
+    return raw.strip()
 
 
 def _ttl_minutes(raw: Any) -> int:
@@ -190,7 +237,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("guestKeys", _guest_keys, None, "guests who may type: OpenSSH public key lines, at least one"),
     Setting("viewerKeys", _keys, lambda: [], "guests who may only watch: OpenSSH public key lines"),
-    Setting("hostPublicKey", _one_key, None, "the host's public key, for the relay's key pair and the tunnel"),
+    Setting("hostPublicKey", _one_key, None, "the host's public key: the reverse tunnel's login (and a guest's, for its self-test)"),
     Setting("allowedCidrs", _cidrs, lambda: ["0.0.0.0/0"], "IPv4/IPv6 CIDRs that may reach the relay's port 22"),
     Setting("tunnelPort", _tunnel_port, lambda: 1337, "the reverse tunnel's port on the relay (1024-65535)"),
     Setting("instanceType", _instance_type, lambda: "t3.micro", "EC2 instance type; t4g.* runs on arm64"),
@@ -198,6 +245,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hostUser", _host_user, getpass.getuser, "the host account guests land in"),
     Setting("tmuxSession", _tmux_session, lambda: "pair", "the host's tmux session guests attach to"),
     Setting("hostSshdKey", _sshd_key, _local_sshd_key, "the host sshd's host key, pinned by guests"),
+    Setting("relayImage", _relay_image, lambda: None,
+            "an AMI id to boot instead of the newest Debian 13 found on the first deploy (pin, or opt into a new one)"),
 )
 
 
@@ -213,6 +262,7 @@ class Settings:
     host_user: str
     tmux_session: str
     host_sshd_key: PublicKey
+    relay_image: str | None = None
 
     @property
     def architecture(self) -> str:

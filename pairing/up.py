@@ -149,7 +149,7 @@ def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path, s
     require_pulumi()
     stack = open_stack(stack_name, backend, create=False)
     stack.destroy(on_output=say)
-    say(f"destroyed the relay of stack {stack_name!r}: instance, security group, key pair and host key")
+    say(f"destroyed the relay of stack {stack_name!r}: instance, its network, security group and host key")
 
 
 def remove_guest_keys(authorized_keys: Path, say: Callable[[str], None] = print) -> None:

@@ -213,3 +213,15 @@ def test_guest_keys_work_only_through_the_tunnel_for_every_spelling_of_loopback(
     lines = guest_lines(options)
     assert len(lines) == 2
     assert all(line.startswith('restrict,pty,from="127.0.0.1,::1",command=') == from_loopback for line in lines), lines
+
+
+def test_relay_ipv6_address_is_optional_and_checked(good):
+    """An older stack (or --outputs file) has no relayIpv6Address: still valid. A present one is an IPv6 address."""
+    assert StackOutputs.from_json({k: v for k, v in good.items() if k != "relayIpv6Address"}).relay_ipv6_address is None
+    assert StackOutputs.from_json({**good, "relayIpv6Address": None}).relay_ipv6_address is None
+    assert StackOutputs.from_json({**good, "relayIpv6Address": "2001:DB8::1f"}).relay_ipv6_address == "2001:db8::1f"
+    for bad, why in [("203.0.113.10", "is not an IPv6 address"), ("fe80::1%eth0", "is not the global address of one machine"),
+                     ("2001:db8::1\n    ProxyCommand sh", "is not an IPv6 address"), (["2001:db8::1"], "is not an IPv6 address"),
+                     ("::", "is not the global address of one machine"), ("ff02::1", "is not the global address of one machine")]:
+        with pytest.raises(OutputsError, match=r"^x: output relayIpv6Address: .* " + why + "; read them again"):
+            StackOutputs.from_json({**good, "relayIpv6Address": bad}, source="x")

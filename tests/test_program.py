@@ -7,9 +7,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import getpass
-import json
 import hashlib
+import ipaddress
+import json
+import re
 import runpy
+import secrets
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,22 +21,36 @@ import pulumi
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from pairing.guest_documents import command, ssh_config
 from pairing.outputs import OUTPUT_NAMES, StackOutputs
 
+from .keys import make_key
+
 PROJECT = Path(__file__).resolve().parent.parent
 PUBLIC_IP = "203.0.113.10"
+VPC_IPV6 = "2001:db8:1200:ab00::/56"  # as Amazon would assign a VPC (documentation prefix here)
+RELAY_IPV6 = "2001:db8:1200:ab00::1f"
 LAUNCH_TIME = "2026-11-26T15:00:00Z"
-AMI = {"x86_64": "ami-0amd64noble", "arm64": "ami-0arm64noble"}
+AMI = {"x86_64": "ami-0a1b2c3d4e5f60001", "arm64": "ami-0a1b2c3d4e5f60002"}
+ZONES = ("eu-central-1a", "eu-central-1b", "eu-central-1c")
+LOCAL_ZONE = "eu-central-1-ham-1a"  # a Local Zone the account opted into
+# What RunInstances and ImportKeyPair refuse, as AWS words it.
+NO_DEFAULT_VPC = "VPCIdNotSpecified: No default VPC for this user"
+IMPORTABLE_KEYS = ("ssh-rsa", "ssh-ed25519")
 
 
 @dataclass
 class Recorder(pulumi.runtime.Mocks):
-    """Mocks that answer like AWS and the TLS provider would, and remember what was asked."""
+    """Mocks that answer like AWS and the TLS provider would, refuse what AWS refuses
+    (in an account without a default VPC), and remember what was asked."""
 
+    partition: str = "aws"
+    region: str = "eu-central-1"
+    offered_in: tuple[str, ...] = ZONES + (LOCAL_ZONE,)  # zones that offer the instance type
     resources: dict[str, pulumi.runtime.MockResourceArgs] = field(default_factory=dict)
+    requests: dict[str, object] = field(default_factory=dict)  # type -> the registration as sent, options included
     calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -51,14 +68,45 @@ class Recorder(pulumi.runtime.Mocks):
                 public_key_openssh=public.decode() + "\n",
                 public_key_fingerprint_sha256="SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="),
             )
-        if args.typ == "aws:ec2/instance:Instance":
-            state.update(public_ip=PUBLIC_IP, arn="arn:aws:ec2:eu-central-1:123456789012:instance/i-0pairing")
+        if args.typ == "aws:ec2/vpc:Vpc":
+            state.update(ipv6CidrBlock=VPC_IPV6 if args.inputs.get("assignGeneratedIpv6CidrBlock") else "")
+        if args.typ == "aws:ec2/subnet:Subnet":
+            block = ipaddress.ip_network(args.inputs["ipv6CidrBlock"])
+            assert block.prefixlen == 64 and block.subnet_of(ipaddress.ip_network(VPC_IPV6)), "InvalidSubnet.Range"
+        if args.typ == "aws:ec2/securityGroup:SecurityGroup" and not args.inputs.get("vpcId"):
+            raise Exception(NO_DEFAULT_VPC)
         if args.typ == "aws:ec2/keyPair:KeyPair":
+            if args.inputs["publicKey"].split()[0] not in IMPORTABLE_KEYS:
+                raise Exception("InvalidKey.Format: Key is not in valid OpenSSH public key format")
             state.update(key_name=args.name + "-a1b2c3")
+        if args.typ == "aws:ec2/instance:Instance":
+            if not args.inputs.get("subnetId"):
+                raise Exception(NO_DEFAULT_VPC)
+            # The launch's own choice wins over the subnet's map_public_ip_on_launch.
+            subnet = self.resources["aws:ec2/subnet:Subnet"].inputs
+            public = args.inputs.get("associatePublicIpAddress", subnet.get("mapPublicIpOnLaunch", False))
+            state.update(
+                public_ip=PUBLIC_IP if public else "",
+                ipv6_addresses=[RELAY_IPV6] if args.inputs.get("ipv6AddressCount") else [],
+                arn="arn:aws:ec2:eu-central-1:123456789012:instance/i-0pairing",
+            )
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append(args)
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"id": self.region, "region": self.region, "name": self.region}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"id": self.partition, "partition": self.partition}
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            opted_in = {f["name"]: f["values"] for f in args.args.get("filters", [])}.get("opt-in-status")
+            names = ZONES if opted_in == ["opt-in-not-required"] else ZONES + (LOCAL_ZONE,)
+            return {"id": self.region, "names": list(names), "zoneIds": []}
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            assert args.args["locationType"] == "availability-zone"
+            [wanted] = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
+            return {"id": self.region, "instanceTypes": [wanted] * len(self.offered_in),
+                    "locations": list(self.offered_in), "locationTypes": ["availability-zone"] * len(self.offered_in)}
         if args.token == "aws:ec2/getAmi:getAmi":
             arch = next(f["values"][0] for f in args.args["filters"] if f["name"] == "architecture")
             return {"id": AMI[arch], "architecture": arch}
@@ -84,6 +132,10 @@ class Run:
     def inputs(self, typ: str) -> dict:
         return self.mocks.resources[typ].inputs
 
+    def options(self, typ: str):
+        """The registration as the program sent it to the engine (ignoreChanges, dependencies)."""
+        return self.mocks.requests[typ]
+
 
 def example_config(keys) -> dict[str, object]:
     """Pulumi.dev.yaml as shipped, with the host's sshd key (normally read from /etc/ssh) given."""
@@ -96,6 +148,16 @@ def run_program(config: dict[str, object], mocks: Recorder | None = None) -> Run
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
     mocks = mocks or Recorder()
     pulumi.runtime.set_mocks(mocks, project="pairing", stack="dev", preview=False)
+    # The mocks see inputs only; resource options reach the engine in the request itself.
+    monitor = pulumi.runtime.settings.get_monitor()
+    register = monitor.RegisterResource
+
+    def recording(request):
+        if request.type != "pulumi:pulumi:Stack":  # the engine's root, not a resource of the program
+            mocks.requests[request.type] = request
+        return register(request)
+
+    monitor.RegisterResource = recording
     program = runpy.run_path(str(PROJECT / "__main__.py"))
     return Run(mocks, program)
 
@@ -107,42 +169,81 @@ def after_deploy(run: Run, check):
     return pulumi.Output.all(**outputs).apply(lambda values: check(values) or True)
 
 
+NETWORK = {
+    "aws:ec2/vpc:Vpc", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/subnet:Subnet",
+    "aws:ec2/routeTable:RouteTable", "aws:ec2/routeTableAssociation:RouteTableAssociation",
+}
+GRAPH = NETWORK | {
+    "pairing:index:PairingRelay", "tls:index/privateKey:PrivateKey", "aws:ec2/securityGroup:SecurityGroup",
+    "aws:ec2/instance:Instance",
+}
+
+
+def check_network(run: Run, zone: str = "eu-central-1a") -> None:
+    """Its own dual-stack network, every time: an account may have no default VPC."""
+    assert set(run.mocks.resources) == GRAPH  # no EC2 key pair
+    vpc = run.inputs("aws:ec2/vpc:Vpc")
+    assert vpc["cidrBlock"] == "10.0.0.0/16" and vpc["assignGeneratedIpv6CidrBlock"] is True
+    assert run.inputs("aws:ec2/internetGateway:InternetGateway")["vpcId"] == "relay-vpc-id"
+    subnet = run.inputs("aws:ec2/subnet:Subnet")
+    assert subnet["vpcId"] == "relay-vpc-id" and subnet["availabilityZone"] == zone
+    assert subnet["cidrBlock"] == "10.0.0.0/24" and subnet["mapPublicIpOnLaunch"] is True
+    assert subnet["ipv6CidrBlock"] == "2001:db8:1200:ab00::/64" and subnet["assignIpv6AddressOnCreation"] is True
+    routes = run.inputs("aws:ec2/routeTable:RouteTable")
+    assert routes["vpcId"] == "relay-vpc-id"
+    assert [(r.get("cidrBlock"), r.get("ipv6CidrBlock"), r["gatewayId"]) for r in routes["routes"]] == [
+        ("0.0.0.0/0", None, "relay-igw-id"), (None, "::/0", "relay-igw-id")]
+    association = run.inputs("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    assert (association["subnetId"], association["routeTableId"]) == ("relay-public-id", "relay-routes-id")
+    assert run.inputs("aws:ec2/securityGroup:SecurityGroup")["vpcId"] == "relay-vpc-id"
+    instance = run.inputs("aws:ec2/instance:Instance")
+    assert instance["subnetId"] == "relay-public-id" and instance["ipv6AddressCount"] == 1
+    assert "keyName" not in instance
+    # The instance waits for its routes, so it is reachable once it runs.
+    assert any("aws:ec2/routeTableAssociation:RouteTableAssociation::relay-public" in urn
+               for urn in run.options("aws:ec2/instance:Instance").dependencies)
+
+
+def ami_filters(run: Run) -> dict:
+    [call] = [c for c in run.mocks.calls if c.token == "aws:ec2/getAmi:getAmi"]
+    assert call.args["owners"] == ["136693071363"] and call.args["mostRecent"] is True  # Debian's own account
+    return {f["name"]: f["values"] for f in call.args["filters"]}
+
+
 @pulumi.runtime.test
 def test_example_stack(keys):
     run = run_program(example_config(keys))
 
     def check(out):
+        check_network(run)
         group = run.inputs("aws:ec2/securityGroup:SecurityGroup")
         assert [(r["fromPort"], r["toPort"], r["protocol"], r["cidrBlocks"]) for r in group["ingress"]] == [
             (22, 22, "tcp", ["0.0.0.0/0"])
         ]
         assert group["egress"] == []
-        assert run.inputs("aws:ec2/keyPair:KeyPair")["publicKey"].endswith(" pairing-example-host")
         assert run.inputs("tls:index/privateKey:PrivateKey")["algorithm"] == "ED25519"
 
         instance = run.inputs("aws:ec2/instance:Instance")
         assert instance["instanceType"] == "t3.micro"
         assert instance["ami"] == AMI["x86_64"]
+        # The image found on the first deploy stays: a newer Debian 13 would replace the relay.
+        assert list(run.options("aws:ec2/instance:Instance").ignoreChanges) == ["ami"]
+        assert instance["associatePublicIpAddress"] is True
         assert instance["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}
         assert instance["rootBlockDevice"]["encrypted"] is True
         assert instance["instanceInitiatedShutdownBehavior"] == "terminate"
         assert instance["userDataReplaceOnChange"] is True
         assert instance["creditSpecification"] == {"cpuCredits": "standard"}
         assert instance["tags"]["pairing:stack"] == "dev" and instance["tags"]["Name"] == "pairing-dev"
-        assert instance["keyName"] == "relay-host-a1b2c3"
         assert instance["vpcSecurityGroupIds"] == ["relay-ssh-id"]
         user_data = yaml.safe_load(revealed(instance["userData"]))
         assert [u["name"] for u in user_data["users"]] == ["pair", "tunnel"]
-
-        ami_call = next(c for c in run.mocks.calls if c.token == "aws:ec2/getAmi:getAmi")
-        assert ami_call.args["owners"] == ["099720109477"] and ami_call.args["mostRecent"] is True
-        assert {f["name"]: f["values"] for f in ami_call.args["filters"]}["name"] == [
-            "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
-        ]
+        assert ami_filters(run) == {"name": ["debian-13-amd64-*"], "architecture": ["x86_64"], "virtualization-type": ["hvm"]}
 
         assert tuple(out) == OUTPUT_NAMES
         parsed = StackOutputs.from_json(out)
         assert parsed.relay_address == PUBLIC_IP and parsed.relay_port == 22 and parsed.tunnel_port == 1337
+        assert parsed.relay_ipv6_address == RELAY_IPV6
         relay_key = parsed.relay_host_keys[0]
         assert out["relayKnownHosts"] == f"{PUBLIC_IP} {relay_key.bare}\n"
         assert out["relayHostKeyFingerprint"] == relay_key.fingerprint == parsed.relay_fingerprint
@@ -164,7 +265,7 @@ def test_example_stack(keys):
 
 
 @pulumi.runtime.test
-def test_viewers_ipv6_arm64(keys):
+def test_viewers_dual_stack_arm64(keys):
     config = {
         **example_config(keys),
         "pairing:guestKeys": [keys["guest"].public_line],
@@ -180,6 +281,7 @@ def test_viewers_ipv6_arm64(keys):
     run = run_program(config)
 
     def check(out):
+        check_network(run)
         ingress = run.inputs("aws:ec2/securityGroup:SecurityGroup")["ingress"]
         assert [(r.get("cidrBlocks"), r.get("ipv6CidrBlocks")) for r in ingress] == [
             (["198.51.100.0/24", "203.0.113.7/32"], None),
@@ -187,19 +289,81 @@ def test_viewers_ipv6_arm64(keys):
         ]
         instance = run.inputs("aws:ec2/instance:Instance")
         assert instance["instanceType"] == "t4g.micro" and instance["ami"] == AMI["arm64"]
-        ami_call = next(c for c in run.mocks.calls if c.token == "aws:ec2/getAmi:getAmi")
-        filters = {f["name"]: f["values"] for f in ami_call.args["filters"]}
-        assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*"]
-        assert filters["architecture"] == ["arm64"]
+        assert instance["associatePublicIpAddress"] is True
+        assert ami_filters(run) == {"name": ["debian-13-arm64-*"], "architecture": ["arm64"], "virtualization-type": ["hvm"]}
         user_data = yaml.safe_load(revealed(instance["userData"]))
         pair = next(u for u in user_data["users"] if u["name"] == "pair")
         assert [line.split()[-1] for line in pair["ssh_authorized_keys"]] == ["guest@test", "viewer@test", "guest2@test", "host@test"]
         assert all('permitopen="localhost:2222"' in line for line in pair["ssh_authorized_keys"])
         assert ["/usr/local/sbin/pairing-ttl", "arm", "30"] in user_data["runcmd"]
 
+        # IPv4 guests and the host's tunnel use the IPv4 address; IPv6 guests may use the other.
+        assert out["relayAddress"] == PUBLIC_IP and out["relayIpv6Address"] == RELAY_IPV6
         assert out["tunnelPort"] == 2222 and out["hostUser"] == "alice" and out["tmuxSession"] == "mob"
         assert out["expiresAt"] == "2026-11-26T15:30:00Z"
         assert "Port 2222" in out["guestSshConfig"] and "User alice" in out["guestSshConfig"]
+
+    return after_deploy(run, check)
+
+
+@pulumi.runtime.test
+def test_ipv6_only(keys):
+    """Nobody may reach an IPv4 address: the relay gets none, and is known by its IPv6 address."""
+    run = run_program({**example_config(keys), "pairing:allowedCidrs": ["2001:db8:1::/48", "2001:db8:2::/48"]})
+
+    def check(out):
+        check_network(run)
+        ingress = run.inputs("aws:ec2/securityGroup:SecurityGroup")["ingress"]
+        assert [(r.get("cidrBlocks"), r.get("ipv6CidrBlocks")) for r in ingress] == [(None, ["2001:db8:1::/48", "2001:db8:2::/48"])]
+        instance = run.inputs("aws:ec2/instance:Instance")
+        # Set on the launch, so it wins over the subnet's map_public_ip_on_launch.
+        assert instance["associatePublicIpAddress"] is False
+        parsed = StackOutputs.from_json(out)
+        assert parsed.relay_address == RELAY_IPV6 == parsed.relay_ipv6_address
+        assert out["relayKnownHosts"].startswith(f"{RELAY_IPV6} ")
+        assert f"HostName {RELAY_IPV6}" in out["guestSshConfig"]
+        assert out["guestSshConfig"] == ssh_config(parsed.guest_route)
+
+    return after_deploy(run, check)
+
+
+@pulumi.runtime.test
+def test_ecdsa_host_key_deploys(keys, tmp_path):
+    """EC2 key pairs take RSA and ED25519 only; pairing makes none, so every accepted key type deploys."""
+    host = make_key(tmp_path, "host-ecdsa", "ecdsa")
+    run = run_program({**example_config(keys), "pairing:hostPublicKey": host.public_line})
+
+    def check(out):
+        check_network(run)
+        tunnel = next(u for u in yaml.safe_load(revealed(run.inputs("aws:ec2/instance:Instance")["userData"]))["users"]
+                      if u["name"] == "tunnel")
+        assert tunnel["ssh_authorized_keys"][0].endswith(host.public_line)
+        assert StackOutputs.from_json(out).host_public_key.bare == " ".join(host.public_line.split()[:2])
+
+    return after_deploy(run, check)
+
+
+@pulumi.runtime.test
+def test_relay_image_pins_the_ami(keys):
+    """pairing:relayImage boots that AMI: no lookup, and a changed one is applied (no ignore_changes)."""
+    run = run_program({**example_config(keys), "pairing:relayImage": "ami-0123456789abcdef0"})
+
+    def check(out):
+        assert run.inputs("aws:ec2/instance:Instance")["ami"] == "ami-0123456789abcdef0"
+        assert not [c for c in run.mocks.calls if c.token == "aws:ec2/getAmi:getAmi"]
+        assert list(run.options("aws:ec2/instance:Instance").ignoreChanges) == []
+
+    return after_deploy(run, check)
+
+
+@pulumi.runtime.test
+def test_zone_offers_the_instance_type(keys):
+    """The subnet goes where the type is offered, never into a Local Zone."""
+    run = run_program({**example_config(keys), "pairing:instanceType": "t4g.micro"},
+                      Recorder(offered_in=(LOCAL_ZONE, "eu-central-1c", "eu-central-1b")))
+
+    def check(out):
+        check_network(run, zone="eu-central-1b")
 
     return after_deploy(run, check)
 
@@ -219,16 +383,91 @@ def test_user_data_and_private_key_stay_secret(keys):
     return pulumi.Output.from_input(secrecy()).apply(check)
 
 
-def test_bad_config_registers_nothing(keys):
-    mocks = Recorder()
+def refused(config: dict, mocks: Recorder | None = None) -> str:
+    """The one-line error `pulumi up` shows, once the program ended with nothing registered."""
+    mocks = mocks or Recorder()
+    caught = []
 
     @pulumi.runtime.test  # waits for any registration the program started
     def program():
-        with pytest.raises(pulumi.RunError, match=r"^pairing:tunnelPort: 70000 is out of range"):
-            run_program({**example_config(keys), "pairing:tunnelPort": "70000"}, mocks)
+        with pytest.raises(pulumi.RunError) as error:
+            run_program(config, mocks)
+        caught.append(str(error.value))
 
     program()
-    assert mocks.resources == {} and mocks.calls == []
+    assert mocks.resources == {} and mocks.requests == {}
+    assert caught and "\n" not in caught[0]
+    return caught[0]
+
+
+def rsa_4096_lines(count: int) -> list[str]:
+    """RSA-4096 public key lines of the size ssh-keygen makes. Public halves only: a
+    random odd modulus parses like a real key, without the cost of making 24 of them."""
+    return [
+        rsa.RSAPublicNumbers(65537, secrets.randbits(4096) | 1 << 4095 | 1).public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + f" guest{i}@laptop"
+        for i in range(count)
+    ]
+
+
+def test_bad_config_registers_nothing(keys):
+    mocks = Recorder()
+    assert refused({**example_config(keys), "pairing:tunnelPort": "70000"}, mocks).startswith(
+        "pairing:tunnelPort: 70000 is out of range")
+    assert mocks.calls == []
+
+
+def test_user_data_over_16_kib_registers_nothing(keys):
+    """EC2 takes 16 KiB of user data: measured with the host key's fixed size before anything is made."""
+    message = refused({**example_config(keys), "pairing:guestKeys": rsa_4096_lines(24)})
+    assert re.fullmatch(r"pairing:guestKeys: 25 keys make the relay's user data \d+ bytes, over EC2's 16384; use fewer "
+                        r"or shorter \(ed25519\) keys in pairing:guestKeys and pairing:viewerKeys", message), message
+
+
+@pytest.mark.parametrize("version, cidr", [(4, "198.51.{}.0/24"), (6, "2001:db8:{}::/48")])
+def test_more_rules_than_a_security_group_takes(keys, version, cidr):
+    cidrs = [cidr.format(i) for i in range(61)]
+    assert refused({**example_config(keys), "pairing:allowedCidrs": cidrs}) == (
+        f"pairing:allowedCidrs: 61 IPv{version} CIDRs, over the 60 inbound rules per address family a security "
+        "group takes (EC2's default quota); merge them into fewer, wider CIDRs")
+
+
+def test_sixty_per_family_deploy(keys):
+    """60 of each family is the quota, not over it."""
+    cidrs = [f"198.51.{i}.0/24" for i in range(60)] + [f"2001:db8:{i}::/48" for i in range(60)]
+    from pairing.settings import settings_from
+    assert len(settings_from({"guestKeys": [keys["guest"].public_line], "hostPublicKey": keys["host"].public_line,
+                              "hostSshdKey": keys["sshd"].public_line, "allowedCidrs": cidrs}).allowed_cidrs) == 120
+
+
+def test_instance_size_that_does_not_exist(keys):
+    assert refused({**example_config(keys), "pairing:instanceType": "m5.nano"}).startswith(
+        "pairing:instanceType: m5.nano does not exist; m5 comes in large, xlarge, 2xlarge")
+
+
+def test_instance_type_offered_nowhere_in_the_region(keys):
+    message = refused({**example_config(keys), "pairing:instanceType": "c8g.medium"}, Recorder(offered_in=(LOCAL_ZONE,)))
+    assert message == ("pairing:instanceType: c8g.medium is offered in no availability zone of eu-central-1; "
+                       "pick another type (e.g. t3.micro, or t4g.micro) or another aws:region")
+
+
+@pytest.mark.parametrize("partition, region", [("aws-us-gov", "us-gov-west-1"), ("aws-cn", "cn-north-1")])
+def test_partition_without_debian_images(keys, partition, region):
+    message = refused(example_config(keys), Recorder(partition=partition, region=region))
+    assert message == (f"aws:region: {region} is in the {partition} partition, where Debian publishes no images "
+                       "(its account 136693071363 is in the aws partition); use a commercial region, "
+                       "or set pairing:relayImage to a Debian 13 AMI id you have there")
+
+
+@pulumi.runtime.test
+def test_partition_with_own_image_deploys(keys):
+    mocks = Recorder(partition="aws-us-gov", region="us-gov-west-1")
+    run = run_program({**example_config(keys), "pairing:relayImage": "ami-0123456789abcdef0"}, mocks)
+
+    def check(out):
+        assert run.inputs("aws:ec2/instance:Instance")["ami"] == "ami-0123456789abcdef0"
+
+    return after_deploy(run, check)
 
 
 def test_guest_ssh_config_is_valid_for_openssh(keys, tmp_path):

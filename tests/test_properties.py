@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from pairing import authorized_keys as ak
 from pairing.outputs import StackOutputs, render_outputs
 from pairing.relay_documents import RelayHostKey, user_data
-from pairing.settings import ARCHITECTURE_OF_FAMILY, SAFE_NAME, POSIX_USER, ConfigError, settings_from
+from pairing.settings import SAFE_NAME, SIZES_OF_FAMILY, POSIX_USER, ConfigError, settings_from
 from pairing.sshkeys import ACCEPTED_TYPES, parse_public_key
 
 # PAIRING_EXAMPLES=5000 for a long hunt; the suite's default keeps this file to seconds.
@@ -121,7 +121,7 @@ networks = st.one_of(
     st.builds(lambda a, p: ipaddress.ip_network(f"{ipaddress.IPv6Address(a)}/{p}", strict=False),
               st.integers(0, 2**128 - 1), st.integers(0, 128)),
 )
-SIZES = ["nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "48xlarge", "metal"]
+INSTANCE_TYPES = sorted(f"{family}.{size}" for family, sizes in SIZES_OF_FAMILY.items() for size in sizes)
 
 
 @st.composite
@@ -133,7 +133,7 @@ def valid_configs(draw) -> tuple[dict, dict]:
     guests, viewers = guests[:cut], guests[cut:]
     cidrs = draw(st.lists(networks, max_size=4))
     port, ttl = draw(st.integers(1024, 65535)), draw(st.integers(1, 1440))
-    family, size = draw(st.sampled_from(sorted(ARCHITECTURE_OF_FAMILY))), draw(st.sampled_from(SIZES))
+    instance_type = draw(st.sampled_from(INSTANCE_TYPES))
     raw = {
         "guestKeys": as_given(draw, guests),
         "hostPublicKey": host,
@@ -141,13 +141,16 @@ def valid_configs(draw) -> tuple[dict, dict]:
         "hostUser": draw(st.from_regex(POSIX_USER, fullmatch=True)),
         "tunnelPort": draw(st.sampled_from([port, str(port), f" {port} "])),
         "ttlMinutes": draw(st.sampled_from([ttl, str(ttl)])),
-        "instanceType": f"{family}.{size}",
+        "instanceType": instance_type,
         "tmuxSession": draw(st.from_regex(SAFE_NAME, fullmatch=True)),
     }
     if viewers or draw(st.booleans()):
         raw["viewerKeys"] = as_given(draw, viewers)
     if cidrs:
         raw["allowedCidrs"] = as_given(draw, [str(n) for n in cidrs])
+    image = draw(st.one_of(st.none(), st.from_regex(r"ami-[0-9a-f]{8,17}", fullmatch=True)))
+    if image is not None:
+        raw["relayImage"] = image
     expected = {
         "guest_keys": [normalized(k) for k in guests],
         "viewer_keys": [normalized(k) for k in viewers],
@@ -156,6 +159,7 @@ def valid_configs(draw) -> tuple[dict, dict]:
         "allowed_cidrs": list(dict.fromkeys(cidrs)) or [ipaddress.ip_network("0.0.0.0/0")],
         "tunnel_port": port,
         "ttl_minutes": ttl,
+        "relay_image": image,
     }
     return raw, expected
 
@@ -176,6 +180,7 @@ def test_valid_config_round_trips(case):
     assert got.host_sshd_key.line == expected["host_sshd_key"]
     assert list(got.allowed_cidrs) == expected["allowed_cidrs"]
     assert (got.tunnel_port, got.ttl_minutes) == (expected["tunnel_port"], expected["ttl_minutes"])
+    assert got.relay_image == expected["relay_image"]
     # Through the outputs (JSON, as `pairing host` reads them) and back.
     outputs = StackOutputs.from_json(json.loads(json.dumps(render_outputs(
         got, relay_address="203.0.113.10", relay_host_key=parse_public_key(RELAY_KEY), instance_id="i-1",
@@ -289,13 +294,17 @@ BAD_VALUES = {
         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     ),
     "instanceType": st.one_of(st.text(max_size=5000).filter(lambda s: not re.fullmatch(r"[a-z0-9]+\.[a-z0-9]+", s.strip())),
-                              st.sampled_from(["x9.micro", "t3.", ".micro", "t3.micro.extra", "T3.MICRO", "t3.huge"]),
+                              st.sampled_from(["x9.micro", "t3.", ".micro", "t3.micro.extra", "T3.MICRO", "t3.huge", "m5.nano",
+                                               "t3.metal", "c5.8xlarge", "m7i.metal"]),
                               st.integers(), st.none().map(lambda _: ["t3.micro"])),
     "hostUser": st.one_of(st.text(max_size=60).filter(lambda s: not POSIX_USER.fullmatch(s)), st.integers(), st.lists(st.text(), max_size=1)),
     "tmuxSession": st.one_of(st.text(max_size=60).filter(lambda s: not SAFE_NAME.fullmatch(s)), st.integers(), st.booleans()),
     "guestKeys": st.one_of(st.just([]), st.just(""), st.just("[]"), st.integers(), st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
                            st.lists(st.one_of(st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=1)), min_size=1, max_size=2)),
     "viewerKeys": st.one_of(st.integers(), st.just("[not json"), st.lists(st.integers(), min_size=1, max_size=2)),
+    "relayImage": st.one_of(st.text(max_size=40).filter(lambda s: not re.fullmatch(r"\s*ami-[0-9a-f]{8,17}\s*", s)),
+                            st.sampled_from(["ami-0123", "ami-0123456789ABCDEF0", "ami-0123456789abcdef01234", "i-0123456789abcdef0"]),
+                            st.integers(), st.lists(st.text(), max_size=1)),
 }
 
 
@@ -311,7 +320,7 @@ def test_any_bad_value_is_refused_naming_its_setting(case, data):
 @EXAMPLES
 @given(valid_configs(), st.text(min_size=1, max_size=30).filter(lambda s: s not in (
     "guestKeys", "viewerKeys", "hostPublicKey", "allowedCidrs", "tunnelPort", "instanceType", "ttlMinutes",
-    "hostUser", "tmuxSession", "hostSshdKey")))
+    "hostUser", "tmuxSession", "hostSshdKey", "relayImage")))
 def test_unknown_settings_are_named(case, name):
     raw, _ = case
     message = refusal({**raw, name: "x"})

@@ -226,8 +226,8 @@ def test_all_four_cloud_init_stages_ran_cleanly(deployment):
 
 
 # --- the same document through a newer cloud-init ------------------------------
-# EC2 runs Ubuntu 24.04, whose cloud-init is newer than Debian 12's 22.4;
-# Debian 13's is close to it, so the document must hold there too.
+# EC2 runs Debian 13 (Debian's own AMI), whose cloud-init is newer than Debian 12's 22.4;
+# the document must hold there, so it also boots a trixie root here.
 
 
 @pytest.fixture(scope="module")

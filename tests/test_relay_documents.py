@@ -167,3 +167,26 @@ def test_sshd_global_policy(keys, dropin):
     # The stock config's lines after the Include still apply to everyone.
     assert config["subsystem"].startswith("sftp")
     assert config["forcecommand"] == "none"  # the Match blocks ended with our file
+
+
+def test_the_placeholder_host_key_measures_like_a_real_one(keys, host_key):
+    """The size check runs before Pulumi makes the key: the placeholder must weigh exactly what the
+    real key will, as pulumi_tls writes it (no comment, 64 columns) and as OpenSSH does (70)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from pairing.relay_documents import PLACEHOLDER_HOST_KEY
+
+    settings = make_settings(keys)
+    expected = len(user_data(settings, PLACEHOLDER_HOST_KEY).encode())
+    for _ in range(20):
+        key = ed25519.Ed25519PrivateKey.generate()
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption()).decode()
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+        body = "".join(private.splitlines()[1:-1])
+        at_70 = "\n".join([private.splitlines()[0], *(body[i:i + 70] for i in range(0, len(body), 70)), private.splitlines()[-1]])
+        for text in (private, at_70 + "\n"):
+            assert len(user_data(settings, RelayHostKey(text, public + "\n")).encode()) == expected
+    assert "PRIVATE KEY" in PLACEHOLDER_HOST_KEY.private_openssh and set("".join(
+        PLACEHOLDER_HOST_KEY.private_openssh.splitlines()[1:-1])) == {"A"}  # zeros: no key at all

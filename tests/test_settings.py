@@ -128,3 +128,49 @@ def test_every_setting_has_help_and_a_default_or_is_required():
     required = [s.key for s in SETTINGS if s.default is None]
     assert required == ["guestKeys", "hostPublicKey"]
     assert all(s.help for s in SETTINGS)
+
+
+@pytest.mark.parametrize("instance_type, expected", [
+    ("m5.nano", "pairing:instanceType: m5.nano does not exist; m5 comes in large, xlarge, 2xlarge, 4xlarge, 8xlarge, "
+                "12xlarge, 16xlarge, 24xlarge, metal (e.g. m5.large)"),
+    ("t3.metal", "pairing:instanceType: t3.metal does not exist; t3 comes in nano, micro"),
+    ("c5.8xlarge", "pairing:instanceType: c5.8xlarge does not exist; c5 comes in large, xlarge, 2xlarge, 4xlarge, 9xlarge"),
+])
+def test_sizes_a_family_does_not_have(valid, instance_type, expected):
+    assert refusal({**valid, "instanceType": instance_type}).startswith(expected)
+
+
+def test_the_size_table_is_ec2s():
+    """Every type pairing accepts is in the EC2 API's list (pulumi_aws's InstanceType enum), and every
+    size that list has for a known family is accepted."""
+    import pulumi_aws
+
+    from pairing.settings import SIZES_OF_FAMILY
+
+    ec2 = {t.value for t in pulumi_aws.ec2.InstanceType}
+    ours = {f"{family}.{size}" for family, sizes in SIZES_OF_FAMILY.items() for size in sizes}
+    assert ours <= ec2, sorted(ours - ec2)
+    assert {t for t in ec2 if t.split(".")[0] in SIZES_OF_FAMILY} == ours
+    for instance_type in ("m7i.metal-24xl", "c8g.metal-48xl", "a1.metal", "t4g.nano"):
+        settings_from({"guestKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBndWVzdDsgcmVwbGFjZS0t g"],
+                       "hostPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBob3N0OyByZXBsYWNlLS0t h",
+                       "hostSshdKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBzc2hkOyByZXBsYWNlLS0t s",
+                       "hostUser": "alice", "instanceType": instance_type})
+
+
+def test_relay_image(valid):
+    assert settings_from(valid).relay_image is None
+    assert settings_from({**valid, "relayImage": "ami-0123456789abcdef0"}).relay_image == "ami-0123456789abcdef0"
+    assert settings_from({**valid, "relayImage": "ami-12345678"}).relay_image == "ami-12345678"
+    for bad in ("ami-1234567", "ami-0123456789ABCDEF0", "i-0123456789abcdef0", "ami-0123456789abcdef0 --x", "debian-13"):
+        assert refusal({**valid, "relayImage": bad}).startswith(
+            f"pairing:relayImage: {bad!r} is not an AMI id such as ami-0123456789abcdef0")
+
+
+@pytest.mark.parametrize("version, cidr", [(4, "10.{}.0.0/16"), (6, "2001:db8:{}::/48")])
+def test_rules_per_address_family(valid, version, cidr):
+    sixty = [cidr.format(i) for i in range(60)]
+    assert len(settings_from({**valid, "allowedCidrs": sixty + ["0.0.0.0/0" if version == 6 else "::/0"]}).allowed_cidrs) == 61
+    assert refusal({**valid, "allowedCidrs": sixty + [cidr.format(60)]}) == (
+        f"pairing:allowedCidrs: 61 IPv{version} CIDRs, over the 60 inbound rules per address family a security group "
+        "takes (EC2's default quota); merge them into fewer, wider CIDRs")
