@@ -174,3 +174,35 @@ def test_stale_temp_files_of_ours_are_cleaned_others_kept(tmp_path):
     assert sorted(removed) == sorted(ours)
     assert sorted(os.listdir(folder)) == sorted(["authorized_keys", ".authorized_keys.linkxxxx.pairing", *others])
     assert path.read_bytes() == MINE
+
+
+def test_pairing_host_as_the_user_refuses_a_root_owned_file_before_anything(nobodys_home, keys):
+    """The whole command, as uid 65534: one line, exit 2, before preflight (no relay needed to get there)."""
+    import json
+
+    from pairing.outputs import render_outputs
+    from pairing.settings import settings_from
+    from pairing.sshkeys import parse_public_key
+
+    settings = settings_from({"guestKeys": [keys["guest"].public_line], "hostPublicKey": keys["host"].public_line,
+                              "hostSshdKey": keys["sshd"].public_line})
+    outputs = nobodys_home / "outputs.json"
+    outputs.write_text(json.dumps(render_outputs(settings, relay_address="203.0.113.10", instance_id="i-0abc",
+                                                 relay_host_key=parse_public_key(keys["stranger"].public_line),
+                                                 launch_time="2030-01-01T00:00:00Z")))
+    path = nobodys_home / ".ssh" / "authorized_keys"
+    path.write_bytes(MINE)
+    path.chmod(0o644)
+    result = subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-m", "pairing",
+         "host", "--outputs", str(outputs), "--authorized-keys", str(path), "--target", "127.0.0.1:9"],
+        cwd=PROJECT, env={"HOME": str(nobodys_home), "PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stdout + result.stderr
+    assert result.stderr == (
+        f"pairing host: {path} belongs to root (uid 0), not to you (nobody): editing it would make it yours; "
+        f"give it to you (sudo chown nobody {path}) or pass --authorized-keys with a file of yours that sshd reads\n"
+    )
+    assert path.read_bytes() == MINE and path.stat().st_uid == 0
+    assert sorted(os.listdir(path.parent)) == ["authorized_keys"]
