@@ -34,7 +34,7 @@ from .terminal import GuestTerminal
 from .world import ROUTES, World
 
 FULL = dict(keys=1000, warmup=20, interval_ms=30.0, guests=8, payload_mb=64.0, transfers=3, idle=60.0, outages=3,
-            relay_suite="bookworm", tunnel="paramiko")
+            relay_suite="trixie", tunnel="paramiko")
 QUICK = {**FULL, "keys": 30, "warmup": 5, "payload_mb": 4.0, "transfers": 1, "idle": 3.0, "outages": 0}
 
 
@@ -48,7 +48,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--outages", type=int, help=f"network outages of the relay (default {FULL['outages']})")
     parser.add_argument("--idle", type=float, help=f"seconds of the idle CPU window (default {FULL['idle']:g})")
     parser.add_argument("--relay-suite", choices=SUITES,
-                        help="the relay's Debian release, which decides its OpenSSH (default bookworm)")
+                        help="the relay's Debian release, which decides its OpenSSH (default trixie, what EC2 runs)")
     parser.add_argument("--tunnel", choices=TUNNELS,
                         help="what carries `pairing host`'s tunnel, as its own --tunnel (default paramiko)")
     parser.add_argument("--out", type=Path, help="the JSON file (default bench/results/<date>-<host>.json)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,17 +58,41 @@ def choose(flag: str | None = None, home: Path | None = None, environ: dict[str,
 def prepare(backend: Backend) -> None:
     """Make the local state folder and the passphrase file (once, mode 600) if this backend uses them."""
     if backend.url and backend.url.startswith("file://") and "PULUMI_BACKEND_URL" in backend.env:
-        Path(backend.url[len("file://"):]).mkdir(mode=0o700, parents=True, exist_ok=True)
+        state = Path(backend.url[len("file://"):])
+        private_folder(state.parent)  # ~/.local/share/pairing: the state and the passphrase, ours alone
+        private_folder(state)
     passphrase = backend.env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     if passphrase:
         ensure_passphrase(Path(passphrase))
 
 
+def private_folder(path: Path) -> None:
+    """A folder only we can enter (0700); one we made looser before is tightened."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+
+
 def ensure_passphrase(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Made once, whole or not at all (temp file, then linked in); an empty one (a crash
+    between create and write, before any stack could use it) is made again."""
+    private_folder(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # made on an earlier run: the stack's secrets depend on it
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(32) + "\n")
+        if path.stat().st_size > 0:
+            return  # made on an earlier run: the stack's secrets depend on it
+    except FileNotFoundError:
+        pass
+    fd, temp = tempfile.mkstemp(prefix=".passphrase.", dir=path.parent)  # mode 600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temp, path)  # never over a passphrase another run made meanwhile
+        except FileExistsError:
+            if path.stat().st_size == 0:
+                os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)

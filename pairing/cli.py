@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from . import backend as backends
-from .authorized_keys import AuthorizedKeysError
+from .authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
 from .doctor import report, run_checks
-from .host import TUNNELS, HostOptions, PreflightError, read_state, run
+from .host import TUNNELS, HostOptions, PreflightError, SingleHook, read_state, run
 from .invite import write_invite
 from .outputs import OutputsError, read_outputs
 from .sshkeys import shorten
@@ -129,21 +129,30 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_up(args) -> int:
-    identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
-    checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
-    print(report(checks))
-    failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
-    if failed:
-        raise UpError(f"stopped before creating anything: {failed[0].detail}; fix: {failed[0].fix}")
-    up_plan = plan(args)
+    # First of all: a session already running for this authorized_keys (its relay, its invite)
+    # is left alone. The lock is held from here to the hook's end, so no second run slips in.
+    lock = SingleHook(args.authorized_keys, command="up")
+    try:
+        AuthorizedKeysFile(args.authorized_keys).check_owner()
+        identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
+        checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
+        print(report(checks))
+        failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
+        if failed:
+            raise UpError(f"stopped before creating anything: {failed[0].detail}; fix: {failed[0].fix}")
+        up_plan = plan(args)
+    except BaseException:
+        lock.release()
+        raise
     # From here a relay may exist: whatever ends the run (Ctrl-C during the update, a
     # refused preflight, the hook's own end), the host is asked what to do with it.
     try:
         outputs = deploy(up_plan)
         print(write_invite(outputs, args.invite))
         return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
-                               invite=args.invite))
+                               invite=args.invite), lock=lock)
     finally:
+        lock.release()  # before destroy, which takes it to clean up the guests' keys
         if ask_to_destroy(args.keep):
             destroy(args.stack, up_plan.backend, args.authorized_keys)
         else:
@@ -162,14 +171,15 @@ def cmd_status(args) -> int:
     remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
     clients = Tmux(args.tmux_socket).snapshot(outputs.tmux_session).clients if Tmux.installed() else ()
     typing = sum(1 for c in clients if not c.read_only)
-    hook = read_state(args.authorized_keys.parent)
-    if hook is None:
+    hook = read_state(args.authorized_keys)
+    record = hook.record
+    if not hook.running:
         tunnel = "not held: run pairing host"
-    elif not hook:
-        tunnel = "held by a running `pairing host`"
+    elif record is None or record.state is None:
+        tunnel = f"held by a running `pairing host`{f' (pid {hook.pid})' if hook.pid else ''}"
     else:
-        since = dt.datetime.fromtimestamp(hook["since"]).strftime("%H:%M:%S")
-        tunnel = f"{hook['state']} since {since} (pairing host --tunnel {hook['tunnel']}, pid {hook['pid']})"
+        since = dt.datetime.fromtimestamp(record.since).strftime("%H:%M:%S")
+        tunnel = f"{record.state.value} since {since} (pairing host --tunnel {record.tunnel}, pid {record.pid})"
     print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
     print(f"ends    {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ} ({remaining})")
     print(f"tunnel  {tunnel}")

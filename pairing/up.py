@@ -18,7 +18,7 @@ from typing import Callable
 from . import backend as backends
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi
-from .host import fido_refusal, hook_running
+from .host import PreflightError, SingleHook, fido_refusal
 from .keysources import KeySourceError, keys_from, keys_from_all
 from .outputs import PROJECT_DIR, OutputsError, StackOutputs
 from .settings import NAMESPACE, ConfigError, Settings, settings_from
@@ -154,12 +154,21 @@ def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path, s
 
 def remove_guest_keys(authorized_keys: Path, say: Callable[[str], None] = print) -> None:
     """The block a crashed `pairing host` left behind; never the block of one still running."""
-    if hook_running(authorized_keys.parent):
-        say(f"left the guest keys in {authorized_keys}: a `pairing host` is still running (it removes them when it stops)")
-    elif AuthorizedKeysFile(authorized_keys).remove():
-        say(f"removed the guest keys block that was left in {authorized_keys}")
-    else:
+    if not Path(os.path.realpath(authorized_keys)).parent.is_dir():
         say(f"no guest keys were left in {authorized_keys}")
+        return
+    try:
+        lock = SingleHook(authorized_keys, command="down")  # held while we edit, so no hook starts meanwhile
+    except PreflightError:
+        say(f"left the guest keys in {authorized_keys}: a `pairing host` is still running (it removes them when it stops)")
+        return
+    try:
+        if AuthorizedKeysFile(authorized_keys).remove():
+            say(f"removed the guest keys block that was left in {authorized_keys}")
+        else:
+            say(f"no guest keys were left in {authorized_keys}")
+    finally:
+        lock.release()
 
 
 def ask_to_destroy(keep: bool) -> bool:

@@ -15,6 +15,7 @@ REQUIRED_TOOLS = {
     "sftp": "openssh-client",
     "unshare": "util-linux",
     "nsenter": "util-linux",
+    "setpriv": "util-linux",
     "tmux": "tmux",
     "debootstrap": "debootstrap",
     "zstd": "zstd",

@@ -20,7 +20,7 @@ from pairing.sshkeys import PublicKey, parse_public_key
 
 from .host_side import HostSshd
 from .keys import KeyFile, make_key
-from .relay_harness import Relay
+from .relay_harness import DEFAULT_SUITE, Relay
 
 # OpenSSH clients in tests read nothing of the machine's own ~/.ssh or /etc/ssh.
 CLIENT_ISOLATION = ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
@@ -102,7 +102,7 @@ def first_line(argv: list[str], timeout: float = 20) -> tuple[str, str]:
     return line.decode(errors="replace").strip(), err.decode(errors="replace")
 
 
-def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = "bookworm", sshd_key_kind: str = "ed25519",
+def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = DEFAULT_SUITE, sshd_key_kind: str = "ed25519",
            relay_key_kind: str = "ed25519", **config) -> Deployment:
     """Boot a relay on the rendered user data for these keys and settings (caller exits .relay).
 

@@ -338,3 +338,18 @@ def test_a_key_page_over_a_mebibyte_is_refused_not_cut(home, slow_pages):
     with pytest.raises(UpError) as caught:
         plan(up_args("--guest", "gh:huge", "--region", "eu-west-1"), home=home, environ={})
     assert str(caught.value).endswith("/huge.keys sent more than 1024 KiB, which is no keys page; give their .pub file")
+
+
+def test_local_backend_folders_are_private_and_an_empty_passphrase_is_repaired(tmp_path):
+    home = tmp_path / "home"
+    local = backends.choose(home=home, environ={})
+    backends.prepare(local)
+    data = home / ".local" / "share" / "pairing"
+    assert [oct(p.stat().st_mode & 0o777) for p in (data, data / "state")] == ["0o700", "0o700"]
+    passphrase = data / "passphrase"
+    passphrase.write_bytes(b"")  # a crash between creating and writing it
+    data.chmod(0o755)  # as an earlier version made it
+    backends.prepare(local)
+    assert len(passphrase.read_text().strip()) >= 40 and passphrase.stat().st_mode & 0o777 == 0o600
+    assert oct(data.stat().st_mode & 0o777) == "0o700"
+    assert sorted(p.name for p in data.iterdir()) == ["passphrase", "state"]  # no temp file left
