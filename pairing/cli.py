@@ -1,4 +1,4 @@
-"""Command line: `pairing up|down|host|invite|status|doctor` (also `python -m pairing ...`)."""
+"""Command line: `pairing up|down|ls|host|invite|status|doctor` (also `python -m pairing ...`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from .outputs import OutputsError, read_outputs
 from .sshkeys import shorten
 from .text import UnsafeText, unprintable
 from .tmux import Tmux
-from .up import DEFAULT_STACK, UpError, ask_to_destroy, deploy, destroy, plan
+from .relays import list_relays
+from .up import UpError, ask_to_destroy, default_stack, deploy, destroy, plan
 
 # What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
 REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "tmux", "identity"}
@@ -48,7 +49,8 @@ def _common() -> dict[str, argparse.ArgumentParser]:
                        help="read the outputs from FILE (JSON of `pulumi stack output --json --show-secrets`) "
                             "instead of the Pulumi CLI; also for a relay Pulumi did not make")
     stack = argparse.ArgumentParser(add_help=False)
-    stack.add_argument("--stack", default=DEFAULT_STACK, help=f"the Pulumi stack (default: {DEFAULT_STACK})")
+    stack.add_argument("--stack", default=default_stack(),
+                       help=f"the Pulumi stack (default: {default_stack()}, one per user and machine)")
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", metavar="URL",
                          help="Pulumi backend (file://..., s3://..., https://api.pulumi.com); default: the one you "
@@ -96,6 +98,11 @@ def parser() -> argparse.ArgumentParser:
                         help="destroy the relay and remove any guest keys left behind").add_argument(
         "--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys", metavar="PATH",
         help="where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)")
+
+    commands.add_parser("ls", parents=[common["backend"]],
+                        help="list the relays in the backend: owner, region, address, time left",
+                        description="List every relay (stack) of this project in the backend, e.g. a team's S3 "
+                                    "bucket: whose it is, its region and address, and how long it has left.")
 
     commands.add_parser("host", parents=[common["source"], common["backend"], common["host"]],
                         help="hold the tunnel and let guests into your tmux",
@@ -198,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_down(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "ls":
+            return list_relays(backends.choose(args.backend))
         outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
         if args.command == "invite":
             print(write_invite(outputs, args.out, args.known_hosts))

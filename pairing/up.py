@@ -8,8 +8,11 @@ Pulumi's Automation API over this very project.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,26 @@ from .outputs import PROJECT_DIR, OutputsError, StackOutputs
 from .settings import NAMESPACE, ConfigError, Settings, settings_from
 from .sshkeys import is_fido
 
-DEFAULT_STACK = "pair"
+STACK_PREFIX = "pair"
+
+
+def default_stack(user: str | None = None, host: str | None = None) -> str:
+    """The stack `pairing up` and `down` use unless told: one per host user and machine, so
+    teammates sharing a backend (S3, Pulumi Cloud) never update each other's relay."""
+    def part(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
+
+    return "-".join([STACK_PREFIX, part(user or getpass.getuser()), part((host or socket.gethostname()).split(".")[0])])
+
+
+def up_arguments(say: Callable[[str], None]) -> dict:
+    """What `pairing up` asks of the Automation API's Stack.up.
+
+    refresh: the relay ends itself after its TTL, behind Pulumi's back; without a refresh the
+    next `pairing up` would take the dead relay's outputs (or fail reading an instance EC2
+    has forgotten). Refreshed, it is replaced; a living relay with unchanged settings is not.
+    """
+    return {"refresh": True, "on_output": say}
 
 
 class UpError(RuntimeError):
@@ -112,13 +134,17 @@ def require_pulumi() -> None:
         raise UpError(f"{check.detail}; {check.fix} (pairing doctor checks everything)")
 
 
+def workspace_options(backend: backends.Backend) -> dict:
+    """The Automation API workspace's settings for this backend (LocalWorkspace and its Options take the same)."""
+    return {"env_vars": backend.env,
+            "secrets_provider": "passphrase" if "PULUMI_CONFIG_PASSPHRASE_FILE" in backend.env else None}
+
+
 def open_stack(name: str, backend: backends.Backend, create: bool):
     from pulumi import automation as auto
 
     backends.prepare(backend)
-    options = auto.LocalWorkspaceOptions(
-        env_vars=backend.env, secrets_provider="passphrase" if "PULUMI_CONFIG_PASSPHRASE_FILE" in backend.env else None
-    )
+    options = auto.LocalWorkspaceOptions(**workspace_options(backend))
     try:
         if create:
             return auto.create_or_select_stack(stack_name=name, work_dir=str(PROJECT_DIR), opts=options)
@@ -135,7 +161,7 @@ def deploy(up_plan: UpPlan, say: Callable[[str], None] = print) -> StackOutputs:
     stack = open_stack(up_plan.stack, up_plan.backend, create=True)
     say(f"stack {up_plan.stack!r} in {up_plan.backend.describe()}")
     stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in up_plan.config.items()})
-    stack.up(on_output=say)
+    stack.up(**up_arguments(say))
     outputs = {name: output.value for name, output in stack.outputs().items()}
     try:
         return StackOutputs.from_json(outputs, source=f"stack {up_plan.stack}")

@@ -3,8 +3,11 @@ No test pretends to be Pulumi: where its CLI is missing, the commands stop with 
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
+import inspect
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -18,7 +21,8 @@ from pairing import backend as backends
 from pairing import doctor, keysources
 from pairing.cli import parser
 from pairing.program import load_settings
-from pairing.up import UpError, plan
+from pairing.outputs import StackOutputs
+from pairing.up import UpError, default_stack, plan, up_arguments
 
 from .host_side import PROJECT, HostSshd
 from .keys import fido_public_line
@@ -353,3 +357,53 @@ def test_local_backend_folders_are_private_and_an_empty_passphrase_is_repaired(t
     assert len(passphrase.read_text().strip()) >= 40 and passphrase.stat().st_mode & 0o777 == 0o600
     assert oct(data.stat().st_mode & 0o777) == "0o700"
     assert sorted(p.name for p in data.iterdir()) == ["passphrase", "state"]  # no temp file left
+
+
+# --- stacks: one per user and machine, refreshed before each update ------------------
+
+
+def test_default_stack_is_one_per_user_and_machine():
+    assert default_stack("alice", "laptop.example.com") == "pair-alice-laptop"
+    assert default_stack("Bob.Smith", "Bob's MacBook Pro.local") == "pair-bob-smith-bob-s-macbook-pro"
+    assert default_stack("alice", "laptop") != default_stack("bob", "laptop") != default_stack("bob", "desktop")
+    # What Pulumi takes as a stack name.
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", default_stack("x" * 200, "y" * 200))
+
+
+def test_up_and_down_default_to_that_stack():
+    for command in ("up", "down"):
+        assert parser().parse_args([command]).stack == default_stack()
+
+
+def test_up_refreshes_before_it_updates():
+    """A relay that ended itself is seen as gone and replaced; the arguments are the real API's."""
+    from pulumi.automation import Stack
+
+    said = []
+    arguments = up_arguments(said.append)
+    assert arguments["refresh"] is True
+    assert set(arguments) <= set(inspect.signature(Stack.up).parameters)
+    arguments["on_output"]("updating")
+    assert said == ["updating"]
+
+
+def test_ls_rows(keys):
+    from pairing.outputs import render_outputs
+    from pairing.relays import Relay, rows
+    from pairing.settings import settings_from
+    from pairing.sshkeys import parse_public_key
+
+    settings = settings_from({"guestKeys": [keys["guest"].public_line], "hostPublicKey": keys["host"].public_line,
+                              "hostSshdKey": keys["sshd"].public_line, "hostUser": "alice"})
+    outputs = StackOutputs.from_json(render_outputs(settings, relay_address="203.0.113.10",
+                                                    relay_host_key=parse_public_key(keys["stranger"].public_line),
+                                                    instance_id="i-0abc", launch_time="2026-11-26T15:00:00Z"))
+    now = dt.datetime(2026, 11, 26, 16, 30, tzinfo=dt.timezone.utc)
+    assert rows([Relay("pair-alice-laptop", "eu-central-1", outputs),
+                 Relay("pair-bob-desktop", "us-east-1", None, "no relay (not deployed, or destroyed)")], now) == [
+        "STACK              OWNER  REGION        ADDRESS       ENDS",
+        "pair-alice-laptop  alice  eu-central-1  203.0.113.10  2026-11-26 19:00Z (2 h 30 min left)",
+        "pair-bob-desktop   ?      us-east-1     -             no relay (not deployed, or destroyed)",
+    ]
+    later = dt.datetime(2026, 11, 26, 19, 1, tzinfo=dt.timezone.utc)
+    assert rows([Relay("s", None, outputs)], later)[1].endswith("(ended: its TTL has passed)")
