@@ -24,7 +24,9 @@ SHUTDOWN_GRACE = 45  # from `systemctl poweroff` to the kernel's last word, emul
 
 def stamp(console: str, pattern: str) -> float:
     """The kernel timestamp of the first console line matching pattern."""
-    found = re.search(r"^\[\s*(\d+\.\d+)\] " + pattern, console, re.MULTILINE)
+    # Debian 13's console interleaves a getty's terminal queries (ESC sequences) before some
+    # lines, so the kernel's stamp is the first one on the line, not always its start.
+    found = re.search(r"^[^\n]*?\[\s*(\d+\.\d+)\] " + pattern, console, re.MULTILINE)
     assert found, f"no console line matches {pattern!r}:\n{console[-3000:]}"
     return float(found[1])
 
