@@ -16,7 +16,6 @@ import ipaddress
 import getpass
 import hashlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -37,12 +36,10 @@ from .outputs import StackOutputs
 from .accounts import GUEST_USER, TUNNEL_USER
 from .sshkeys import PublicKey, host_key_algorithms, is_fido, is_key, parse_public_key, public_half, public_key_of
 from .tmux import Tmux, TmuxError
-from .openssh_tunnel import OpenSSHTunnel
-from .tunnel import Endpoint, HostKeyMismatch, ParamikoTunnel, State, TunnelFatal, TunnelSpec, handshake
+from .tunnel import CARRIERS, Endpoint, HostKeyMismatch, OpenSSHTunnel, State, TunnelFatal, TunnelSpec, handshake
+from .tunnel.spec import reason
 
-# What may carry the tunnel: paramiko in this process (the default, nothing else
-# needed), or a supervised OpenSSH `ssh -N -R` (faster per keystroke; bench/README.md).
-TUNNELS = {tunnel.name: tunnel for tunnel in (ParamikoTunnel, OpenSSHTunnel)}
+TUNNELS = CARRIERS
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 SSHD_PROBE_TIMEOUT = 3.0
@@ -189,7 +186,7 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         sock = socket.create_connection(target, timeout=SSHD_PROBE_TIMEOUT)
     except OSError as exc:
         raise PreflightError(
-            f"no sshd answers on {host}:{port} ({_reason(exc)}); start it (Debian/Ubuntu: sudo systemctl start ssh; "
+            f"no sshd answers on {host}:{port} ({reason(exc)}); start it (Debian/Ubuntu: sudo systemctl start ssh; "
             "macOS: enable Remote Login) or pass --target HOST:PORT"
         ) from None
     transport = paramiko.Transport(sock)
@@ -216,13 +213,9 @@ def probe_relay(relay: Endpoint) -> None:
         raise PreflightError(str(exc)) from None
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise PreflightError(
-            f"cannot reach the relay at {relay.address}:{relay.port} ({_reason(exc)}); check that "
+            f"cannot reach the relay at {relay.address}:{relay.port} ({reason(exc)}); check that "
             "pairing:allowedCidrs includes your address and that the relay is running (see expiresAt)"
         ) from None
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def preflight(options: HostOptions) -> Identity:
@@ -518,17 +511,21 @@ def run(options: HostOptions, stream: TextIO = sys.stdout, lock: SingleHook | No
         identity_file=identity.path,
     )
 
-    def notify(new: State, detail: str) -> None:
-        if new is not state.state:
-            state.state, state.since = new, time.time()
-            lock.publish(state, options.tunnel)
-        if new is State.UP:
-            status.say(f"tunnel back up ({detail})" if state.ready_once else instructions(outputs, options.invite))
-            state.ready_once = True
-        elif new is State.WAITING_FOR_PORT or (new is State.RECONNECTING and detail):
-            status.say(f"{new.value}: {detail}")
+    class Events:
+        def tunnel_state(self, new: State, detail: str) -> None:
+            if new is not state.state:
+                state.state, state.since = new, time.time()
+                lock.publish(state, options.tunnel)
+            if new is State.UP:
+                status.say(f"tunnel back up ({detail})" if state.ready_once else instructions(outputs, options.invite))
+                state.ready_once = True
+            elif new is State.WAITING_FOR_PORT or (new is State.RECONNECTING and detail):
+                status.say(f"{new.value}: {detail}")
 
-    tunnel = TUNNELS[options.tunnel](spec, notify, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
+        def warning(self, text: str) -> None:
+            status.say(f"warning: {text}")
+
+    tunnel = TUNNELS[options.tunnel](spec, Events(), give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
     failure: list[BaseException] = []
 
     def hold() -> None:
@@ -539,8 +536,6 @@ def run(options: HostOptions, stream: TextIO = sys.stdout, lock: SingleHook | No
 
     stop_signals = (signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
-    said = _SayHandler(status)  # the tunnel's warnings (your sshd is down, is back) on the status line
-    logging.getLogger("pairing.tunnel").addHandler(said)
     try:
         if tmux.ensure_session(outputs.tmux_session):
             status.say(f"created tmux session {outputs.tmux_session!r} (attach yourself: tmux attach -t {outputs.tmux_session})")
@@ -571,7 +566,6 @@ def run(options: HostOptions, stream: TextIO = sys.stdout, lock: SingleHook | No
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        logging.getLogger("pairing.tunnel").removeHandler(said)
         removed = _remove_block(keys_file, status)
         status.close()
         lock.release()
@@ -602,15 +596,6 @@ def _say_comings_and_goings(before: tuple, now: tuple, status: StatusLine) -> No
     for client, verb in [(c, "joined") for c in now if c not in before] + [(c, "left") for c in before if c not in now]:
         who = "a viewer (read-only)" if client.read_only else "someone who can type"
         status.say(f"{who} {verb} the session ({client.tty})")
-
-
-class _SayHandler(logging.Handler):
-    def __init__(self, status: StatusLine) -> None:
-        super().__init__(logging.WARNING)
-        self.status = status
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.status.say(f"{record.levelname.lower()}: {record.getMessage()}")
 
 
 def _remove_block(keys_file: AuthorizedKeysFile, status: StatusLine) -> bool | None:
