@@ -23,7 +23,7 @@ import paramiko
 import pytest
 
 from pairing.accounts import GUEST_USER, TUNNEL_USER
-from pairing.host import relay_endpoint
+from pairing.hook import relay_endpoint
 from pairing.tunnel import CARRIERS as TUNNELS, ssh_argv
 from pairing.sshkeys import parse_public_key
 from pairing.tunnel import HostKeyMismatch, State, TunnelFatal, TunnelSpec
