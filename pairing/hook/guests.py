@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import guest_documents
-from ..authorized_keys import guest_line, tmux_attach_command
+from ..forced_command import guest_line, tmux_attach_command
 from ..outputs import StackOutputs
 
 if TYPE_CHECKING:
