@@ -20,7 +20,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from pairing.host import TUNNELS
+from pairing.tunnel import CARRIERS
 from tests.deployment import client_env
 from tests.host_side import Hook
 from tests.relay_harness import SUITES
@@ -49,7 +49,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, help=f"seconds of the idle CPU window (default {FULL['idle']:g})")
     parser.add_argument("--relay-suite", choices=SUITES,
                         help="the relay's Debian release, which decides its OpenSSH (default trixie, what EC2 runs)")
-    parser.add_argument("--tunnel", choices=TUNNELS,
+    parser.add_argument("--tunnel", choices=CARRIERS,
                         help="what carries `pairing host`'s tunnel, as its own --tunnel (default paramiko)")
     parser.add_argument("--out", type=Path, help="the JSON file (default bench/results/<date>-<host>.json)")
     args = parser.parse_args(argv)

@@ -26,7 +26,7 @@ from typing import Iterator
 
 from pairing.accounts import TUNNEL_USER
 from pairing.authorized_keys import guest_line, tmux_attach_command
-from pairing.host import HostOptions, guest_lines
+from pairing.hook import HostOptions, guest_lines
 from pairing.sshkeys import parse_public_key
 from tests.deployment import Deployment, client_env, deploy
 from tests.host_side import Guest, Hook, Tmux, stop_process, wait_until

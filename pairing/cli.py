@@ -1,26 +1,28 @@
-"""Command line: `pairing up|down|ls|host|invite|status|doctor` (also `python -m pairing ...`)."""
+"""Command line: `pairing up|down|ls|host|invite|status|doctor` (also `python -m pairing ...`).
+
+Only the arguments and a table of handlers: each command's code lives with its concern.
+"""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 
-from . import backend as backends
-from .authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
-from .doctor import report, run_checks
-from .host import TUNNELS, HostOptions, PreflightError, SingleHook, read_state, run
-from .invite import write_invite
-from .outputs import OutputsError, read_outputs
+from .authorized_keys import AuthorizedKeysError
+from .doctor import cmd_doctor
+from .hook import PreflightError, cmd_host
+from .invite import cmd_invite
+from .outputs import OutputsError
+from .relays import cmd_ls
 from .sshkeys import shorten
+from .status import cmd_status
 from .text import UnsafeText, unprintable
-from .tmux import Tmux
-from .relays import list_relays
-from .up import UpError, ask_to_destroy, default_stack, deploy, destroy, plan
+from .tunnel import CARRIERS
+from .up import UpError, cmd_down, cmd_up, default_stack
 
-# What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
-REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "tmux", "identity"}
+COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
+            "status": cmd_status, "doctor": cmd_doctor}
 
 
 def _target(text: str) -> tuple[str, int]:
@@ -39,6 +41,11 @@ def _socket_path(text: str) -> str:
                                          "characters, or a backslash); give the path of your tmux socket, "
                                          "e.g. /tmp/pair.sock")
     return text
+
+
+def _authorized_keys(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys",
+                        metavar="PATH", help=help)
 
 
 def _common() -> dict[str, argparse.ArgumentParser]:
@@ -60,11 +67,10 @@ def _common() -> dict[str, argparse.ArgumentParser]:
                       help="private key of pairing:hostPublicKey (default: the matching ~/.ssh/id_* or ssh-agent key)")
     host.add_argument("--target", type=_target, default=("localhost", 22), metavar="HOST:PORT",
                       help="your sshd (default: localhost:22)")
-    host.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys", metavar="PATH",
-                      help="the authorized_keys file your sshd reads for you (default: ~/.ssh/authorized_keys)")
+    _authorized_keys(host, "the authorized_keys file your sshd reads for you (default: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                       help="tmux socket of your session (default: tmux's own)")
-    host.add_argument("--tunnel", choices=TUNNELS, default="paramiko",
+    host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
                       help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
                            "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
     return {"source": source, "stack": stack, "backend": backend, "host": host}
@@ -78,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     up = commands.add_parser(
         "up", parents=[common["stack"], common["backend"], common["host"]],
         help="create the relay, hold the tunnel, print the invite; Ctrl-C ends it",
-        description="Check this machine, create or update the relay, then run `pairing host`. "
+        description="Check this machine, create or update the relay, then run the hook (`pairing host`). "
                     "A key source is a .pub file, a key line, gh:USER or gl:USER.")
     up.add_argument("--guest", action="append", metavar="SOURCE", help="a guest who may type (repeat for more)")
     up.add_argument("--viewer", action="append", metavar="SOURCE", help="a guest who may only watch (repeat for more)")
@@ -94,10 +100,9 @@ def parser() -> argparse.ArgumentParser:
                     help="where to write the guest's ssh config (default: ./pairing.conf)")
     up.add_argument("--keep", action="store_true", help="keep the relay when you stop (default: ask, or destroy)")
 
-    commands.add_parser("down", parents=[common["stack"], common["backend"]],
-                        help="destroy the relay and remove any guest keys left behind").add_argument(
-        "--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys", metavar="PATH",
-        help="where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)")
+    down = commands.add_parser("down", parents=[common["stack"], common["backend"]],
+                               help="destroy the relay and remove any guest keys left behind")
+    _authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)")
 
     commands.add_parser("ls", parents=[common["backend"]],
                         help="list the relays in the backend: owner, region, address, time left",
@@ -105,8 +110,8 @@ def parser() -> argparse.ArgumentParser:
                                     "bucket: whose it is, its region and address, and how long it has left.")
 
     commands.add_parser("host", parents=[common["source"], common["backend"], common["host"]],
-                        help="hold the tunnel and let guests into your tmux",
-                        description="Hold the reverse tunnel from the relay to your sshd, put the guests' keys "
+                        help="run the hook: hold the tunnel and let guests into your tmux",
+                        description="The hook: hold the reverse tunnel from the relay to your sshd, put the guests' keys "
                                     "in authorized_keys (forced to tmux attach) until you stop it.")
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
@@ -118,8 +123,7 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[common["source"], common["backend"]],
                                  help="the relay, its time left, the tunnel and the guests")
-    status.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys",
-                        metavar="PATH", help=argparse.SUPPRESS)
+    _authorized_keys(status, argparse.SUPPRESS)
     status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="tmux socket of your session (default: tmux's own)")
 
@@ -129,89 +133,10 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def cmd_doctor(args) -> int:
-    checks = run_checks(args.target)
-    print(report(checks))
-    return 0 if all(c.ok for c in checks) else 1
-
-
-def cmd_up(args) -> int:
-    # First of all: a session already running for this authorized_keys (its relay, its invite)
-    # is left alone. The lock is held from here to the hook's end, so no second run slips in.
-    lock = SingleHook(args.authorized_keys, command="up")
-    try:
-        AuthorizedKeysFile(args.authorized_keys).check_owner()
-        identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
-        checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
-        print(report(checks))
-        failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
-        if failed:
-            raise UpError(f"stopped before creating anything: {failed[0].detail}; fix: {failed[0].fix}")
-        up_plan = plan(args)
-    except BaseException:
-        lock.release()
-        raise
-    # From here a relay may exist: whatever ends the run (Ctrl-C during the update, a
-    # refused preflight, the hook's own end), the host is asked what to do with it.
-    try:
-        outputs = deploy(up_plan)
-        print(write_invite(outputs, args.invite))
-        return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
-                               invite=args.invite), lock=lock)
-    finally:
-        lock.release()  # before destroy, which takes it to clean up the guests' keys
-        if ask_to_destroy(args.keep):
-            destroy(args.stack, up_plan.backend, args.authorized_keys)
-        else:
-            print(f"the relay keeps running until its TTL; end it with: pairing down --stack {args.stack}")
-
-
-def cmd_down(args) -> int:
-    destroy(args.stack, backends.choose(args.backend), args.authorized_keys)
-    return 0
-
-
-def cmd_status(args) -> int:
-    outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    left = outputs.expires_at - dt.datetime.now(dt.timezone.utc)
-    minutes = int(left.total_seconds() // 60)
-    remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
-    clients = Tmux(args.tmux_socket).snapshot(outputs.tmux_session).clients if Tmux.installed() else ()
-    typing = sum(1 for c in clients if not c.read_only)
-    hook = read_state(args.authorized_keys)
-    record = hook.record
-    if not hook.running:
-        tunnel = "not held: run pairing host"
-    elif record is None or record.state is None:
-        tunnel = f"held by a running `pairing host`{f' (pid {hook.pid})' if hook.pid else ''}"
-    else:
-        since = dt.datetime.fromtimestamp(record.since).strftime("%H:%M:%S")
-        tunnel = f"{record.state.value} since {since} (pairing host --tunnel {record.tunnel}, pid {record.pid})"
-    print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
-    print(f"ends    {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ} ({remaining})")
-    print(f"tunnel  {tunnel}")
-    print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmux_session!r}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command == "doctor":
-            return cmd_doctor(args)
-        if args.command == "up":
-            return cmd_up(args)
-        if args.command == "down":
-            return cmd_down(args)
-        if args.command == "status":
-            return cmd_status(args)
-        if args.command == "ls":
-            return list_relays(backends.choose(args.backend))
-        outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-        if args.command == "invite":
-            print(write_invite(outputs, args.out, args.known_hosts))
-            return 0
-        return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel))
+        return COMMANDS[args.command](args)
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, OSError) as exc:
         print(f"pairing {args.command}: {exc}", file=sys.stderr)
         return 2

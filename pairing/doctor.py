@@ -155,3 +155,9 @@ def report(checks: list[Check]) -> str:
     failed = [c for c in checks if not c.ok]
     summary = "all checks passed" if not failed else f"{len(failed)} of {len(checks)} checks failed"
     return "\n".join([c.line() for c in checks] + [summary])
+
+
+def cmd_doctor(args) -> int:
+    checks = run_checks(args.target)
+    print(report(checks))
+    return 0 if all(c.ok for c in checks) else 1

@@ -10,8 +10,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import backend as backends
 from . import guest_documents
 from .outputs import StackOutputs
+from .stack_cli import read_outputs
 
 
 def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False) -> str:
@@ -62,3 +64,9 @@ def _write(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def cmd_invite(args) -> int:
+    outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    print(write_invite(outputs, args.out, args.known_hosts))
+    return 0

@@ -1,7 +1,7 @@
 """The stack outputs: the contract between `pulumi up` and everything after it.
 
-The Pulumi program exports exactly OUTPUT_NAMES (render_outputs). The host hook and the
-guest invite read them back (from `pulumi stack output --json --show-secrets`, or a file
+The Pulumi program exports exactly OUTPUT_NAMES (render_outputs). The hook and the
+guest invite read them back (stack_cli: `pulumi stack output --json --show-secrets`, or a file
 holding that JSON, perhaps from a shared state backend or someone else's hands) through
 StackOutputs.from_json, which treats them as input: every fact is checked by the same
 parsers as the settings and typed once; the derived documents (guestSshConfig,
@@ -11,15 +11,10 @@ guestCommand, relayHostKeyFingerprint) are never read back, but rendered again.
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import guest_documents
 from .guest_documents import known_hosts_pattern
@@ -28,7 +23,7 @@ from .sshkeys import InvalidKey, PublicKey, parse_public_key, shorten
 
 RELAY_SSH_PORT = 22
 # What the program exports: the facts below, plus documents derived from them for people who
-# use Pulumi alone. The host side reads the facts only and renders its own documents.
+# use Pulumi alone. The hook reads the facts only and renders its own documents.
 OUTPUT_NAMES = (
     "relayAddress", "relayPort", "tunnelPort", "relayKnownHosts", "relayHostKeyFingerprint", "guestSshConfig",
     "guestCommand", "hostUser", "tmuxSession", "hostSshdKey", "hostPublicKey", "guestKeys", "viewerKeys",
@@ -50,7 +45,7 @@ class OutputsError(ValueError):
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """The stack outputs as the host side uses them: each one checked, typed, and read nowhere else."""
+    """The stack outputs as the hook uses them: each one checked, typed, and read nowhere else."""
 
     relay_address: str
     relay_port: int
@@ -250,29 +245,3 @@ def render_outputs(
     }
     assert tuple(outputs) == OUTPUT_NAMES
     return outputs
-
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-def read_outputs(file: Path | None = None, stack: str | None = None, env: Mapping[str, str] | None = None) -> StackOutputs:
-    """The outputs from a JSON file, or from the Pulumi CLI for a stack (default: the selected one)."""
-    if file is not None:
-        try:
-            data = json.loads(Path(file).read_text())
-        except (OSError, ValueError) as exc:
-            raise OutputsError(f"--outputs {file}: cannot read it as JSON ({shorten(str(exc), 120)})") from None
-        return StackOutputs.from_json(data, source=str(file))
-    if shutil.which("pulumi") is None:
-        raise OutputsError("the Pulumi CLI is not installed; install it, or pass --outputs FILE (JSON from `pulumi stack output --json --show-secrets`)")
-    argv = ["pulumi", "stack", "output", "--json", "--show-secrets"] + (["--stack", stack] if stack else [])
-    cwd = PROJECT_DIR if (PROJECT_DIR / "Pulumi.yaml").exists() else None
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})
-    if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise OutputsError(f"`{' '.join(argv)}` failed: {detail}")
-    try:
-        data = json.loads(result.stdout)
-    except ValueError:
-        raise OutputsError(f"`{' '.join(argv)}` printed no JSON; run it yourself to see why") from None
-    return StackOutputs.from_json(data, source=f"stack {stack or '(selected)'}")

@@ -81,3 +81,7 @@ def _read(workspace, name: str) -> Relay:
         return Relay(name, region, StackOutputs.from_json(data, source=f"stack {name}"))
     except OutputsError as exc:
         return Relay(name, region, None, str(exc))
+
+
+def cmd_ls(args) -> int:
+    return list_relays(backends.choose(args.backend))

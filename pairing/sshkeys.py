@@ -114,8 +114,8 @@ def parse_public_key(text: str) -> PublicKey:
 
 
 # --- keys as SSH libraries hold them -------------------------------------------------
-# Shared by the preflight (host.py) and both carriers of the tunnel (tunnel.py,
-# openssh_tunnel.py). "key" below is any object with paramiko's get_name() and
+# Shared by the hook's preflight (hook/preflight.py) and both carriers of the tunnel
+# (tunnel/pinning.py, tunnel/via_openssh.py). "key" below is any object with paramiko's get_name() and
 # get_base64() (a paramiko PKey, or an ssh-agent's key): nothing here needs paramiko.
 
 # How a server proves it holds a key of each kind. An RSA key is an "ssh-rsa" key but

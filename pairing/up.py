@@ -20,14 +20,18 @@ from typing import Callable
 
 from . import backend as backends
 from .authorized_keys import AuthorizedKeysFile
-from .doctor import check_pulumi
-from .host import PreflightError, SingleHook, fido_refusal
+from .doctor import check_pulumi, report, run_checks
+from .hook import HostOptions, PreflightError, SingleHook, fido_refusal, run
+from .invite import write_invite
 from .keysources import KeySourceError, keys_from, keys_from_all
-from .outputs import PROJECT_DIR, OutputsError, StackOutputs
+from .outputs import OutputsError, StackOutputs
+from .stack_cli import PROJECT_DIR
 from .settings import NAMESPACE, ConfigError, Settings, settings_from
 from .sshkeys import is_fido
 
 STACK_PREFIX = "pair"
+# What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
+REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "tmux", "identity"}
 
 
 def default_stack(user: str | None = None, host: str | None = None) -> str:
@@ -208,3 +212,39 @@ def ask_to_destroy(keep: bool) -> bool:
     except EOFError:
         return True
     return answer in ("", "y", "yes")
+
+
+def cmd_up(args) -> int:
+    # First of all: a session already running for this authorized_keys (its relay, its invite)
+    # is left alone. The lock is held from here to the hook's end, so no second run slips in.
+    lock = SingleHook(args.authorized_keys, command="up")
+    try:
+        AuthorizedKeysFile(args.authorized_keys).check_owner()
+        identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
+        checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
+        print(report(checks))
+        failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
+        if failed:
+            raise UpError(f"stopped before creating anything: {failed[0].detail}; fix: {failed[0].fix}")
+        up_plan = plan(args)
+    except BaseException:
+        lock.release()
+        raise
+    # From here a relay may exist: whatever ends the run (Ctrl-C during the update, a
+    # refused preflight, the hook's own end), the host is asked what to do with it.
+    try:
+        outputs = deploy(up_plan)
+        print(write_invite(outputs, args.invite))
+        return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
+                               invite=args.invite), lock=lock)
+    finally:
+        lock.release()  # before destroy, which takes it to clean up the guests' keys
+        if ask_to_destroy(args.keep):
+            destroy(args.stack, up_plan.backend, args.authorized_keys)
+        else:
+            print(f"the relay keeps running until its TTL; end it with: pairing down --stack {args.stack}")
+
+
+def cmd_down(args) -> int:
+    destroy(args.stack, backends.choose(args.backend), args.authorized_keys)
+    return 0

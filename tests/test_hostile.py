@@ -20,7 +20,7 @@ import pytest
 
 from pairing.accounts import GUEST_USER, TUNNEL_USER
 from pairing.authorized_keys import tmux_attach_command
-from pairing.host import GIVE_UP_GRACE
+from pairing.hook import GIVE_UP_GRACE
 from pairing.sshkeys import parse_public_key
 
 from .deployment import client_env

@@ -17,13 +17,14 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import paramiko
 import pytest
 
 from pairing.accounts import GUEST_USER, TUNNEL_USER
-from pairing.host import TUNNELS, relay_endpoint
-from pairing.openssh_tunnel import ssh_argv
+from pairing.hook import relay_endpoint
+from pairing.tunnel import CARRIERS as TUNNELS, ssh_argv
 from pairing.sshkeys import parse_public_key
 from pairing.tunnel import HostKeyMismatch, State, TunnelFatal, TunnelSpec
 
@@ -118,7 +119,7 @@ def spec_for(pairing, relay_key, identity_key: str = "host") -> TunnelSpec:
 def run_tunnel(backend: str, spec: TunnelSpec) -> BaseException | None:
     """The tunnel in this process until it gives up; what it raised (what the hook would report)."""
     raised = []
-    tunnel = TUNNELS[backend](spec, lambda state, detail: None)
+    tunnel = TUNNELS[backend](spec, SimpleNamespace(tunnel_state=lambda state, detail: None, warning=lambda text: None))
 
     def hold() -> None:
         try:
@@ -153,7 +154,7 @@ def test_a_key_held_by_ssh_agent(pairing, no_home, tmp_path, monkeypatch):
         subprocess.run(["ssh-add", "-q", str(pairing.deployment.keys["host"].path)], check=True, capture_output=True)
         spec = dataclasses.replace(spec_for(pairing, pairing.deployment.relay_public_key), identity_file=None)
         up = threading.Event()
-        tunnel = TUNNELS["openssh"](spec, lambda state, detail: up.set() if state is State.UP else None)
+        tunnel = TUNNELS["openssh"](spec, SimpleNamespace(tunnel_state=lambda state, detail: up.set() if state is State.UP else None, warning=lambda text: None))
         worker = threading.Thread(target=tunnel.run, daemon=True)
         worker.start()
         try:

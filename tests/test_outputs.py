@@ -207,7 +207,7 @@ def test_flags_that_reach_documents_are_checked(tmp_path, flag, value, message):
 ])
 def test_guest_keys_work_only_through_the_tunnel_for_every_spelling_of_loopback(good, tmp_path, target, from_loopback):
     """A loopback target means every guest arrives from loopback: their keys are then refused from anywhere else."""
-    from pairing.host import HostOptions, guest_lines
+    from pairing.hook import HostOptions, guest_lines
 
     options = HostOptions(StackOutputs.from_json(good), None, (target, 22), tmp_path / "authorized_keys")
     lines = guest_lines(options)

@@ -15,7 +15,7 @@ import dataclasses
 import pytest
 
 from pairing.accounts import TUNNEL_USER
-from pairing.host import PreflightError, probe_relay, probe_sshd, relay_endpoint
+from pairing.hook import PreflightError, probe_relay, probe_sshd, relay_endpoint
 from pairing.sshkeys import parse_public_key
 
 from . import pairing_env

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pairing import cli
-from pairing.host import PreflightError, SingleHook, state_file
+from pairing import cli, up
+from pairing.hook import PreflightError, SingleHook, state_file
 
 from .host_side import PROJECT, Hook, wait_until
 from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, Pairing, join
@@ -147,12 +147,12 @@ def test_up_refused_never_reaches_deploy_or_destroy(tmp_path, monkeypatch, keys)
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     ran: list[str] = []
     for name in ("run_checks", "plan", "deploy", "write_invite", "run", "ask_to_destroy", "destroy"):
-        monkeypatch.setattr(cli, name, lambda *a, _name=name, **k: ran.append(_name))
+        monkeypatch.setattr(up, name, lambda *a, _name=name, **k: ran.append(_name))
     first = SingleHook(path)  # the running session's lock, held here
     try:
         args = cli.parser().parse_args(["up", "--guest", keys["guest"].public_line, "--authorized-keys", str(path)])
         with pytest.raises(PreflightError, match=r"^another `pairing host` is already running for .* \(pid \d+, since "):
-            cli.cmd_up(args)
+            cli.COMMANDS["up"](args)
     finally:
         first.release()
     assert ran == []

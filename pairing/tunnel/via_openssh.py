@@ -1,6 +1,6 @@
-"""The reverse tunnel carried by OpenSSH's own `ssh -N -R`, supervised.
+"""The tunnel carried by OpenSSH's own `ssh -N -R`, supervised (`--tunnel openssh`).
 
-The same tunnel as the paramiko one (tunnel.ParamikoTunnel) and the same
+The same tunnel as the paramiko carrier (via_paramiko.ParamikoTunnel) and the same
 loop around it: pinned relay key, the self-test after each (re)connect,
 keepalives, reconnects, the wait for a port the relay still holds. Only the
 bytes take another road: through one C process instead of paramiko's
@@ -29,20 +29,12 @@ from pathlib import Path
 
 import paramiko
 
-from .sshkeys import PublicKey, public_key_of
-from .tunnel import (
-    CONNECT_TIMEOUT,
-    HANDSHAKE_TIMEOUT,
-    KEEPALIVE_INTERVAL,
-    KEEPALIVE_TIMEOUT,
-    Notify,
-    ReverseTunnel,
-    TunnelLost,
-    TunnelSpec,
-    host_key_mismatch,
-)
+from ..guest_documents import RELAY_ALIAS  # the name the relay's pinned key is filed under, as in the guest's
+from ..sshkeys import PublicKey, public_key_of
+from .loop import ReverseTunnel
+from .pinning import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, host_key_mismatch
+from .spec import TunnelEvents, TunnelLost, TunnelSpec
 
-RELAY_ALIAS = "pairing-relay"  # the name the relay's pinned key is filed under
 STOP_TIMEOUT = 5.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -118,10 +110,10 @@ class OpenSSHTunnel(ReverseTunnel):
     name = "openssh"
     port_held_retry = 0.5  # each time a new ssh and a new login on the relay, so not quite as often
 
-    def __init__(self, spec: TunnelSpec, notify: Notify, give_up_at: float | None = None) -> None:
-        super().__init__(spec, notify, give_up_at)
+    def __init__(self, spec: TunnelSpec, events: TunnelEvents, give_up_at: float | None = None) -> None:
+        super().__init__(spec, events, give_up_at)
         self.process: subprocess.Popen | None = None
-        self.events: queue.Queue = queue.Queue()
+        self.heard: queue.Queue = queue.Queue()  # what ssh's log says, as (FORWARDED|PORT_HELD|EXITED, payload)
         self.folder: Path | None = None
 
     def run(self) -> None:
@@ -152,16 +144,16 @@ class OpenSSHTunnel(ReverseTunnel):
     def _start(self) -> bool:
         """Start ssh; True once the relay listens for us, False if it said the port is taken."""
         argv = ssh_argv(self.spec, self._identity_file(), self.folder / "known_hosts")
-        self.events = queue.Queue()
+        self.heard = queue.Queue()
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, errors="replace",
                                         preexec_fn=_die_with_parent(os.getpid()))
-        threading.Thread(target=self._read, args=(self.process, self.events), name="pairing-ssh-log",
+        threading.Thread(target=self._read, args=(self.process, self.heard), name="pairing-ssh-log",
                          daemon=True).start()
         deadline = time.monotonic() + math.ceil(CONNECT_TIMEOUT) + HANDSHAKE_TIMEOUT
         while True:
             try:
-                kind, payload = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+                kind, payload = self.heard.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 raise TunnelLost("the relay did not let us log in in time") from None
             if kind == FORWARDED:
@@ -174,7 +166,7 @@ class OpenSSHTunnel(ReverseTunnel):
     def _watch(self) -> None:
         while not self.stopping.is_set():
             try:
-                kind, payload = self.events.get(timeout=KEEPALIVE_INTERVAL)
+                kind, payload = self.heard.get(timeout=KEEPALIVE_INTERVAL)
             except queue.Empty:
                 self._check_ttl(connected=True)
                 continue
@@ -192,15 +184,15 @@ class OpenSSHTunnel(ReverseTunnel):
             process.kill()
             process.wait()
 
-    def _read(self, process: subprocess.Popen, events: queue.Queue) -> None:
+    def _read(self, process: subprocess.Popen, heard: queue.Queue) -> None:
         """ssh's log, line by line, as events; the last line that says something explains an exit."""
         last, fingerprint = "", ""
         for line in process.stderr:
             line = line.strip()
             if "remote forward success for:" in line:
-                events.put((FORWARDED, line))
+                heard.put((FORWARDED, line))
             elif "remote forward failure for:" in line:
-                events.put((PORT_HELD, line))
+                heard.put((PORT_HELD, line))
             elif ": connection failed: " in line:  # "debug1: channel 3: connection failed: Connection refused"
                 self._target_refused(line.rpartition(": ")[2])
             elif line.startswith("debug1: channel ") and ": connected to " in line:
@@ -211,7 +203,7 @@ class OpenSSHTunnel(ReverseTunnel):
                 last = line
         process.stderr.close()
         code = process.wait()
-        events.put((EXITED, (f"{last or 'ssh ended'} (exit {code})", fingerprint)))
+        heard.put((EXITED, (f"{last or 'ssh ended'} (exit {code})", fingerprint)))
 
     def _failure(self, ended: tuple[str, str]) -> Exception:
         """ssh's last words -> what the loop makes of them (fatal, or lost and retried)."""

@@ -1,0 +1,183 @@
+"""`pairing host`: the hook, the process on the host that lets guests in.
+
+Checks everything it can before touching anything (preflight), then: the tmux
+session exists, the guests' keys are in authorized_keys (forced to `tmux
+attach`; guests), the reverse tunnel is held and proven end to end, and the
+console shows the tunnel and who is attached. On exit, authorized_keys gets
+back exactly what it had. One hook per authorized_keys file (lock).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import backend as backends
+from ..accounts import GUEST_USER, TUNNEL_USER
+from ..authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
+from ..outputs import StackOutputs
+from ..stack_cli import read_outputs
+from ..tmux import Tmux, TmuxError
+from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
+from .console import Console, StatusLine, status_text
+from .guests import LOOPBACK_SOURCES, guest_lines, instructions
+from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
+from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
+
+STATUS_EVERY = 1.0
+GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
+
+__all__ = [
+    "GIVE_UP_GRACE", "LOOPBACK_SOURCES", "Console", "HookRecord", "HookStatus", "HostOptions", "PreflightError",
+    "SingleHook", "StatusLine", "cmd_host", "fido_refusal", "guest_lines", "instructions", "probe_relay",
+    "probe_sshd", "read_state", "relay_endpoint", "run", "state_file",
+]
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    outputs: StackOutputs
+    identity: Path | None
+    target: tuple[str, int]
+    authorized_keys: Path
+    tmux_socket: str | None = None
+    tunnel: str = "paramiko"  # a key of CARRIERS
+    invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
+
+
+class _Published:
+    """The tunnel's events as the hook takes them: the state published for `pairing status`, then shown."""
+
+    def __init__(self, console: Console, lock: SingleHook, options: HostOptions) -> None:
+        self.console, self.lock, self.options = console, lock, options
+        self.state = TunnelStatus()
+
+    def tunnel_state(self, state: State, detail: str) -> None:
+        if state is not self.state.state:
+            self.state.state, self.state.since = state, time.time()
+            self.lock.publish(self.state, self.options.tunnel)
+        if state is State.UP and not self.state.ready_once:
+            self.console.ready(instructions(self.options.outputs, self.options.invite))
+            self.state.ready_once = True
+        else:
+            self.console.tunnel_state(state, detail)
+
+    def warning(self, text: str) -> None:
+        self.console.warning(text)
+
+
+def run(options: HostOptions, console: Console | None = None, lock: SingleHook | None = None) -> int:
+    """Preflight, then hold everything up until Ctrl-C/SIGTERM or a fatal error. Returns the exit code."""
+    outputs = options.outputs
+    lock = lock or SingleHook(options.authorized_keys)  # a second run stops here, having touched nothing
+    keys_file = AuthorizedKeysFile(options.authorized_keys)
+    try:
+        keys_file.check_owner()
+        identity = preflight(options)
+    except BaseException:
+        lock.release()
+        raise
+    console = console or Console(sys.stdout)
+    tmux = Tmux(options.tmux_socket)
+    events = _Published(console, lock, options)
+    spec = TunnelSpec(
+        relay=relay_endpoint(outputs, TUNNEL_USER),
+        probe=relay_endpoint(outputs, GUEST_USER),
+        tunnel_port=outputs.tunnel_port,
+        target=options.target,
+        identity=identity.key,
+        identity_file=identity.path,
+    )
+    tunnel = CARRIERS[options.tunnel](spec, events, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
+    failure: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            tunnel.run()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    stop_signals = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
+    try:
+        if tmux.ensure_session(outputs.tmux_session):
+            console.said(f"created tmux session {outputs.tmux_session!r} (attach yourself: tmux attach -t {outputs.tmux_session})")
+        else:
+            tmux.keep_clients_in(outputs.tmux_session)
+        keys_file.install(guest_lines(options))
+        warned: set[str] = set()
+        attached: tuple = ()
+        worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            try:
+                worker.join(STATUS_EVERY)
+                now = tmux.snapshot(outputs.tmux_session)
+                if not now.exists and tmux.ensure_session(outputs.tmux_session):
+                    console.said(f"tmux session {outputs.tmux_session!r} was gone; created a new one for guests to attach to")
+                if outputs.viewer_keys:
+                    warned = _warn_about_other_sessions(now.others, warned, console)
+                _say_comings_and_goings(attached, now.clients, console)
+                attached = now.clients
+                console.status(status_text(events.state.state, events.state.since, now.clients))
+            except KeyboardInterrupt:
+                tunnel.stop()
+    except (AuthorizedKeysError, TmuxError) as exc:
+        tunnel.stop()
+        console.error(str(exc))
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        removed = _remove_block(keys_file, console)
+        console.close()
+        lock.release()
+    if failure:
+        exc = failure[0]
+        console.error(str(exc) if isinstance(exc, TunnelFatal) else f"the tunnel failed: {exc!r}")
+        return 1
+    if removed is None:  # said why; the guests' keys are still in the file
+        return 1
+    console.said("stopped; guest keys removed from " + str(options.authorized_keys) if removed else "stopped")
+    return 0
+
+
+def cmd_host(args) -> int:
+    """`pairing host`: the stack's outputs (Pulumi CLI or --outputs FILE), then the hook until it stops."""
+    outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel))
+
+
+def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: Console) -> set[str]:
+    """tmux lets read-only clients switch sessions (C-b ( and C-b )): say so when viewers could."""
+    others = set(sessions)
+    if others - warned:
+        console.warning(
+            f"viewers can switch to your other tmux sessions on this server ({', '.join(sorted(others))}) "
+            "with C-b ( and C-b ): tmux lets read-only clients switch sessions. Close them, or give the pair "
+            "session a tmux server of its own with --tmux-socket PATH"
+        )
+    return others
+
+
+def _say_comings_and_goings(before: tuple, now: tuple, console: Console) -> None:
+    """A line when someone attaches or leaves, so the host notices a guest arrive."""
+    for client in now:
+        if client not in before:
+            console.joined(client)
+    for client in before:
+        if client not in now:
+            console.left(client)
+
+
+def _remove_block(keys_file: AuthorizedKeysFile, console: Console) -> bool | None:
+    """True if the block was removed, False if there was none, None if it could not be."""
+    try:
+        return keys_file.remove()
+    except AuthorizedKeysError as exc:
+        console.error(f"could not remove the guest keys: {exc}; run `pairing host` again to clean up")
+        return None

@@ -1,0 +1,101 @@
+"""The hook's presentation: one Console, one method per event, on one status line.
+
+The tunnel reports to it (it is a TunnelEvents) and so does the hook's own
+loop; nothing else writes to the host's terminal while the hook runs. Later
+events (named guests, consent) are new methods here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TextIO
+
+from ..tmux import Client
+from ..tunnel import State
+
+
+class StatusLine:
+    """One line redrawn in place on a terminal; plain log lines otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = ""
+
+    def say(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + "\n" + self.last)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def show(self, text: str) -> None:
+        if text == self.last:
+            return
+        self.last = text
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+        else:
+            self.stream.write(f"[{_clock()}] {text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock() -> str:
+    return dt.datetime.now().strftime("%H:%M:%S")
+
+
+class Console:
+    """What the host sees of the hook. Called from the tunnel's threads too: each event is one write."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.line = StatusLine(stream)
+
+    def ready(self, instructions: str) -> None:
+        """The tunnel is up for the first time: what to send the guests."""
+        self.line.say(instructions)
+
+    def tunnel_state(self, state: State, detail: str) -> None:
+        """Up again, reconnecting (with why), waiting for the relay to free the port; the rest is the status line's."""
+        if state is State.UP:
+            self.line.say(f"tunnel back up ({detail})")
+        elif state is State.WAITING_FOR_PORT or (state is State.RECONNECTING and detail):
+            self.line.say(f"{state.value}: {detail}")
+
+    def joined(self, client: Client) -> None:
+        self.line.say(f"{_who(client)} joined the session ({client.tty})")
+
+    def left(self, client: Client) -> None:
+        self.line.say(f"{_who(client)} left the session ({client.tty})")
+
+    def warning(self, text: str) -> None:
+        self.line.say(f"warning: {text}")
+
+    def error(self, text: str) -> None:
+        self.line.say(f"error: {text}")
+
+    def said(self, text: str) -> None:
+        self.line.say(text)
+
+    def status(self, text: str) -> None:
+        self.line.show(text)
+
+    def close(self) -> None:
+        self.line.close()
+
+
+def _who(client: Client) -> str:
+    return "a viewer (read-only)" if client.read_only else "someone who can type"
+
+
+def status_text(state: State, since: float, clients: tuple[Client, ...]) -> str:
+    """The live status line: the tunnel's state since when, and who is attached."""
+    typing = sum(1 for c in clients if not c.read_only)
+    watching = len(clients) - typing
+    guests = f"{typing} typing, {watching} watching" if clients else "no guests attached"
+    word = "reconnecting" if state in (State.RECONNECTING, State.WAITING_FOR_PORT) else state.value
+    return f"tunnel {word} since {dt.datetime.fromtimestamp(since).strftime('%H:%M:%S')} | {guests}"

@@ -1,0 +1,64 @@
+"""What the hook puts in authorized_keys for the guests, and what it tells the host to send them.
+
+Each guest key is forced to `tmux attach` (viewers read-only); behind a loopback
+target, only from loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import guest_documents
+from ..forced_command import guest_line, tmux_attach_command
+from ..outputs import StackOutputs
+
+if TYPE_CHECKING:
+    from . import HostOptions
+
+
+def guest_lines(options: HostOptions) -> list[str]:
+    session, socket_path = options.outputs.tmux_session, options.tmux_socket
+    typing = tmux_attach_command(session, read_only=False, socket=socket_path)
+    watching = tmux_attach_command(session, read_only=True, socket=socket_path)
+    outputs = options.outputs
+    # Guests reach a loopback sshd only through the tunnel, whose connections
+    # the hook opens from this machine: their keys then work from nowhere else
+    # (not from the LAN your sshd may also listen on).
+    sources = LOOPBACK_SOURCES if _is_loopback(options.target[0]) else ()
+    return [guest_line(k, typing, sources) for k in outputs.guest_keys] + [
+        guest_line(k, watching, sources) for k in outputs.viewer_keys
+    ]
+
+
+LOOPBACK_SOURCES = ("127.0.0.1", "::1")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether every address the hook may connect to for `host` is this machine's loopback
+    (localhost, LOCALHOST, 127.1, ::1, ::ffff:127.0.0.1 ...): then so is every guest's source."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False  # preflight's probe of the target says why
+    addresses = [ipaddress.ip_address(info[4][0].partition("%")[0]) for info in found]
+    return bool(addresses) and all(_loopback_address(a) for a in addresses)
+
+
+def _loopback_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)  # sshd sees ::ffff:127.0.0.1 as 127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def instructions(outputs: StackOutputs, invite: Path | None = None) -> str:
+    sent = f"Send them {invite}" if invite else "Send them the file from `pairing invite`"
+    return (
+        f"ready: guests can join now. {sent} and have them run\n"
+        f"    ssh -F {invite.name if invite else 'pairing.conf'} pairing\n"
+        "or this one command (needs OpenSSH 8.5+):\n"
+        f"    {guest_documents.command(outputs.guest_route)}\n"
+        f"relay {outputs.relay_address} ({outputs.relay_fingerprint}), ends {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}. "
+        "Ctrl-C to stop."
+    )
