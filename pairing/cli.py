@@ -120,6 +120,8 @@ def parser() -> argparse.ArgumentParser:
                         help="where to write the guest's ssh config (default: ./pairing.conf)")
     invite.add_argument("--known-hosts", action="store_true",
                         help="for guests with OpenSSH before 8.5: pin both hops in FILE's .known_hosts beside it")
+    invite.add_argument("--ipv6", action="store_true",
+                        help="send the guest to the relay's IPv6 address (relayIpv6Address), for an IPv6-only network")
 
     status = commands.add_parser("status", parents=[common["source"], common["backend"]],
                                  help="the relay, its time left, the tunnel and the guests")

@@ -6,23 +6,31 @@ outputs' own text (guestSshConfig, guestCommand) is copied into a guest's file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
 
 from . import backend as backends
 from . import guest_documents
-from .outputs import StackOutputs
+from .outputs import OutputsError, StackOutputs
 from .stack_cli import read_outputs
 
 
-def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False) -> str:
+def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, ipv6: bool = False) -> str:
     """Write the guest's ssh config and return what to tell the guest.
 
     known_hosts: for guests with OpenSSH before 8.5, the keys of both hops go in
     a file of their own beside the config (PATH.known_hosts), which it names.
+    ipv6: the relay's IPv6 address in place of its IPv4 one, for a guest on an IPv6-only
+    network (the relay's key is pinned under an alias, so the pin is the same).
     """
     route = outputs.guest_route
+    if ipv6:
+        if outputs.relay_ipv6_address is None:
+            raise OutputsError("this relay has no IPv6 address (the outputs lack relayIpv6Address: a stack from "
+                               "before pairing gave relays one); run `pairing up` again, or leave out --ipv6")
+        route = dataclasses.replace(route, relay_address=outputs.relay_ipv6_address)
     if known_hosts:
         keys_path = path.with_suffix(".known_hosts")
         config = guest_documents.ssh_config(route, known_hosts=keys_path.name)
@@ -45,7 +53,7 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False) -
         [
             *sent,
             "Both hops are pinned; to double-check by voice or chat:",
-            f"    relay {outputs.relay_address}: {outputs.relay_fingerprint}",
+            f"    relay {route.relay_address}: {outputs.relay_fingerprint}",
             f"    host sshd:   {outputs.host_sshd_key.fingerprint}",
             f"The relay ends at {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}.",
         ]
@@ -68,5 +76,5 @@ def _write(path: Path, text: str) -> None:
 
 def cmd_invite(args) -> int:
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    print(write_invite(outputs, args.out, args.known_hosts))
+    print(write_invite(outputs, args.out, args.known_hosts, args.ipv6))
     return 0

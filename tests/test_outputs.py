@@ -225,3 +225,27 @@ def test_relay_ipv6_address_is_optional_and_checked(good):
                      ("::", "is not the global address of one machine"), ("ff02::1", "is not the global address of one machine")]:
         with pytest.raises(OutputsError, match=r"^x: output relayIpv6Address: .* " + why + "; read them again"):
             StackOutputs.from_json({**good, "relayIpv6Address": bad}, source="x")
+
+
+def test_an_ipv6_invite_for_a_guest_on_an_ipv6_only_network(keys, tmp_path):
+    settings = settings_from({"guestKeys": [keys["guest"].public_line], "hostPublicKey": keys["host"].public_line,
+                              "hostSshdKey": keys["sshd"].public_line, "hostUser": "alice"})
+    relay_key = parse_public_key(keys["stranger"].public_line)
+    dual = render_outputs(settings, relay_address="203.0.113.10", relay_host_key=relay_key, instance_id="i-0abc",
+                          launch_time=LAUNCHED, relay_ipv6_address="2001:db8:10::5")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(dual))
+    result = pairing_cli("invite", "--ipv6", "--outputs", str(outputs), cwd=tmp_path, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"    relay 2001:db8:10::5: {relay_key.fingerprint}" in result.stdout
+    assert "pair@2001:db8:10::5" in result.stdout  # the one-line command too
+    parsed = subprocess.run(["ssh", "-G", "-F", str(tmp_path / "pairing.conf"), "pairing-relay"], capture_output=True,
+                            text=True, timeout=30)
+    assert "hostname 2001:db8:10::5" in parsed.stdout.splitlines(), parsed.stdout
+    assert "hostkeyalias pairing-relay" in parsed.stdout.splitlines()  # pinned as before
+
+    outputs.write_text(json.dumps({**dual, "relayIpv6Address": None}))
+    result = pairing_cli("invite", "--ipv6", "--outputs", str(outputs), cwd=tmp_path, home=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("pairing invite: this relay has no IPv6 address (the outputs lack relayIpv6Address: a "
+                             "stack from before pairing gave relays one); run `pairing up` again, or leave out --ipv6\n")
