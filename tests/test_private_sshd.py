@@ -92,8 +92,9 @@ class Host:
         return subprocess.run(self.argv(*argv), env=self.env, cwd=PROJECT, capture_output=True, text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
 
-    def start(self, lines: list[str], port: int = 0, **mounts) -> str:
+    def start(self, lines: list[str], port: int = 0, folder: Path | None = None, **mounts) -> str:
         """Start the parent; its first line ("port N" or "error ...")."""
+        self.folder = folder or self.folder
         with self.out.open("w") as out:
             self.parent = subprocess.Popen(
                 self.argv(PYTHON, "-c", PARENT, str(self.data), str(self.folder), str(port), *lines, **mounts),
@@ -374,3 +375,20 @@ def test_a_devpts_without_the_tty_group_is_one_line(host, guest_lines):
     said = host.start(guest_lines, devpts="mode=600")
     assert said.startswith("error the host's sshd cannot serve guests here: new terminals under /dev/pts get group ")
     assert said.endswith("mount devpts with gid=5,mode=620 (as systemd does)")
+
+
+def test_a_folder_sshd_would_refuse_is_one_line(host, guest_lines):
+    """Outside the home, StrictModes looks up to /: the world-writable /tmp would refuse every guest."""
+    said = host.start(guest_lines, folder=host.top / "sshd")
+    assert said == ("error the host's sshd cannot serve guests here: /tmp (mode 1777, uid 0) is writable by others "
+                    "or not yours")
+
+
+def test_the_log_parser_reads_each_login():
+    log = ("Connection from 127.0.0.1 port 40000 on 127.0.0.1 port 2222 rdomain \"\"\n"
+           "Accepted key ED25519 SHA256:859g4QjvcQcenIrAk1PBYU0kkf34wxMQybp3pkmPXDc found at /x/authorized_keys:1\n"
+           "Accepted publickey for pairtest from 127.0.0.1 port 40000 ssh2: ED25519 "
+           "SHA256:859g4QjvcQcenIrAk1PBYU0kkf34wxMQybp3pkmPXDc\n"
+           "Accepted publickey for other from 127.0.0.1 port 40001 ssh2: RSA SHA256:" + "A" * 43 + "\n")
+    assert accepted_fingerprints(log, "pairtest") == ["SHA256:859g4QjvcQcenIrAk1PBYU0kkf34wxMQybp3pkmPXDc"]
+    assert accepted_fingerprints(log) == ["SHA256:859g4QjvcQcenIrAk1PBYU0kkf34wxMQybp3pkmPXDc", "SHA256:" + "A" * 43]

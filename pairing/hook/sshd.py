@@ -1,24 +1,16 @@
-"""The host's own sshd: the system's OpenSSH `sshd`, run as the host user (no root), for the guests only.
+"""The host's own sshd: the system's OpenSSH `sshd` run as the host user (no root), for guests only:
+127.0.0.1 on a free port (the tunnel's target), the host user only, publickey only, its own
+AuthorizedKeysFile of guests' forced-command lines, no forwarding, the relay's algorithms (ssh-audit
+fails nothing). Its host key, made once under the data folder, is what guests pin.
 
-`pairing host` without `--target` points the tunnel at this sshd instead of the machine's:
-127.0.0.1 on a free port, the host user only, publickey only, an AuthorizedKeysFile of its own
-holding the guests' forced-command lines, no forwarding of any kind, and the algorithms the
-relay offers (cloud-init/sshd_config.d/10-pairing.conf), so ssh-audit finds nothing to fail.
-Its host key is made once under the data folder; it is the key guests pin.
-
-An sshd run as a normal user needs no /run/sshd (only root's sshd chroots its pre-auth child
-there; OpenSSH 9.2 and 10.0 alike), can only let in the user it runs as, and hands each guest a
-pty only if /dev/pts already gives new terminals the tty group (gid=5,mode=620, as systemd
-mounts it): it may not chown one to a group its user is not in, and ends the session instead.
-
-It must not outlive the hook, even one killed outright: each connection's sshd calls setsid(),
-so neither the listener's death nor a signal to its process group reaches them. A small watcher
-(a subreaper, dying with the hook by PR_SET_PDEATHSIG) owns the listener, inherits every orphan
-and ends them all before it exits.
+Run as a normal user (OpenSSH 9.2 and 10.0 alike) sshd needs no /run/sshd (only root's chroots there),
+lets in only that user, and gives a guest a pty only if /dev/pts hands new terminals the tty group
+(gid=5,mode=620, as systemd mounts it): else its chown fails and it ends the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -46,6 +38,10 @@ TTY_GID = 5  # Debian's tty group, which sshd gives each guest's pty
 KEX = "-ecdh-sha2-*,diffie-hellman-*,curve25519-sha256"
 MACS = "-*-sha1*,umac-64*,hmac-sha2-256,hmac-sha2-512,umac-128@openssh.com"
 
+# Each said `no`, though DisableForwarding covers the forwarding ones: what a reader checks for is there.
+_OFF = ("PasswordAuthentication", "KbdInteractiveAuthentication", "PermitRootLogin", "PermitEmptyPasswords", "UsePAM",
+        "PermitUserEnvironment", "PermitUserRC", "AllowTcpForwarding", "AllowStreamLocalForwarding",
+        "AllowAgentForwarding", "X11Forwarding", "PermitTunnel", "GatewayPorts")
 _ACCEPTED = re.compile(r"Accepted publickey for (\S+) from \S+ port \d+ ssh2: \S+ (SHA256:[A-Za-z0-9+/]{43})")
 
 
@@ -54,11 +50,8 @@ class SshdError(RuntimeError):
 
 
 def host_key(data: Path) -> PublicKey:
-    """The public half of this host's sshd key, made (ED25519, mode 600) the first time.
-
-    Never replaces a key that exists: guests pinned it. Made under a temp name and linked
-    into place, so a crash leaves no half key and two hooks racing end up with the same one.
-    """
+    """The public half of this host's sshd key, made (ED25519, mode 600) the first time. Never replaces
+    one (guests pinned it): made under a temp name and linked into place, a crash leaves no half key."""
     path = key_path(data)
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -66,14 +59,9 @@ def host_key(data: Path) -> PublicKey:
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
         fd, temp = tempfile.mkstemp(prefix=f".{KEY_NAME}.", dir=path.parent)  # mode 600
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-                out.flush()
-                os.fsync(out.fileno())
-            try:
+            os.write(fd, pem), os.fsync(fd), os.close(fd)
+            with contextlib.suppress(FileExistsError):  # another hook made it meanwhile: theirs is the one
                 os.link(temp, path)
-            except FileExistsError:
-                pass  # another hook made it meanwhile: theirs is the one
         finally:
             os.unlink(temp)
     info = path.stat()
@@ -117,48 +105,28 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path) -> st
     if not 0 < port < 65536:
         raise SshdError(f"port {port} is not a TCP port")
     lines = [
-        "# pairing: the host's own sshd for `pairing host`'s guests; written at each start, do not edit.",
-        "# Given with -f: nothing of /etc/ssh/sshd_config or its drop-ins is read.",
-        "AddressFamily inet",
+        "# pairing: the host's own sshd for `pairing host`'s guests (run with -f: nothing of /etc/ssh is read).",
         "ListenAddress 127.0.0.1",  # only the tunnel reaches it
         f"Port {port}",
         f"HostKey {_word(str(host_key_file), 'the host key path')}",
         f"PidFile {_word(str(folder / 'sshd.pid'), 'the sshd folder')}",
         f"AuthorizedKeysFile {_word(str(folder / 'authorized_keys'), 'the sshd folder')}",
-        "AuthorizedPrincipalsFile none",
         f"AllowUsers {user}",
         "AuthenticationMethods publickey",
         "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "HostbasedAuthentication no",
-        "PermitRootLogin no",
-        "PermitEmptyPasswords no",
-        "UsePAM no",  # PAM needs root; without it sshd checks the account itself
+        # UsePAM: PAM needs root; without it sshd checks the account itself.
+        *(f"{name} no" for name in _OFF),
         # StrictModes: the file and each folder up to the home (or /) owned by the user or root and
         # writable by no one else; PrivateSshd checks the same before starting, to say it clearly.
         "StrictModes yes",
-        "PermitUserEnvironment no",
-        "PermitUserRC no",
         "PermitTTY yes",  # tmux attach needs a terminal; each key line says `pty` after `restrict`
         "DisableForwarding yes",
-        "AllowTcpForwarding no",
-        "AllowStreamLocalForwarding no",
-        "AllowAgentForwarding no",
-        "X11Forwarding no",
-        "PermitTunnel no",
-        "GatewayPorts no",
-        "PermitListen none",
-        "PermitOpen none",
-        "PrintMotd no",
-        "PrintLastLog no",
         "LoginGraceTime 20",
         "MaxAuthTries 10",  # a guest's agent offers its other keys first (as on the relay)
         "LogLevel VERBOSE",  # "Accepted publickey ... SHA256:...": which guest's key logged in
         f"KexAlgorithms {KEX}",
         f"MACs {MACS}",
-        # No Subsystem: no sftp, nothing but the forced command.
-        "",
+        "",  # no Subsystem: no sftp, nothing but the forced command
     ]
     return "\n".join(printable(line, "a line of the sshd config") for line in lines)
 
@@ -166,16 +134,12 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path) -> st
 def strict_modes_problem(path: Path, uid: int, home: str) -> str | None:
     """What sshd's StrictModes (auth.c safe_path) would refuse about `path`: it and each folder
     above it, up to the home or /, must belong to `uid` or root and be writable by no one else."""
-    real = Path(os.path.realpath(path))
-    home_real = os.path.realpath(home) if home and os.path.isdir(home) else None
+    real, home = Path(os.path.realpath(path)), Path(os.path.realpath(home)) if home else None
     for at in [real, *real.parents]:
-        try:
-            info = at.stat()
-        except OSError as exc:
-            return f"cannot check {at}: {exc.strerror}"
+        info = at.stat()
         if info.st_uid not in (0, uid) or info.st_mode & 0o022:
             return f"{at} (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}) is writable by others or not yours"
-        if str(at) == home_real:
+        if at == home:  # sshd looks no higher
             return None
     return None
 
@@ -183,84 +147,69 @@ def strict_modes_problem(path: Path, uid: int, home: str) -> str | None:
 def _pty_problem() -> str | None:
     """Whether sshd may hand a new pty to its user: already in the tty group, or a group chown allows."""
     master, slave = os.openpty()
-    try:
-        gid = os.fstat(slave).st_gid
-    finally:
-        os.close(master)
-        os.close(slave)
+    gid = os.fstat(slave).st_gid
+    os.close(master), os.close(slave)
     if gid == TTY_GID or TTY_GID in os.getgroups() or os.getegid() == TTY_GID:
         return None
     return (f"new terminals under /dev/pts get group {gid}, not tty ({TTY_GID}), and sshd, run as you, may not change "
             "that: guests would be cut off; mount devpts with gid=5,mode=620 (as systemd does)")
 
 
-# The watcher, run as `python -I -S -c WATCHER PARENT SSHD ARGS...`: stdlib only, so it starts in ms.
+# Each connection's sshd calls setsid(): neither the listener's death nor a signal to its group
+# reaches them. So a watcher (a subreaper, dying with the hook by PR_SET_PDEATHSIG) owns the listener,
+# inherits every orphan and ends them all. Run as `python -I -S -c WATCHER PARENT SSHD ARGS...`:
+# stdlib only, so it starts in ms.
 _WATCHER = r"""
 import ctypes, os, signal, sys, time
-prctl = ctypes.CDLL(None, use_errno=True).prctl
-def die_with(parent):  # PR_SET_PDEATHSIG; and the parent may have died before the call
+prctl = ctypes.CDLL(None).prctl
+def die_with(parent):  # PR_SET_PDEATHSIG, and the parent may have died before the call
     prctl(1, signal.SIGTERM)
-    if os.getppid() != parent:
-        os._exit(1)
+    if os.getppid() != parent: os._exit(1)
+def stop(*_): raise KeyboardInterrupt
 die_with(int(sys.argv[1]))
 prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: every orphaned descendant becomes ours
-class Stop(Exception): pass
-def stop(*_): raise Stop()
-for sig in (signal.SIGTERM, signal.SIGHUP): signal.signal(sig, stop)
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hook stops us in order
-me, status = os.getpid(), 1
-listener = os.fork()
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the hook's, which stops us in order
+signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGHUP, stop)
+me, status, listener = os.getpid(), 1, os.fork()
 if listener == 0:
     die_with(me)
     os.execv(sys.argv[2], sys.argv[2:])
-def children():
+def children():  # by each /proc/N/stat's parent: /proc/N/task/N/children is not in every kernel
     found = []
-    for name in os.listdir("/proc"):
-        try:
-            if name.isdigit() and int(open(f"/proc/{name}/stat").read().rpartition(")")[2].split()[1]) == me:
-                found.append(int(name))
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try: found += [int(name)] if int(open(f"/proc/{name}/stat").read().rpartition(")")[2].split()[1]) == me else []
         except (OSError, ValueError, IndexError): pass
     return found
-try:
-    status = os.waitstatus_to_exitcode(os.waitpid(listener, 0)[1])
-except Stop: pass
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
+try: status = os.waitstatus_to_exitcode(os.waitpid(listener, 0)[1])
+except KeyboardInterrupt: pass
+signal.signal(signal.SIGTERM, signal.SIG_IGN), signal.signal(signal.SIGHUP, signal.SIG_IGN)
 deadline = time.monotonic() + 3
-while True:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]: pass
-    except ChildProcessError: pass
-    left = children()
-    if not left: break
+while left := children():  # TERM first (the listener removes its PID file), KILL past 3 s
     for pid in left:
         try: os.kill(pid, signal.SIGKILL if time.monotonic() > deadline else signal.SIGTERM)
         except ProcessLookupError: pass
     time.sleep(0.02)
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]: pass
+    except ChildProcessError: pass
 sys.exit(status if status >= 0 else 1)
 """
 
 
 class PrivateSshd:
     """The host's sshd in `folder` (made mode 700): its config, guests' keys, PID file and log.
-
-    with PrivateSshd(folder, host_key_file, lines) as sshd: ... sshd.port ...
-    """
+    `with PrivateSshd(folder, key_path(data), lines) as sshd:` ... the tunnel's target is sshd.port."""
 
     def __init__(self, folder: Path, host_key_file: Path, guest_lines: list[str], port: int | None = None) -> None:
-        self.folder, self.host_key_file = folder, host_key_file
-        self.fixed_port = port
-        self.port = port or 0
-        self.log = folder / "sshd.log"
-        self.config = folder / "sshd_config"
-        self.authorized_keys = folder / "authorized_keys"
+        self.folder, self.host_key_file, self.guest_lines = folder, host_key_file, list(guest_lines)
+        self.fixed_port, self.port = port, port or 0
+        self.log, self.config, self.authorized_keys = folder / "sshd.log", folder / "sshd_config", folder / "authorized_keys"
         self.process: subprocess.Popen | None = None
         account = pwd.getpwuid(os.geteuid())
         self.user, self.home = account.pw_name, account.pw_dir
-        self.guest_lines = list(guest_lines)
 
     def __enter__(self) -> PrivateSshd:
-        self.start()
-        return self
+        return self.start() or self
 
     def __exit__(self, *_) -> None:
         self.stop()
@@ -269,8 +218,7 @@ class PrivateSshd:
         """Replace the guests' key lines (atomically; sshd reads the file at each login)."""
         text = "".join(printable(line, "a guest's key line") + "\n" for line in lines)
         fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", dir=self.folder)  # mode 600
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
+        os.write(fd, text.encode()), os.close(fd)
         os.replace(temp, self.authorized_keys)
         self.guest_lines = list(lines)
 
@@ -286,19 +234,9 @@ class PrivateSshd:
         for _ in range(3):  # a free port may be taken before sshd binds it: pick another
             self.port = self.fixed_port or _free_port()
             self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file))
-            self._check(sshd)
             if self._run(sshd):
                 return
-        raise SshdError(f"the host's sshd found no free port on 127.0.0.1: {self._last_log_line()}")
-
-    def _check(self, sshd: Path) -> None:
-        """`sshd -t`: a config this sshd cannot read (too old for an option) is said before anything runs."""
-        result = subprocess.run([str(sshd), "-t", "-f", str(self.config)], capture_output=True, text=True, timeout=30)
-        if result.returncode != 0:
-            said = (result.stderr.strip().splitlines() or ["(nothing)"])[-1]
-            version = subprocess.run([str(sshd), "-V"], capture_output=True, text=True).stderr.strip().split(",")[0]
-            raise SshdError(f"{sshd} ({version or 'version unknown'}) refuses pairing's sshd config: {said}; "
-                            "pairing host needs OpenSSH 8.7 or newer")
+        raise SshdError("the host's sshd found no free port on 127.0.0.1: each one it was given was taken at once")
 
     def _run(self, sshd: Path) -> bool:
         """Start it; True once it answers, False if its port was taken meanwhile."""
@@ -311,48 +249,43 @@ class PrivateSshd:
                                             start_new_session=True)  # a Ctrl-C at the terminal is the hook's
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(self.port):
-            if self.process.poll() is not None:
-                self.process = None
-                if not self.fixed_port and "Address already in use" in self.log.read_text(errors="replace")[start:]:
-                    return False
-                raise SshdError(f"the host's sshd did not start: {self._last_log_line()} (log: {self.log})")
-            if time.monotonic() > deadline:
+            late = time.monotonic() > deadline
+            if late or self.process.poll() is not None:
                 self.stop()
-                raise SshdError(f"the host's sshd did not answer on 127.0.0.1:{self.port} within {START_TIMEOUT:.0f} s: "
-                                f"{self._last_log_line()} (log: {self.log})")
+                if not self.fixed_port and "Address already in use" in self._log_text()[start:]:
+                    return False
+                said = (self._log_text().strip().splitlines() or ["it logged nothing"])[-1]
+                what = f"did not answer on 127.0.0.1:{self.port} within {START_TIMEOUT:.0f} s" if late else "did not start"
+                raise SshdError(f"the host's sshd {what}: {said} (log: {self.log}){_too_old(sshd, said)}")
             time.sleep(0.02)
         return True
 
-    def _last_log_line(self) -> str:
+    def _log_text(self) -> str:
         try:
-            lines = self.log.read_text(errors="replace").strip().splitlines()
+            return self.log.read_text(errors="replace")
         except OSError:
-            lines = []
-        return lines[-1] if lines else "it logged nothing"
-
-    def accepted(self) -> list[str]:
-        """The fingerprints of the keys that logged in so far, in order."""
-        try:
-            return accepted_fingerprints(self.log.read_text(errors="replace"), self.user)
-        except FileNotFoundError:
-            return []
+            return ""
 
     def stop(self) -> None:
-        """End sshd and every session it holds (the watcher does), by PID."""
+        """End sshd and every session it holds, by the watcher's PID (it turns to SIGKILL itself past 3 s)."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()  # the listener still ends with it (its own PDEATHSIG)
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()  # the listener still ends with it (its own PDEATHSIG)
+
+
+def _too_old(sshd: Path, said: str) -> str:
+    if "Bad configuration option" not in said and "Unsupported option" not in said:
+        return ""
+    version = subprocess.run([str(sshd), "-V"], capture_output=True, text=True).stderr.split(",")[0].strip()
+    return f"; {sshd} is {version or 'an unknown version'}, too old for it: pairing host needs a newer OpenSSH (9.2 and 10.0 work)"
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+    with socket.create_server(("127.0.0.1", 0)) as sock:
         return sock.getsockname()[1]
 
 
