@@ -1,0 +1,297 @@
+"""The host's own sshd: the system's OpenSSH `sshd` run as the host user (no root), for guests only:
+127.0.0.1 on a free port (the tunnel's target), the host user only, publickey only, its own
+AuthorizedKeysFile of guests' forced-command lines, no forwarding, the relay's algorithms (ssh-audit
+fails nothing). Its host key, made once under the data folder, is what guests pin.
+
+Run as a normal user (OpenSSH 9.2 and 10.0 alike) sshd needs no /run/sshd (only root's chroots there),
+lets in only that user, and gives a guest a pty only if /dev/pts hands new terminals the tty group
+(gid=5,mode=620, as systemd mounts it): else its chown fails and it ends the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..sshkeys import PublicKey, public_half
+from ..text import printable
+
+KEY_NAME = "ssh_host_ed25519_key"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+TTY_GID = 5  # Debian's tty group, which sshd gives each guest's pty
+
+# The relay's algorithm lines (cloud-init/sshd_config.d/10-pairing.conf; why: docs/SECURITY.md).
+KEX = "-ecdh-sha2-*,diffie-hellman-*,curve25519-sha256"
+MACS = "-*-sha1*,umac-64*,hmac-sha2-256,hmac-sha2-512,umac-128@openssh.com"
+
+# Each said `no`, though DisableForwarding covers the forwarding ones: what a reader checks for is there.
+_OFF = ("PasswordAuthentication", "KbdInteractiveAuthentication", "PermitRootLogin", "PermitEmptyPasswords", "UsePAM",
+        "PermitUserEnvironment", "PermitUserRC", "AllowTcpForwarding", "AllowStreamLocalForwarding",
+        "AllowAgentForwarding", "X11Forwarding", "PermitTunnel", "GatewayPorts")
+_ACCEPTED = re.compile(r"Accepted publickey for (\S+) from \S+ port \d+ ssh2: \S+ (SHA256:[A-Za-z0-9+/]{43})")
+
+
+class SshdError(RuntimeError):
+    """The private sshd cannot run; the message is one line saying why and what to do."""
+
+
+def host_key(data: Path) -> PublicKey:
+    """The public half of this host's sshd key, made (ED25519, mode 600) the first time. Never replaces
+    one (guests pinned it): made under a temp name and linked into place, a crash leaves no half key."""
+    path = key_path(data)
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+        fd, temp = tempfile.mkstemp(prefix=f".{KEY_NAME}.", dir=path.parent)  # mode 600
+        try:
+            os.write(fd, pem), os.fsync(fd), os.close(fd)
+            with contextlib.suppress(FileExistsError):  # another hook made it meanwhile: theirs is the one
+                os.link(temp, path)
+        finally:
+            os.unlink(temp)
+    info = path.stat()
+    if stat.S_IMODE(info.st_mode) & 0o077 or info.st_uid != os.geteuid():
+        raise SshdError(f"{path} is readable by others or not yours; sshd refuses such a key: chmod 600 {path}")
+    key = public_half(path.read_text(errors="replace"))
+    if key is None or key.kind != "ssh-ed25519":
+        raise SshdError(f"{path} is not an OpenSSH ED25519 private key; move it away and run again to make a new one")
+    return key
+
+
+def key_path(data: Path) -> Path:
+    return data / "sshd" / KEY_NAME
+
+
+def accepted_fingerprints(log: str, user: str | None = None) -> list[str]:
+    """The key fingerprint (SHA256:...) of each publickey login in an sshd log (LogLevel VERBOSE), in order."""
+    return [m.group(2) for m in _ACCEPTED.finditer(log) if user is None or m.group(1) == user]
+
+
+def find_sshd() -> Path:
+    """The system's sshd, by absolute path: it re-executes itself for each connection and refuses a relative one."""
+    found = shutil.which("sshd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if found is None:
+        raise SshdError("no OpenSSH sshd found (looked in PATH, /usr/sbin, /sbin); install it: sudo apt-get install openssh-server")
+    return Path(os.path.abspath(found))
+
+
+def _word(value: str, what: str) -> str:
+    """One sshd_config argument. Quoted for spaces; `"`, `\\` and `%` (sshd's tokens) are refused, not escaped."""
+    printable(value, what)
+    if not value or any(c in value for c in '"\\%'):
+        raise SshdError(f"{what} {value!r} has a quote, backslash or % that sshd_config would read otherwise; use another path")
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def render_config(user: str, port: int, folder: Path, host_key_file: Path) -> str:
+    """The sshd_config of the private sshd (every file it names is in `folder` but the host key)."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?", user):  # AllowUsers reads * ? ! , @ as patterns
+        raise SshdError(f"the user name {user!r} cannot be written into AllowUsers; run pairing host as another user")
+    if not 0 < port < 65536:
+        raise SshdError(f"port {port} is not a TCP port")
+    lines = [
+        "# pairing: the host's own sshd for `pairing host`'s guests (run with -f: nothing of /etc/ssh is read).",
+        "ListenAddress 127.0.0.1",  # only the tunnel reaches it
+        f"Port {port}",
+        f"HostKey {_word(str(host_key_file), 'the host key path')}",
+        f"PidFile {_word(str(folder / 'sshd.pid'), 'the sshd folder')}",
+        f"AuthorizedKeysFile {_word(str(folder / 'authorized_keys'), 'the sshd folder')}",
+        f"AllowUsers {user}",
+        "AuthenticationMethods publickey",
+        "PubkeyAuthentication yes",
+        # UsePAM: PAM needs root; without it sshd checks the account itself.
+        *(f"{name} no" for name in _OFF),
+        # StrictModes: the file and each folder up to the home (or /) owned by the user or root and
+        # writable by no one else; PrivateSshd checks the same before starting, to say it clearly.
+        "StrictModes yes",
+        "PermitTTY yes",  # tmux attach needs a terminal; each key line says `pty` after `restrict`
+        "DisableForwarding yes",
+        "LoginGraceTime 20",
+        "MaxAuthTries 10",  # a guest's agent offers its other keys first (as on the relay)
+        "LogLevel VERBOSE",  # "Accepted publickey ... SHA256:...": which guest's key logged in
+        f"KexAlgorithms {KEX}",
+        f"MACs {MACS}",
+        "",  # no Subsystem: no sftp, nothing but the forced command
+    ]
+    return "\n".join(printable(line, "a line of the sshd config") for line in lines)
+
+
+def strict_modes_problem(path: Path, uid: int, home: str) -> str | None:
+    """What sshd's StrictModes (auth.c safe_path) would refuse about `path`: it and each folder
+    above it, up to the home or /, must belong to `uid` or root and be writable by no one else."""
+    real, home = Path(os.path.realpath(path)), Path(os.path.realpath(home)) if home else None
+    for at in [real, *real.parents]:
+        info = at.stat()
+        if info.st_uid not in (0, uid) or info.st_mode & 0o022:
+            return f"{at} (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}) is writable by others or not yours"
+        if at == home:  # sshd looks no higher
+            return None
+    return None
+
+
+def _pty_problem() -> str | None:
+    """Whether sshd may hand a new pty to its user: already in the tty group, or a group chown allows."""
+    master, slave = os.openpty()
+    gid = os.fstat(slave).st_gid
+    os.close(master), os.close(slave)
+    if gid == TTY_GID or TTY_GID in os.getgroups() or os.getegid() == TTY_GID:
+        return None
+    return (f"new terminals under /dev/pts get group {gid}, not tty ({TTY_GID}), and sshd, run as you, may not change "
+            "that: guests would be cut off; mount devpts with gid=5,mode=620 (as systemd does)")
+
+
+# Each connection's sshd calls setsid(): neither the listener's death nor a signal to its group
+# reaches them. So a watcher (a subreaper, dying with the hook by PR_SET_PDEATHSIG) owns the listener,
+# inherits every orphan and ends them all. Run as `python -I -S -c WATCHER PARENT SSHD ARGS...`:
+# stdlib only, so it starts in ms.
+_WATCHER = r"""
+import ctypes, os, signal, sys, time
+prctl = ctypes.CDLL(None).prctl
+def die_with(parent):  # PR_SET_PDEATHSIG, and the parent may have died before the call
+    prctl(1, signal.SIGTERM)
+    if os.getppid() != parent: os._exit(1)
+def stop(*_): raise KeyboardInterrupt
+die_with(int(sys.argv[1]))
+prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: every orphaned descendant becomes ours
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the hook's, which stops us in order
+signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGHUP, stop)
+me, status, listener = os.getpid(), 1, os.fork()
+if listener == 0:
+    die_with(me)
+    os.execv(sys.argv[2], sys.argv[2:])
+def children():  # by each /proc/N/stat's parent: /proc/N/task/N/children is not in every kernel
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try: found += [int(name)] if int(open(f"/proc/{name}/stat").read().rpartition(")")[2].split()[1]) == me else []
+        except (OSError, ValueError, IndexError): pass
+    return found
+try: status = os.waitstatus_to_exitcode(os.waitpid(listener, 0)[1])
+except KeyboardInterrupt: pass
+signal.signal(signal.SIGTERM, signal.SIG_IGN), signal.signal(signal.SIGHUP, signal.SIG_IGN)
+deadline = time.monotonic() + 3
+while left := children():  # TERM first (the listener removes its PID file), KILL past 3 s
+    for pid in left:
+        try: os.kill(pid, signal.SIGKILL if time.monotonic() > deadline else signal.SIGTERM)
+        except ProcessLookupError: pass
+    time.sleep(0.02)
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]: pass
+    except ChildProcessError: pass
+sys.exit(status if status >= 0 else 1)
+"""
+
+
+class PrivateSshd:
+    """The host's sshd in `folder` (made mode 700): its config, guests' keys, PID file and log.
+    `with PrivateSshd(folder, key_path(data), lines) as sshd:` ... the tunnel's target is sshd.port."""
+
+    def __init__(self, folder: Path, host_key_file: Path, guest_lines: list[str], port: int | None = None) -> None:
+        self.folder, self.host_key_file, self.guest_lines = folder, host_key_file, list(guest_lines)
+        self.fixed_port, self.port = port, port or 0
+        self.log, self.config, self.authorized_keys = folder / "sshd.log", folder / "sshd_config", folder / "authorized_keys"
+        self.process: subprocess.Popen | None = None
+        account = pwd.getpwuid(os.geteuid())
+        self.user, self.home = account.pw_name, account.pw_dir
+
+    def __enter__(self) -> PrivateSshd:
+        return self.start() or self
+
+    def __exit__(self, *_) -> None:
+        self.stop()
+
+    def set_guests(self, lines: list[str]) -> None:
+        """Replace the guests' key lines (atomically; sshd reads the file at each login)."""
+        text = "".join(printable(line, "a guest's key line") + "\n" for line in lines)
+        fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", dir=self.folder)  # mode 600
+        os.write(fd, text.encode()), os.close(fd)
+        os.replace(temp, self.authorized_keys)
+        self.guest_lines = list(lines)
+
+    def start(self) -> None:
+        """Write the files and start sshd; returns once it answers on 127.0.0.1:port."""
+        sshd = find_sshd()
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        for problem in (strict_modes_problem(self.folder, os.geteuid(), self.home), _pty_problem()):
+            if problem:
+                raise SshdError(f"the host's sshd cannot serve guests here: {problem}")
+        self.set_guests(self.guest_lines)
+        for _ in range(3):  # a free port may be taken before sshd binds it: pick another
+            self.port = self.fixed_port or _free_port()
+            self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file))
+            if self._run(sshd):
+                return
+        raise SshdError("the host's sshd found no free port on 127.0.0.1: each one it was given was taken at once")
+
+    def _run(self, sshd: Path) -> bool:
+        """Start it; True once it answers, False if its port was taken meanwhile."""
+        self.log.touch(mode=0o600)
+        start = self.log.stat().st_size
+        argv = [sys.executable, "-I", "-S", "-c", _WATCHER, str(os.getpid()),
+                str(sshd), "-D", "-f", str(self.config), "-E", str(self.log)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)  # a Ctrl-C at the terminal is the hook's
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _answers(self.port):
+            late = time.monotonic() > deadline
+            if late or self.process.poll() is not None:
+                self.stop()
+                if not self.fixed_port and "Address already in use" in self._log_text()[start:]:
+                    return False
+                said = (self._log_text().strip().splitlines() or ["it logged nothing"])[-1]
+                what = f"did not answer on 127.0.0.1:{self.port} within {START_TIMEOUT:.0f} s" if late else "did not start"
+                raise SshdError(f"the host's sshd {what}: {said} (log: {self.log}){_too_old(sshd, said)}")
+            time.sleep(0.02)
+        return True
+
+    def _log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """End sshd and every session it holds, by the watcher's PID (it turns to SIGKILL itself past 3 s)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()  # the listener still ends with it (its own PDEATHSIG)
+
+
+def _too_old(sshd: Path, said: str) -> str:
+    if "Bad configuration option" not in said and "Unsupported option" not in said:
+        return ""
+    version = subprocess.run([str(sshd), "-V"], capture_output=True, text=True).stderr.split(",")[0].strip()
+    return f"; {sshd} is {version or 'an unknown version'}, too old for it: pairing host needs a newer OpenSSH (9.2 and 10.0 work)"
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            return sock.recv(4) == b"SSH-"
+    except OSError:
+        return False
