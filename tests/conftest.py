@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from . import pairing_env
-from .keys import KeyFile, make_key
+from . import harness
+from .harness import KeyFile, make_key
 
 REQUIRED_TOOLS = {
     "ssh-keygen": "openssh-client",
@@ -49,6 +49,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyFile]:
 
 
 # The pairing session shared by the end-to-end modules (one per module).
-pairing = pytest.fixture(scope="module")(pairing_env.pairing_session)
-hook = pytest.fixture()(pairing_env.running_hook)
-guests = pytest.fixture()(pairing_env.guest_list)
+pairing = pytest.fixture(scope="module")(harness.pairing_session)
+hook = pytest.fixture()(harness.running_hook)
+guests = pytest.fixture()(harness.guest_list)

@@ -25,8 +25,7 @@ import pytest
 
 from pairing.relay_documents import CLIENT_ALIVE_COUNT, CLIENT_ALIVE_INTERVAL
 
-from .host_side import Hook, wait_until
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, Pairing, join
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, Hook, Pairing, join, wait_until
 
 
 # How long the relay keeps a silent connection (and its port) at most: the harness's OpenSSH 9.2

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from .host_side import PROJECT, Guest, Tmux, wait_until
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, join
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Guest, Tmux, join, wait_until
 
 
 def test_guest_types_and_sees_the_host(pairing, hook, guests):

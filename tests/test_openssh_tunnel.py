@@ -27,9 +27,8 @@ from pairing.openssh_tunnel import ssh_argv
 from pairing.sshkeys import parse_public_key
 from pairing.tunnel import HostKeyMismatch, State, TunnelFatal, TunnelSpec
 
-from . import pairing_env
-from .host_side import wait_until
-from .relay_harness import children
+from . import harness
+from .harness import children, wait_until
 from .test_faults import test_host_sshd_down_is_said_and_survived, test_second_hook_for_the_same_relay_refuses  # noqa: F401
 from .test_host_hook import (  # noqa: F401
     test_guest_types_and_sees_the_host,
@@ -43,7 +42,7 @@ from .test_host_hook import (  # noqa: F401
 
 @pytest.fixture(scope="module")
 def pairing(keys, tmp_path_factory):
-    yield from pairing_env.pairing_session(keys, tmp_path_factory, tunnel="openssh")
+    yield from harness.pairing_session(keys, tmp_path_factory, tunnel="openssh")
 
 
 def command_line(pid: int) -> list[str]:
@@ -72,7 +71,7 @@ def test_the_tunnel_is_an_ssh_that_ends_with_the_hook(pairing):
     assert f"localhost:{port}:127.0.0.1:{pairing.deployment.host_sshd.port}" in command_line(ssh)
     assert hook.stop() == 0, hook.text
     assert not alive(ssh)
-    assert pairing.authorized_keys() == (pairing_env.ORIGINAL_KEYS, pairing_env.ORIGINAL_MODE)
+    assert pairing.authorized_keys() == (harness.ORIGINAL_KEYS, harness.ORIGINAL_MODE)
 
 
 def test_a_killed_hook_takes_its_ssh_along(pairing):
@@ -86,7 +85,7 @@ def test_a_killed_hook_takes_its_ssh_along(pairing):
     again.wait_for("ready: guests can join now", timeout=30)
     assert "still held" not in again.text  # ssh closed its connection: the relay let go of the port at once
     assert again.stop() == 0, again.text
-    assert pairing.authorized_keys() == (pairing_env.ORIGINAL_KEYS, pairing_env.ORIGINAL_MODE)
+    assert pairing.authorized_keys() == (harness.ORIGINAL_KEYS, harness.ORIGINAL_MODE)
 
 
 def test_ssh_is_told_nothing_but_the_forward(pairing, tmp_path):

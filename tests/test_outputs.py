@@ -22,7 +22,7 @@ from pairing.settings import settings_from
 from pairing.sshkeys import PublicKey, parse_public_key
 from pairing.text import UnsafeText
 
-from .host_side import PROJECT
+from .harness import PROJECT
 
 LAUNCHED = "2026-11-26T15:00:00Z"
 

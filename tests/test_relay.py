@@ -18,8 +18,7 @@ import pytest
 from pairing import relay_documents
 from pairing.accounts import GUEST_USER, TUNNEL_USER
 
-from .deployment import Deployment, deploy, first_line
-from .host_side import stop_process, wait_until
+from .harness import Deployment, deploy, first_line, stop_process, wait_until
 
 PORT = 1337
 DENIED_OPEN = "administratively prohibited"

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa
 
 from pairing.settings import SETTINGS, ConfigError, settings_from
 
-from .keys import make_key
+from .harness import make_key
 
 
 @pytest.fixture()
