@@ -24,6 +24,8 @@ from pairing.text import UnsafeText
 
 from .harness import PROJECT
 
+pytestmark = pytest.mark.pure  # needs neither root nor the relay tools (tests/conftest.py)
+
 LAUNCHED = "2026-11-26T15:00:00Z"
 
 

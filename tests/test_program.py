@@ -28,6 +28,8 @@ from pairing.outputs import OUTPUT_NAMES, StackOutputs
 
 from .harness import make_key
 
+pytestmark = pytest.mark.pure  # needs neither root nor the relay tools (tests/conftest.py)
+
 PROJECT = Path(__file__).resolve().parent.parent
 PUBLIC_IP = "203.0.113.10"
 VPC_IPV6 = "2001:db8:1200:ab00::/56"  # as Amazon would assign a VPC (documentation prefix here)

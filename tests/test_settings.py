@@ -10,6 +10,8 @@ from pairing.settings import SETTINGS, ConfigError, settings_from
 
 from .harness import make_key
 
+pytestmark = pytest.mark.pure  # needs neither root nor the relay tools (tests/conftest.py)
+
 
 @pytest.fixture()
 def valid(keys) -> dict:
