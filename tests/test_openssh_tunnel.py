@@ -1,11 +1,9 @@
 """`pairing host --tunnel openssh`: the same hook with OpenSSH's `ssh -N -R`
 carrying the tunnel, through the same real relay, sshd and tmux.
 
-The tunnel's own tests from test_host_hook.py and test_faults.py run here
-again, imported as they are, against a session whose hook uses the openssh
-backend; then what only this backend has (an ssh process to supervise and to
-take down with the hook), and the tunnel's fatal errors, for both backends
-in-process.
+The tunnel's end-to-end tests run for both carriers in test_carriers.py; here
+is what only this backend has (an ssh process to supervise and to take down
+with the hook), and the tunnel's fatal errors, for both backends in-process.
 """
 
 from __future__ import annotations
@@ -29,15 +27,6 @@ from pairing.tunnel import HostKeyMismatch, State, TunnelFatal, TunnelSpec
 
 from . import harness
 from .harness import children, wait_until
-from .test_faults import test_host_sshd_down_is_said_and_survived, test_second_hook_for_the_same_relay_refuses  # noqa: F401
-from .test_host_hook import (  # noqa: F401
-    test_guest_types_and_sees_the_host,
-    test_sigkill_then_restart_restores_authorized_keys,
-    test_status_shows_the_running_tunnel,
-    test_tunnel_returns_after_network_cut,
-    test_tunnel_returns_after_relay_sshd_restart,
-    test_waits_while_the_relay_still_holds_the_port,
-)
 
 
 @pytest.fixture(scope="module")

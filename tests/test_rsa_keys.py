@@ -20,7 +20,7 @@ from pairing.sshkeys import parse_public_key
 
 from . import harness
 from .harness import make_key
-from .test_host_hook import test_guest_types_and_sees_the_host  # noqa: F401
+from .test_carriers import test_guest_types_and_sees_the_host  # noqa: F401
 
 
 @pytest.fixture(scope="module")
