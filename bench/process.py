@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.relay_harness import children
+from tests.harness import children
 
 TICK = 1 / os.sysconf("SC_CLK_TCK")
 

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tests.host_side import Hook, wait_until
+from tests.harness import Hook, wait_until
 
 from .world import World
 

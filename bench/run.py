@@ -1,6 +1,6 @@
 """python -m bench [--quick]: the whole pairing path, our tunnel against OpenSSH's, in one run.
 
-Boots two real relays (our user data through cloud-init, tests/relay_harness.py),
+Boots two real relays (our user data through cloud-init, tests/harness/),
 the host's private sshd and tmux; holds the tunnel with `pairing host` on one
 relay and with OpenSSH's `ssh -N -R` on the other; then times keystrokes (also
 straight to the host's sshd, the floor), bulk transfers, the hook at rest and
@@ -21,9 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from pairing.tunnel import CARRIERS
-from tests.deployment import client_env
-from tests.host_side import Hook
-from tests.relay_harness import SUITES
+from tests.harness import SUITES, Hook, client_env
 
 from . import report
 from .bulk import download

@@ -1,9 +1,9 @@
 """What the bench runs on, all on this machine and all real.
 
-Two relays booted from our user data by the test harness (tests/deployment.py),
+Two relays booted from our user data by the test harness (tests/harness/deployment.py),
 identical but for their host keys: `pairing host` holds the tunnel on one,
 OpenSSH's `ssh -N -R` on the other, both into the host's one private sshd
-(tests/host_side.py). With both tunnels up at once, the bench can take turns
+(tests/harness/host.py). With both tunnels up at once, the bench can take turns
 between them key by key, so that whatever else the machine does weighs on
 both alike.
 
@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Iterator
 
 from pairing.accounts import TUNNEL_USER
-from pairing.authorized_keys import guest_line, tmux_attach_command
+from pairing.forced_command import guest_line, tmux_attach_command
 from pairing.hook import HostOptions, guest_lines
 from pairing.sshkeys import parse_public_key
-from tests.deployment import Deployment, client_env, deploy
-from tests.host_side import Guest, Hook, Tmux, stop_process, wait_until
-from tests.keys import make_key
+from tests.harness import (Deployment, Guest, Hook, Tmux, client_env, deploy, hook_argv, hook_env, make_key, stop_process,
+                           wait_until)
 
 from .keystrokes import alphabets
 from .terminal import GuestTerminal
@@ -168,14 +167,8 @@ class World:
     @contextmanager
     def hook(self, tunnel: str) -> Iterator[Hook]:
         """`pairing host` as its own process, the way a person starts it."""
-        argv = ["--tunnel", tunnel, "--outputs", str(self.pairing.outputs_file()),
-                "--identity", str(self.keys["host"].path),
-                "--target", f"127.0.0.1:{self.sshd.port}",
-                "--authorized-keys", str(self.pairing.authorized_keys),
-                "--tmux-socket", str(self.tmux.socket)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX", "XDG_"))}
-        env.update(HOME=str(self.folder / "home"), SHELL="/bin/sh", PYTHONUNBUFFERED="1")
-        hook = Hook(self.folder / "hooks", argv, env)
+        argv = hook_argv(self.pairing, self.pairing.outputs_file(), self.tmux, tunnel)
+        hook = Hook(self.folder / "hooks", argv, hook_env(self.folder / "home"))
         try:
             hook.wait_for(READY, timeout=TUNNEL_TIMEOUT)
             yield hook

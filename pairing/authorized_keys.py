@@ -22,8 +22,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .forced_command import guest_line, tmux_attach_command  # noqa: F401 (the lines that go in the block)
-
 BEGIN = "# >>> pairing: guest keys added by `pairing host`; removed when it exits"
 END = "# <<< pairing"
 # Flags on the BEGIN line record what adding the block changed besides the

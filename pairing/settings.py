@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .instance_types import ARCHITECTURE_OF_FAMILY, SIZES_OF_FAMILY, instance_type as _instance_type  # noqa: F401
+from .instance_types import ARCHITECTURE_OF_FAMILY, instance_type as _instance_type
 from .sshkeys import InvalidKey, PublicKey, parse_public_key, shorten
 
 NAMESPACE = "pairing"

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 
-from . import pairing_env
-from .keys import KeyFile, make_key
+from . import harness
+from .harness import KeyFile, make_key
 
 REQUIRED_TOOLS = {
     "ssh-keygen": "openssh-client",
@@ -31,10 +32,12 @@ REQUIRED_TOOLS = {
 }
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Fail at once, naming the package, rather than skip what cannot run."""
-    import os
-
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail at once, naming the package, rather than skip what cannot run. Only once a collected test
+    needs the tools: modules marked `pure` need neither them nor root (venv/bin/python -m pytest
+    tests/test_settings.py runs anywhere)."""
+    if all(item.get_closest_marker("pure") for item in session.items):
+        return
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool, path=path) is None})
     if missing:
@@ -49,6 +52,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyFile]:
 
 
 # The pairing session shared by the end-to-end modules (one per module).
-pairing = pytest.fixture(scope="module")(pairing_env.pairing_session)
-hook = pytest.fixture()(pairing_env.running_hook)
-guests = pytest.fixture()(pairing_env.guest_list)
+pairing = pytest.fixture(scope="module")(harness.pairing_session)
+hook = pytest.fixture()(harness.running_hook)
+guests = pytest.fixture()(harness.guest_list)

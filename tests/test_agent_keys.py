@@ -12,9 +12,7 @@ import pytest
 
 from pairing.accounts import GUEST_USER
 
-from .deployment import Deployment, deploy
-from .keys import make_key
-from .host_side import stop_process, wait_until
+from .harness import Deployment, deploy, make_key, stop_process, wait_until
 
 PORT = 1337
 

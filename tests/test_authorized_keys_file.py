@@ -16,7 +16,7 @@ import pytest
 
 from pairing.authorized_keys import BEGIN, END, AuthorizedKeysFile, with_block
 
-from .host_side import PROJECT, wait_until
+from .harness import PROJECT, wait_until
 
 MINE = b"# mine\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBob3N0OyByZXBsYWNlLS0t me@laptop\n"
 LINES = ['restrict,pty,command="tmux attach -t =pair" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd1ZXN0 guest@test']

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from .host_side import PROJECT
+from .harness import PROJECT
 
 
 def test_quick_run_prints_the_table_and_writes_json(tmp_path):

@@ -2,13 +2,16 @@
 authorized_keys byte for byte as it was (the `hook` fixture checks that after
 every test that uses it; the others check their own file).
 
-Already covered in tests/test_host_hook.py, not repeated here: the relay's
-network cut and restored (test_tunnel_returns_after_network_cut), the relay's
-sshd restarted with the tunnel's connections killed
-(test_tunnel_returns_after_relay_sshd_restart), a second hook on the same
-authorized_keys (test_second_hook_refuses), a SIGKILLed hook's block replaced
-on the next start (test_sigkill_then_restart_restores_authorized_keys), and a
-port still held by a dead connection (test_waits_while_the_relay_still_holds_the_port).
+Already covered in tests/test_carriers.py (for both carriers), not repeated here:
+the relay's network cut and restored (test_tunnel_returns_after_network_cut), the
+relay's sshd restarted with the tunnel's connections killed
+(test_tunnel_returns_after_relay_sshd_restart), a SIGKILLed hook's block replaced
+on the next start (test_sigkill_then_restart_restores_authorized_keys), a port
+still held by a dead connection (test_waits_while_the_relay_still_holds_the_port),
+the host's sshd down (test_host_sshd_down_is_said_and_survived) and a second hook
+for the same relay (test_second_hook_for_the_same_relay_refuses); in
+tests/test_host_hook.py a second hook on the same authorized_keys
+(test_second_hook_refuses).
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ import pytest
 
 from pairing.relay_documents import CLIENT_ALIVE_COUNT, CLIENT_ALIVE_INTERVAL
 
-from .host_side import Hook, wait_until
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, Pairing, join
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, Hook, Pairing, join, wait_until
 
 
 # How long the relay keeps a silent connection (and its port) at most: the harness's OpenSSH 9.2
@@ -81,31 +83,6 @@ def test_a_short_stall_costs_the_attached_guest_nothing(pairing, hook, guests):
     assert "reconnecting" not in hook.text[after:], hook.text[after:]
 
 
-# --- the host's own sshd goes away and comes back ---------------------------------------
-
-
-def test_host_sshd_down_is_said_and_survived(pairing, hook, guests):
-    host_sshd = pairing.deployment.host_sshd
-    after = len(hook.text)
-    host_sshd.stop()
-    try:
-        refused = pairing.guest("guest")
-        guests.append(refused)
-        refused.connect()
-        wait_until(lambda: "GUEST-SSH-EXITED" in refused.screen, 30, "the guest's ssh to give up")
-        hook.wait_for(f"your sshd at 127.0.0.1:{host_sshd.port} does not answer (Connection refused); start it",
-                      timeout=10, after=after)
-        assert "GUEST-SSH-EXITED 255" in refused.screen
-    finally:
-        host_sshd.start()
-    guest = join(pairing, guests, "guest")
-    hook.wait_for(f"your sshd at 127.0.0.1:{host_sshd.port} answers again", timeout=10, after=after)
-    guest.type("echo sshd-back-$((13*13))")
-    wait_until(lambda: "sshd-back-169" in pairing.host_screen(), 10, "the guest's line once sshd is back")
-    assert hook.text[after:].count("does not answer") == 1  # said once per outage, not per attempt
-    assert "reconnecting" not in hook.text[after:]
-
-
 # --- the tmux session ends under attached guests -------------------------------------------
 
 
@@ -135,31 +112,6 @@ def test_session_killed_under_attached_guests(pairing, hook, guests, host_privat
     again = join(pairing, guests, "viewer")
     pairing.host_types("echo new-session-$((15*15))")
     wait_until(lambda: "new-session-225" in again.screen, 10, "the viewer in the new session")
-
-
-# --- a second hook for the same stack -------------------------------------------------------
-
-
-def test_second_hook_for_the_same_relay_refuses(pairing, hook, tmp_path):
-    """Another authorized_keys (another user, --authorized-keys), so no local lock stops it:
-    the relay's port, held by a live connection, does."""
-    other = tmp_path / "other-home" / ".ssh" / "authorized_keys"
-    other.parent.mkdir(parents=True, mode=0o700)
-    other.write_bytes(ORIGINAL_KEYS)
-    argv = pairing.hook_argv()
-    argv[argv.index("--authorized-keys") + 1] = str(other)
-    after = len(hook.text)
-    second = Hook(pairing.folder / "hooks", argv, pairing.hook_env())
-    try:
-        second.wait_for("is still held by the previous connection", timeout=30)
-        began = time.monotonic()
-        assert second.process.wait(60) == 1, second.text
-    finally:
-        second.stop()
-    print(f"the second hook gave up {time.monotonic() - began:.1f} s after first finding the port taken")
-    assert "another `pairing host` for this relay is running (on this machine or another); stop it first" in second.text
-    assert other.read_bytes() == ORIGINAL_KEYS
-    assert "reconnecting" not in hook.text[after:]  # the first one held on throughout
 
 
 # --- authorized_keys on a full disk or a read-only ~/.ssh ----------------------------------

@@ -6,27 +6,10 @@ terminals with nothing but the invite's file. Fixtures: conftest.py."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
-import pytest
-
-from .host_side import PROJECT, Guest, Tmux, wait_until
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, join
-
-
-def test_guest_types_and_sees_the_host(pairing, hook, guests):
-    guest = join(pairing, guests, "guest")
-    guest.type("echo typed-by-guest-$((6*7))")
-    wait_until(lambda: "typed-by-guest-42" in pairing.host_screen(), 10, "the guest's command to run in the host's pane")
-    pairing.host_types("echo typed-by-host-$((5*5))")
-    wait_until(lambda: "typed-by-host-25" in guest.screen, 10, "the host's output on the guest's screen")
-    wait_until(lambda: "1 typing, 0 watching" in hook.text, 10, "the status line to count the guest")
-    assert "someone who can type joined the session (/dev/pts/" in hook.text
-    guest.disconnect()
-    wait_until(lambda: "someone who can type left the session" in hook.text, 10, "the hook to say the guest left")
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Guest, Tmux, join, wait_until
 
 
 def test_viewer_sees_but_cannot_type(pairing, hook, guests):
@@ -74,26 +57,6 @@ def test_no_tmux_server_beforehand_the_guest_still_lands(pairing, guests):
     wait_until(lambda: "no-server-before-121" in pairing.host_screen(), 10, "the guest's line in the new session")
     assert hook.stop() == 0, hook.text
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
-
-
-def test_status_shows_the_running_tunnel(pairing, guests):
-    def status() -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "pairing", "status", "--outputs", str(pairing.outputs),
-             "--authorized-keys", str(pairing.deployment.authorized_keys), "--tmux-socket", str(pairing.host_tmux.socket)],
-            cwd=PROJECT, env=pairing.hook_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    hook = pairing.start_hook()
-    hook.wait_for("ready: guests can join now")
-    join(pairing, guests, "guest")
-    shown = status()
-    assert "tunnel  up since " in shown and f"(pairing host --tunnel {pairing.tunnel}, pid {hook.process.pid})" in shown
-    assert "guests  1 typing, 0 watching" in shown
-    assert hook.stop() == 0, hook.text
-    assert "tunnel  not held: run pairing host" in status()
-    assert not list((pairing.folder / "home" / ".local" / "state" / "pairing").glob("*"))  # nothing left behind
 
 
 def test_known_hosts_invite_for_older_guests(pairing, hook, guests):
@@ -179,75 +142,6 @@ def test_second_hook_refuses(pairing, hook):
     second.process.wait(60)
     assert second.process.returncode == 2
     assert "another `pairing host` is already running" in second.text
-
-
-def test_sigkill_then_restart_restores_authorized_keys(pairing):
-    first = pairing.start_hook()
-    first.wait_for("ready: guests can join now")
-    content, _ = pairing.authorized_keys()
-    assert content.startswith(ORIGINAL_KEYS) and b'command="tmux -S ' in content
-    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-    # The crash left the block; the next start replaces it (and waits out the
-    # relay's hold on the dead connection's port), then a clean exit removes it.
-    second = pairing.start_hook()
-    second.wait_for("ready: guests can join now", timeout=60)
-    content, _ = pairing.authorized_keys()
-    assert content.count(b"# >>> pairing") == 1
-    assert second.stop() == 0, second.text
-    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["restarted", "killed"])
-def test_tunnel_returns_after_relay_sshd_restart(pairing, hook, guests, sig):
-    after = len(hook.text)
-    pairing.deployment.relay.restart_sshd(sig)
-    pairing.deployment.relay.kill_connections_of("tunnel")  # a restarted machine drops them too
-    began = time.monotonic()
-    hook.wait_for("tunnel back up", timeout=30, after=after)
-    print(f"tunnel back {time.monotonic() - began:.1f} s after the relay's sshd restarted")
-    guest = join(pairing, guests, "guest")
-    guest.type("echo after-restart-$((9*9))")
-    wait_until(lambda: "after-restart-81" in pairing.host_screen(), 10, "the guest's line after the restart")
-
-
-def test_tunnel_returns_after_network_cut(pairing, hook, guests):
-    after = len(hook.text)
-    relay = pairing.deployment.relay
-    cut = time.monotonic()
-    relay.cut_network()
-    try:
-        hook.wait_for("the relay stopped answering", timeout=20, after=after)
-        detected = time.monotonic() - cut
-    finally:
-        relay.restore_network()
-    restored = time.monotonic()
-    hook.wait_for("tunnel back up", timeout=40, after=after)
-    print(f"dead relay detected after {detected:.1f} s; tunnel back {time.monotonic() - restored:.1f} s after the network returned")
-    assert detected <= 15
-    guest = join(pairing, guests, "guest")
-    guest.type("echo after-cut-$((10*10))")
-    wait_until(lambda: "after-cut-100" in pairing.host_screen(), 10, "the guest's line after the cut")
-
-
-def test_waits_while_the_relay_still_holds_the_port(pairing):
-    """A dead earlier connection keeps the port on the relay for a while; the hook waits it out."""
-    deployment = pairing.deployment
-    holder = subprocess.Popen(
-        deployment.ssh_argv("tunnel", "host", "-N", "-o", "ExitOnForwardFailure=yes",
-                            "-R", f"localhost:{deployment.settings.tunnel_port}:127.0.0.1:9"),
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        wait_until(lambda: f":{deployment.settings.tunnel_port} " in deployment.relay.run(["ss", "-Hltn"]).stdout,
-                   20, "the other connection to hold the port")
-        hook = pairing.start_hook()
-        hook.wait_for("is still held by the previous connection")
-    finally:
-        holder.kill()
-        holder.wait()
-    hook.wait_for("ready: guests can join now", timeout=30)
-    assert hook.stop() == 0, hook.text
-    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
 
 
 def test_guest_keys_work_only_through_the_tunnel(pairing, hook):

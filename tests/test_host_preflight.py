@@ -19,9 +19,8 @@ import pytest
 
 from pairing.sshkeys import parse_public_key
 
-from .host_side import PROJECT, Hook, free_port, wait_until
-from .keys import fido_private_file, fido_public_line, locked_copy
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE
+from .harness import (ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Hook, fido_private_file, fido_public_line, free_port,
+                      locked_copy, wait_until)
 
 PASSPHRASE = "correct horse battery"
 

@@ -1,7 +1,7 @@
 """Hostile clients on both hops, each refusal asserted by the server's own answer.
 
 Every request a hostile guest, viewer or holder of the tunnel key could send
-is sent raw (tests/ssh_probe.py), with want_reply, to the real relay booted
+is sent raw (tests/harness/ssh_probe.py), with want_reply, to the real relay booted
 from our user data, and then to the host's sshd through the real tunnel held
 by `pairing host`, exactly the path a guest's ProxyJump takes. The relay's
 and the host sshd's logs are checked too where sshd names its refusal.
@@ -19,15 +19,12 @@ import subprocess
 import pytest
 
 from pairing.accounts import GUEST_USER, TUNNEL_USER
-from pairing.authorized_keys import tmux_attach_command
+from pairing.forced_command import tmux_attach_command
 from pairing.hook import GIVE_UP_GRACE
 from pairing.sshkeys import parse_public_key
 
-from .deployment import client_env
-from .host_side import Tmux, wait_until
-from .keys import make_key
-from .ssh_probe import ADMINISTRATIVELY_PROHIBITED, SESSION_REQUESTS, OpenRefused, Probe
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, Pairing, join
+from .harness import (ADMINISTRATIVELY_PROHIBITED, ORIGINAL_KEYS, ORIGINAL_MODE, SESSION_REQUESTS, OpenRefused, Pairing,
+                      Probe, Tmux, client_env, join, make_key, wait_until)
 
 PORT = 1337  # the default tunnelPort, which the shared deployment uses
 ROLES = {"guest": (GUEST_USER, "guest"), "viewer": (GUEST_USER, "viewer"), "tunnel": (TUNNEL_USER, "host")}

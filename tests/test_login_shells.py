@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pairing.authorized_keys import tmux_attach_command
+from pairing.forced_command import tmux_attach_command
 
-from .host_side import Tmux, wait_until
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, join
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, Tmux, join, wait_until
 
 SHELLS = {"bash": "/bin/bash", "dash": "/bin/dash", "zsh": "/usr/bin/zsh", "fish": "/usr/bin/fish"}
 # Every character a socket path may hold that some shell reads as syntax (the

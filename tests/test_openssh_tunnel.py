@@ -1,11 +1,9 @@
 """`pairing host --tunnel openssh`: the same hook with OpenSSH's `ssh -N -R`
 carrying the tunnel, through the same real relay, sshd and tmux.
 
-The tunnel's own tests from test_host_hook.py and test_faults.py run here
-again, imported as they are, against a session whose hook uses the openssh
-backend; then what only this backend has (an ssh process to supervise and to
-take down with the hook), and the tunnel's fatal errors, for both backends
-in-process.
+The tunnel's end-to-end tests run for both carriers in test_carriers.py; here
+is what only this carrier has (an ssh process to supervise and to take down
+with the hook), and the tunnel's fatal errors, for both carriers in-process.
 """
 
 from __future__ import annotations
@@ -24,27 +22,17 @@ import pytest
 
 from pairing.accounts import GUEST_USER, TUNNEL_USER
 from pairing.hook import relay_endpoint
-from pairing.tunnel import CARRIERS as TUNNELS, ssh_argv
+from pairing.tunnel import CARRIERS, ssh_argv
 from pairing.sshkeys import parse_public_key
 from pairing.tunnel import HostKeyMismatch, State, TunnelFatal, TunnelSpec
 
-from . import pairing_env
-from .host_side import wait_until
-from .relay_harness import children
-from .test_faults import test_host_sshd_down_is_said_and_survived, test_second_hook_for_the_same_relay_refuses  # noqa: F401
-from .test_host_hook import (  # noqa: F401
-    test_guest_types_and_sees_the_host,
-    test_sigkill_then_restart_restores_authorized_keys,
-    test_status_shows_the_running_tunnel,
-    test_tunnel_returns_after_network_cut,
-    test_tunnel_returns_after_relay_sshd_restart,
-    test_waits_while_the_relay_still_holds_the_port,
-)
+from . import harness
+from .harness import children, wait_until
 
 
 @pytest.fixture(scope="module")
 def pairing(keys, tmp_path_factory):
-    yield from pairing_env.pairing_session(keys, tmp_path_factory, tunnel="openssh")
+    yield from harness.pairing_session(keys, tmp_path_factory, tunnel="openssh")
 
 
 def command_line(pid: int) -> list[str]:
@@ -73,7 +61,7 @@ def test_the_tunnel_is_an_ssh_that_ends_with_the_hook(pairing):
     assert f"localhost:{port}:127.0.0.1:{pairing.deployment.host_sshd.port}" in command_line(ssh)
     assert hook.stop() == 0, hook.text
     assert not alive(ssh)
-    assert pairing.authorized_keys() == (pairing_env.ORIGINAL_KEYS, pairing_env.ORIGINAL_MODE)
+    assert pairing.authorized_keys() == (harness.ORIGINAL_KEYS, harness.ORIGINAL_MODE)
 
 
 def test_a_killed_hook_takes_its_ssh_along(pairing):
@@ -87,7 +75,7 @@ def test_a_killed_hook_takes_its_ssh_along(pairing):
     again.wait_for("ready: guests can join now", timeout=30)
     assert "still held" not in again.text  # ssh closed its connection: the relay let go of the port at once
     assert again.stop() == 0, again.text
-    assert pairing.authorized_keys() == (pairing_env.ORIGINAL_KEYS, pairing_env.ORIGINAL_MODE)
+    assert pairing.authorized_keys() == (harness.ORIGINAL_KEYS, harness.ORIGINAL_MODE)
 
 
 def test_ssh_is_told_nothing_but_the_forward(pairing, tmp_path):
@@ -102,7 +90,7 @@ def test_ssh_is_told_nothing_but_the_forward(pairing, tmp_path):
     assert argv[-2:] == ["--", pairing.deployment.relay.address]
 
 
-# --- fatal errors, the same for both backends ---------------------------------------
+# --- fatal errors, the same for both carriers ---------------------------------------
 
 
 def spec_for(pairing, relay_key, identity_key: str = "host") -> TunnelSpec:
@@ -116,10 +104,10 @@ def spec_for(pairing, relay_key, identity_key: str = "host") -> TunnelSpec:
                       identity=paramiko.PKey.from_path(key_file), identity_file=key_file)
 
 
-def run_tunnel(backend: str, spec: TunnelSpec) -> BaseException | None:
+def run_tunnel(carrier: str, spec: TunnelSpec) -> BaseException | None:
     """The tunnel in this process until it gives up; what it raised (what the hook would report)."""
     raised = []
-    tunnel = TUNNELS[backend](spec, SimpleNamespace(tunnel_state=lambda state, detail: None, warning=lambda text: None))
+    tunnel = CARRIERS[carrier](spec, SimpleNamespace(tunnel_state=lambda state, detail: None, warning=lambda text: None))
 
     def hold() -> None:
         try:
@@ -133,7 +121,7 @@ def run_tunnel(backend: str, spec: TunnelSpec) -> BaseException | None:
     if worker.is_alive():
         tunnel.stop()
         worker.join(30)
-        pytest.fail(f"the {backend} tunnel kept retrying instead of giving up")
+        pytest.fail(f"the {carrier} tunnel kept retrying instead of giving up")
     return raised[0] if raised else None
 
 
@@ -154,7 +142,7 @@ def test_a_key_held_by_ssh_agent(pairing, no_home, tmp_path, monkeypatch):
         subprocess.run(["ssh-add", "-q", str(pairing.deployment.keys["host"].path)], check=True, capture_output=True)
         spec = dataclasses.replace(spec_for(pairing, pairing.deployment.relay_public_key), identity_file=None)
         up = threading.Event()
-        tunnel = TUNNELS["openssh"](spec, SimpleNamespace(tunnel_state=lambda state, detail: up.set() if state is State.UP else None, warning=lambda text: None))
+        tunnel = CARRIERS["openssh"](spec, SimpleNamespace(tunnel_state=lambda state, detail: up.set() if state is State.UP else None, warning=lambda text: None))
         worker = threading.Thread(target=tunnel.run, daemon=True)
         worker.start()
         try:
@@ -166,19 +154,19 @@ def test_a_key_held_by_ssh_agent(pairing, no_home, tmp_path, monkeypatch):
         os.kill(pid, signal.SIGTERM)
 
 
-@pytest.mark.parametrize("backend", sorted(TUNNELS))
-def test_another_relay_key_is_fatal(pairing, backend, no_home):
+@pytest.mark.parametrize("carrier", sorted(CARRIERS))
+def test_another_relay_key_is_fatal(pairing, carrier, no_home):
     stranger = parse_public_key(pairing.deployment.keys["stranger"].public_line)
-    error = run_tunnel(backend, spec_for(pairing, stranger))
+    error = run_tunnel(carrier, spec_for(pairing, stranger))
     assert isinstance(error, HostKeyMismatch), error
     assert "This may be an attack" in str(error) and stranger.fingerprint in str(error)
     # The key the relay really showed, so the host can compare it with the outputs.
     assert pairing.deployment.relay_public_key.fingerprint in str(error)
 
 
-@pytest.mark.parametrize("backend", sorted(TUNNELS))
-def test_a_refused_identity_is_fatal(pairing, backend, no_home):
-    error = run_tunnel(backend, spec_for(pairing, pairing.deployment.relay_public_key, identity_key="stranger"))
+@pytest.mark.parametrize("carrier", sorted(CARRIERS))
+def test_a_refused_identity_is_fatal(pairing, carrier, no_home):
+    error = run_tunnel(carrier, spec_for(pairing, pairing.deployment.relay_public_key, identity_key="stranger"))
     assert isinstance(error, TunnelFatal), error
     assert "the relay refused the key" in str(error) and "--identity" in str(error)
 

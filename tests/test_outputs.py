@@ -15,14 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from pairing.authorized_keys import guest_line, tmux_attach_command
+from pairing.forced_command import guest_line
 from pairing.guest_documents import GuestRoute, command, ssh_config
 from pairing.outputs import OutputsError, StackOutputs, render_outputs
 from pairing.settings import settings_from
 from pairing.sshkeys import PublicKey, parse_public_key
 from pairing.text import UnsafeText
 
-from .host_side import PROJECT
+from .harness import PROJECT
+
+pytestmark = pytest.mark.pure  # needs neither root nor the relay tools (tests/conftest.py)
 
 LAUNCHED = "2026-11-26T15:00:00Z"
 

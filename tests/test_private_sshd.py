@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from pairing.authorized_keys import guest_line
+from pairing.forced_command import guest_line
 from pairing.hook.sshd import accepted_fingerprints, host_key, key_path, render_config
 from pairing.sshkeys import parse_public_key, public_half
 
-from .host_side import PROJECT, free_port, stop_process, wait_until
-from .test_relay import JUSTIFIED, findings, ssh_audit
+from .harness import JUSTIFIED, PROJECT, findings, free_port, ssh_audit, stop_process, wait_until
 
 NOBODY = 65534
 USER = "pairtest"  # uid 65534's name in the private passwd (nss-systemd calls "nobody" locked)

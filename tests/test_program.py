@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pairing.guest_documents import command, ssh_config
 from pairing.outputs import OUTPUT_NAMES, StackOutputs
 
-from .keys import make_key
+from .harness import make_key
+
+pytestmark = pytest.mark.pure  # needs neither root nor the relay tools (tests/conftest.py)
 
 PROJECT = Path(__file__).resolve().parent.parent
 PUBLIC_IP = "203.0.113.10"

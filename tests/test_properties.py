@@ -33,8 +33,11 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from pairing import authorized_keys as ak
 from pairing.outputs import StackOutputs, render_outputs
 from pairing.relay_documents import RelayHostKey, user_data
-from pairing.settings import SAFE_NAME, SIZES_OF_FAMILY, POSIX_USER, ConfigError, settings_from
+from pairing.instance_types import SIZES_OF_FAMILY
+from pairing.settings import SAFE_NAME, POSIX_USER, ConfigError, settings_from
 from pairing.sshkeys import ACCEPTED_TYPES, parse_public_key
+
+pytestmark = pytest.mark.pure  # needs neither root nor the relay tools (tests/conftest.py)
 
 # PAIRING_EXAMPLES=5000 for a long hunt; the suite's default keeps this file to seconds.
 EXAMPLES = settings(max_examples=int(os.environ.get("PAIRING_EXAMPLES", 150)), deadline=None,

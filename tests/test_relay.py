@@ -5,21 +5,17 @@ relay's sshd answers."""
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from pairing import relay_documents
 from pairing.accounts import GUEST_USER, TUNNEL_USER
 
-from .deployment import Deployment, deploy, first_line
-from .host_side import stop_process, wait_until
+from .harness import DHEAT, JUSTIFIED, Deployment, deploy, findings, first_line, ssh_audit, stop_process, wait_until
 
 PORT = 1337
 DENIED_OPEN = "administratively prohibited"
@@ -261,28 +257,7 @@ def test_older_relay_enforces_the_same(bookworm):
     assert "uid=" not in result.stdout and result.returncode != 0
 
 
-# --- ssh-audit, the standard external audit ------------------------------------
-# 0 failures. The one warning left, and why it stays (docs/SECURITY.md): the classic
-# curve25519 kex is the only one paramiko (the host hook) shares with an sshd before
-# OpenSSH 10.0, and the only one OpenSSH 8.2-8.4 guests (`pairing invite --known-hosts`)
-# have. A new warning fails these tests.
-PQ_WARNING = "does not provide protection against post-quantum attacks"
-JUSTIFIED = {("kex", "curve25519-sha256@libssh.org", "warn", PQ_WARNING)}
-DHEAT = "Potentially insufficient connection throttling detected"
-
-
-def ssh_audit(address: str, port: int = 22) -> dict:
-    result = subprocess.run([str(Path(sys.executable).with_name("ssh-audit")), "-j", "-p", str(port), address],
-                            capture_output=True, text=True, timeout=120)
-    assert result.stdout.startswith("{"), result.stdout + result.stderr
-    return json.loads(result.stdout)
-
-
-def findings(report: dict) -> set[tuple[str, str, str, str]]:
-    """(kind, algorithm, level, note) for each failure and warning."""
-    return {(kind, entry["algorithm"], level, note)
-            for kind in ("kex", "key", "enc", "mac") for entry in report.get(kind, [])
-            for level in ("fail", "warn") for note in entry.get("notes", {}).get(level, [])}
+# --- ssh-audit, the standard external audit (tests/harness/audit.py) ----------------
 
 
 def test_ssh_audit_passes_the_older_relay(bookworm):

@@ -13,7 +13,7 @@ from pairing.accounts import GUEST_USER, TUNNEL_USER
 from pairing.relay_documents import RelayHostKey, user_data
 from pairing.settings import ConfigError, settings_from
 
-from .keys import make_key
+from .harness import make_key
 
 # What the relay document may contain at its top level. cloud-init 22.4's
 # schema check does not flag unknown top-level keys, so this test does.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.relay_harness import SUITES, CloudInitError, Relay
+from tests.harness import SUITES, CloudInitError, Relay
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,15 @@ from pairing.accounts import TUNNEL_USER
 from pairing.hook import PreflightError, probe_relay, probe_sshd, relay_endpoint
 from pairing.sshkeys import parse_public_key
 
-from . import pairing_env
-from .keys import make_key
-from .test_host_hook import test_guest_types_and_sees_the_host  # noqa: F401
+from . import harness
+from .harness import make_key
+from .test_carriers import test_guest_types_and_sees_the_host  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def rsa_pairing(keys, tmp_path_factory):
     host = make_key(tmp_path_factory.mktemp("rsa-host"), "id_rsa", "rsa", 3072)
-    yield from pairing_env.pairing_session({**keys, "host": host}, tmp_path_factory,
+    yield from harness.pairing_session({**keys, "host": host}, tmp_path_factory,
                                            sshd_key_kind="rsa", relay_key_kind="rsa")
 
 

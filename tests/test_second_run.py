@@ -19,8 +19,7 @@ import pytest
 from pairing import cli, up
 from pairing.hook import PreflightError, SingleHook, state_file
 
-from .host_side import PROJECT, Hook, wait_until
-from .pairing_env import ORIGINAL_KEYS, ORIGINAL_MODE, Pairing, join
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Hook, Pairing, join, wait_until
 
 
 def record_file(pairing: Pairing) -> Path:

@@ -14,8 +14,7 @@ import yaml
 from pairing.relay_documents import BACKSTOP_UNIT, TEMPLATES, RelayHostKey, user_data
 from pairing.settings import settings_from
 
-from .keys import make_key
-from .relay_harness import QemuRelay
+from .harness import QemuRelay, make_key
 
 TTL_MINUTES = 1
 TIMER_PERIOD = int(re.search(r"OnUnitActiveSec=(\d+)s", (TEMPLATES / "systemd" / "pairing-ttl.timer").read_text())[1])

@@ -24,8 +24,7 @@ from pairing.program import load_settings
 from pairing.outputs import StackOutputs
 from pairing.up import UpError, default_stack, plan, up_arguments
 
-from .host_side import PROJECT, HostSshd
-from .keys import fido_public_line
+from .harness import PROJECT, HostSshd, fido_public_line
 
 GITHUB_KEYS = {}  # user -> (status, body), served by the fixture below
 

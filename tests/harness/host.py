@@ -20,7 +20,7 @@ from typing import Callable
 
 from .keys import KeyFile, make_key
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .deployment import Deployment, deploy
-from .host_side import PROJECT, Guest, Hook, Tmux, wait_until
+from .host import PROJECT, Guest, Hook, Tmux, wait_until
 
 # Someone's authorized_keys as found: a comment, CRLF line ends, an options
 # line, unicode, and no newline at the end. It must come back byte for byte.
@@ -38,20 +38,10 @@ class Pairing:
         return self.deployment.settings.tmux_session
 
     def hook_argv(self, outputs: Path | None = None) -> list[str]:
-        return [
-            "--outputs", str(outputs or self.outputs),
-            "--identity", str(self.deployment.keys["host"].path),
-            "--target", f"127.0.0.1:{self.deployment.host_sshd.port}",
-            "--authorized-keys", str(self.deployment.authorized_keys),
-            "--tmux-socket", str(self.host_tmux.socket),
-            "--tunnel", self.tunnel,
-        ]
+        return hook_argv(self.deployment, outputs or self.outputs, self.host_tmux, self.tunnel)
 
     def hook_env(self) -> dict[str, str]:
-        # Nothing of this machine's user: no agent, no tmux, no XDG folders outside the temp HOME.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX", "XDG_"))}
-        env.update(HOME=str(self.folder / "home"), SHELL="/bin/sh", PYTHONUNBUFFERED="1")
-        return env
+        return hook_env(self.folder / "home")
 
     def start_hook(self, outputs: Path | None = None) -> Hook:
         return Hook(self.folder / "hooks", self.hook_argv(outputs), self.hook_env())
@@ -69,6 +59,27 @@ class Pairing:
     def authorized_keys(self) -> tuple[bytes, int]:
         path = self.deployment.authorized_keys
         return path.read_bytes(), path.stat().st_mode & 0o777
+
+
+def hook_argv(deployment: Deployment, outputs: Path, tmux: Tmux, tunnel: str) -> list[str]:
+    """`pairing host`'s arguments for this deployment: the host's key and sshd, its authorized_keys
+    and tmux server, the tunnel carried by `tunnel`."""
+    return [
+        "--outputs", str(outputs),
+        "--identity", str(deployment.keys["host"].path),
+        "--target", f"127.0.0.1:{deployment.host_sshd.port}",
+        "--authorized-keys", str(deployment.authorized_keys),
+        "--tmux-socket", str(tmux.socket),
+        "--tunnel", tunnel,
+    ]
+
+
+def hook_env(home: Path) -> dict[str, str]:
+    """The hook's environment, HOME the temp one."""
+    # Nothing of this machine's user: no agent, no tmux, no XDG folders outside the temp HOME.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "TMUX", "XDG_"))}
+    env.update(HOME=str(home), SHELL="/bin/sh", PYTHONUNBUFFERED="1")
+    return env
 
 
 def pairing_session(keys, tmp_path_factory, tunnel: str = "paramiko", **deployed):

@@ -18,9 +18,10 @@ from pairing.relay_documents import RelayHostKey, user_data
 from pairing.settings import Settings, settings_from
 from pairing.sshkeys import PublicKey, parse_public_key
 
-from .host_side import HostSshd
+from .host import HostSshd
 from .keys import KeyFile, make_key
-from .relay_harness import DEFAULT_SUITE, Relay
+from .relay import Relay
+from .rootfs import DEFAULT_SUITE
 
 # OpenSSH clients in tests read nothing of the machine's own ~/.ssh or /etc/ssh.
 CLIENT_ISOLATION = ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
