@@ -4,6 +4,7 @@
   in sandbox.py's namespaces, reachable through netns.py's veth), or booted under QEMU (qemu.py);
   `python -m tests.harness build|run|cleanup` by hand (__main__.py, cleanup.py);
 - the host's side: a private sshd, tmux servers, guests' OpenSSH clients, the hook (host.py);
+- a guest with Debian 11's OpenSSH 8.4, chrooted (old_guest.py);
 - a whole deployment (deployment.py) and the pairing session the end-to-end tests share (session.py);
 - real keys made by ssh-keygen (keys.py), raw SSH requests and the server's answers (ssh_probe.py),
   ssh-audit's verdict on a server (audit.py).
@@ -16,6 +17,7 @@ from .commands import CloudInitError, HarnessError, MissingPrerequisite, childre
 from .deployment import Deployment, client_env, deploy, first_line
 from .host import PROJECT, Guest, Hook, HostSshd, Tmux, free_port, stop_process, wait_until
 from .keys import KeyFile, fido_private_file, fido_public_line, locked_copy, make_key
+from .old_guest import OldGuest
 from .qemu import QemuRelay
 from .relay import Relay
 from .rootfs import DEFAULT_SUITE, SUITES
@@ -26,7 +28,7 @@ from .ssh_probe import ADMINISTRATIVELY_PROHIBITED, SESSION_REQUESTS, OpenRefuse
 __all__ = [
     "ADMINISTRATIVELY_PROHIBITED", "DEFAULT_SUITE", "DHEAT", "JUSTIFIED", "findings", "ssh_audit", "ORIGINAL_KEYS", "ORIGINAL_MODE", "PROJECT", "SESSION_REQUESTS",
     "SUITES", "CloudInitError", "Deployment", "Guest", "HarnessError", "Hook", "HostSshd", "KeyFile",
-    "MissingPrerequisite", "OpenRefused", "Pairing", "Probe", "QemuRelay", "Relay", "Tmux", "children", "client_env",
+    "MissingPrerequisite", "OldGuest", "OpenRefused", "Pairing", "Probe", "QemuRelay", "Relay", "Tmux", "children", "client_env",
     "deploy", "fido_private_file", "fido_public_line", "first_line", "free_port", "guest_list", "hook_argv",
     "hook_env", "join", "locked_copy", "make_key", "pairing_session", "running_hook", "stop_process", "wait_until",
 ]

@@ -167,9 +167,11 @@ class Guest:
     identity, and the invite's config included unchanged.
     """
 
-    def __init__(self, folder: Path, name: str, key: KeyFile, invite: Path) -> None:
+    def __init__(self, folder: Path, name: str, key: KeyFile, invite: Path, wrap: tuple[str, ...] = ()) -> None:
+        """wrap: words before `ssh`, e.g. to run another OpenSSH (old_guest.OldGuest.wrap)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.name = name
+        self.wrap = wrap
         self.config = folder / f"{name}.ssh_config"
         self.config.write_text(
             f"Host *\n    IdentityFile {key.path}\n    IdentitiesOnly yes\n    BatchMode yes\n\nInclude {invite}\n"
@@ -178,7 +180,7 @@ class Guest:
         self.log = folder / f"{name}.ssh.log"
 
     def command(self, *extra: str) -> list[str]:
-        return ["ssh", "-F", str(self.config), "-E", str(self.log), *extra, "pairing"]
+        return [*self.wrap, "ssh", "-F", str(self.config), "-E", str(self.log), *extra, "pairing"]
 
     def connect(self, cwd: Path | None = None) -> None:
         """cwd: the folder the guest runs ssh in (default: the tests')."""
