@@ -44,9 +44,12 @@ def _socket_path(text: str) -> str:
     return text
 
 
-def _authorized_keys(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys",
-                        metavar="PATH", help=help)
+def _authorized_keys(parser: argparse.ArgumentParser, help: str, default: Path | None = None) -> None:
+    """host and up: no default (None), so that giving it is told apart (hook.own_sshd.system_sshd)."""
+    parser.add_argument("--authorized-keys", type=Path, default=default, metavar="PATH", help=help)
+
+
+AUTHORIZED_KEYS = Path.home() / ".ssh" / "authorized_keys"
 
 
 def _common() -> dict[str, argparse.ArgumentParser]:
@@ -69,7 +72,8 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     host.add_argument("--target", type=_target, metavar="HOST:PORT",
                       help="your system's sshd, which then gets the guests' keys in --authorized-keys (default: "
                            "pairing runs its own sshd, as you, on 127.0.0.1, and touches nothing in ~/.ssh)")
-    _authorized_keys(host, "with --target: the authorized_keys file your sshd reads for you (default: ~/.ssh/authorized_keys)")
+    _authorized_keys(host, "the authorized_keys file your system's sshd reads for you; given, it means your system's "
+                           "sshd, at --target or localhost:22 (default with --target: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                       help="tmux socket of your session (default: tmux's own)")
     host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
@@ -97,14 +101,15 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (default: t3.micro)")
     up.add_argument("--port", type=int, metavar="PORT", help="the tunnel's port on the relay (default: 1337)")
     up.add_argument("--session", metavar="NAME", help="your tmux session (default: pair)")
-    up.add_argument("--sshd-key", metavar="LINE", help="your sshd's host key line (default: /etc/ssh/ssh_host_ed25519_key.pub)")
+    up.add_argument("--sshd-key", metavar="LINE", help="your sshd's host key line (default: that of pairing's own sshd, `pairing sshd-key`; "
+                         "with --target: /etc/ssh/ssh_host_ed25519_key.pub)")
     up.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
                     help="where to write the guest's ssh config (default: ./pairing.conf)")
     up.add_argument("--keep", action="store_true", help="keep the relay when you stop (default: ask, or destroy)")
 
     down = commands.add_parser("down", parents=[common["stack"], common["backend"]],
                                help="destroy the relay and remove any guest keys left behind")
-    _authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)")
+    _authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)", AUTHORIZED_KEYS)
 
     commands.add_parser("ls", parents=[common["backend"]],
                         help="list the relays in the backend: owner, region, address, time left",
@@ -128,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[common["source"], common["backend"]],
                                  help="the relay, its time left, the tunnel and the guests")
-    _authorized_keys(status, argparse.SUPPRESS)
+    _authorized_keys(status, argparse.SUPPRESS, AUTHORIZED_KEYS)
     status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="tmux socket of your session (default: tmux's own)")
 

@@ -31,7 +31,7 @@ from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
 from .guests import LOOPBACK_SOURCES, guest_lines, instructions
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
-from .own_sshd import lock_path
+from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
 from .sshd import PrivateSshd, SshdError, key_path
 
@@ -41,7 +41,7 @@ GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
 __all__ = [
     "GIVE_UP_GRACE", "LOOPBACK_SOURCES", "Console", "HookRecord", "HookStatus", "HostOptions", "PreflightError",
     "SingleHook", "StatusLine", "cmd_host", "fido_refusal", "guest_lines", "instructions", "probe_relay",
-    "lock_path", "probe_sshd", "read_state", "relay_endpoint", "run", "state_file",
+    "lock_path", "probe_sshd", "read_state", "system_sshd", "relay_endpoint", "run", "state_file",
 ]
 
 
@@ -175,8 +175,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
 
 def cmd_host(args) -> int:
     """`pairing host`: the stack's outputs (Pulumi CLI or --outputs FILE), then the hook until it stops."""
+    target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel))
+    return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel))
 
 
 def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: Console) -> set[str]:

@@ -39,6 +39,15 @@ def lock_path(session: str, tmux_socket: str | None, make: bool = True) -> Path:
     return sshd_folder(session, tmux_socket, make) / "authorized_keys"
 
 
+def system_sshd(target: tuple[str, int] | None, authorized_keys: Path | None) -> tuple[tuple[str, int] | None, Path]:
+    """`pairing host`/`up`'s mode from --target and --authorized-keys: either given means the system's sshd (at
+    the target, else localhost:22; its keys in authorized_keys, else ~/.ssh's); neither, the hook's own
+    (target None; the path is then unused)."""
+    if target is None and authorized_keys is None:
+        return None, Path.home() / ".ssh" / "authorized_keys"
+    return target or ("localhost", 22), authorized_keys or Path.home() / ".ssh" / "authorized_keys"
+
+
 def check_own_sshd(host_user: str, pinned: PublicKey) -> Path:
     """The account guests log in as is this one, and the key they pin is the own sshd's (made if absent).
     Returns the host key's path."""
