@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from pairing import authorized_keys as ak
+from pairing.forced_command import guest_line, tmux_attach_command
 from pairing.outputs import StackOutputs, render_outputs
 from pairing.relay_documents import RelayHostKey, user_data
 from pairing.instance_types import SIZES_OF_FAMILY
@@ -379,8 +380,8 @@ def files(draw) -> str:
     return text
 
 
-block_lines = st.lists(st.builds(lambda body, c: ak.guest_line(parse_public_key(f"{body} {c}".strip()),
-                                                                ak.tmux_attach_command("pair", False)),
+block_lines = st.lists(st.builds(lambda body, c: guest_line(parse_public_key(f"{body} {c}".strip()),
+                                                                tmux_attach_command("pair", False)),
                                  key_bodies(), comments), min_size=1, max_size=4)
 
 
