@@ -1,4 +1,4 @@
-"""Command line: `pairing up|down|ls|host|invite|status|doctor` (also `python -m pairing ...`).
+"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key` (also `python -m pairing ...`).
 
 Only the arguments and a table of handlers: each command's code lives with its concern.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 from .authorized_keys import AuthorizedKeysError
 from .doctor import cmd_doctor
 from .hook import PreflightError, cmd_host
+from .hook.own_sshd import cmd_sshd_key
 from .invite import cmd_invite
 from .outputs import OutputsError
 from .relays import cmd_ls
@@ -22,7 +23,7 @@ from .tunnel import CARRIERS
 from .up import UpError, cmd_down, cmd_up, default_stack
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
-            "status": cmd_status, "doctor": cmd_doctor}
+            "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key}
 
 
 def _target(text: str) -> tuple[str, int]:
@@ -43,9 +44,12 @@ def _socket_path(text: str) -> str:
     return text
 
 
-def _authorized_keys(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument("--authorized-keys", type=Path, default=Path.home() / ".ssh" / "authorized_keys",
-                        metavar="PATH", help=help)
+def _authorized_keys(parser: argparse.ArgumentParser, help: str, default: Path | None = None) -> None:
+    """host and up: no default (None), so that giving it is told apart (hook.own_sshd.system_sshd)."""
+    parser.add_argument("--authorized-keys", type=Path, default=default, metavar="PATH", help=help)
+
+
+AUTHORIZED_KEYS = Path.home() / ".ssh" / "authorized_keys"
 
 
 def _common() -> dict[str, argparse.ArgumentParser]:
@@ -65,9 +69,11 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     host = argparse.ArgumentParser(add_help=False)
     host.add_argument("--identity", type=Path, metavar="PATH",
                       help="private key of pairing:hostPublicKey (default: the matching ~/.ssh/id_* or ssh-agent key)")
-    host.add_argument("--target", type=_target, default=("localhost", 22), metavar="HOST:PORT",
-                      help="your sshd (default: localhost:22)")
-    _authorized_keys(host, "the authorized_keys file your sshd reads for you (default: ~/.ssh/authorized_keys)")
+    host.add_argument("--target", type=_target, metavar="HOST:PORT",
+                      help="your system's sshd, which then gets the guests' keys in --authorized-keys (default: "
+                           "pairing runs its own sshd, as you, on 127.0.0.1, and touches nothing in ~/.ssh)")
+    _authorized_keys(host, "the authorized_keys file your system's sshd reads for you; given, it means your system's "
+                           "sshd, at --target or localhost:22 (default with --target: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                       help="tmux socket of your session (default: tmux's own)")
     host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
@@ -95,14 +101,15 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (default: t3.micro)")
     up.add_argument("--port", type=int, metavar="PORT", help="the tunnel's port on the relay (default: 1337)")
     up.add_argument("--session", metavar="NAME", help="your tmux session (default: pair)")
-    up.add_argument("--sshd-key", metavar="LINE", help="your sshd's host key line (default: /etc/ssh/ssh_host_ed25519_key.pub)")
+    up.add_argument("--sshd-key", metavar="LINE", help="your sshd's host key line (default: that of pairing's own sshd, `pairing sshd-key`; "
+                         "with --target: /etc/ssh/ssh_host_ed25519_key.pub)")
     up.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
                     help="where to write the guest's ssh config (default: ./pairing.conf)")
     up.add_argument("--keep", action="store_true", help="keep the relay when you stop (default: ask, or destroy)")
 
     down = commands.add_parser("down", parents=[common["stack"], common["backend"]],
                                help="destroy the relay and remove any guest keys left behind")
-    _authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)")
+    _authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)", AUTHORIZED_KEYS)
 
     commands.add_parser("ls", parents=[common["backend"]],
                         help="list the relays in the backend: owner, region, address, time left",
@@ -111,8 +118,9 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parser("host", parents=[common["source"], common["backend"], common["host"]],
                         help="run the hook: hold the tunnel and let guests into your tmux",
-                        description="The hook: hold the reverse tunnel from the relay to your sshd, put the guests' keys "
-                                    "in authorized_keys (forced to tmux attach) until you stop it.")
+                        description="The hook: run your own sshd for the guests (their keys forced to tmux attach), "
+                                    "hold the reverse tunnel from the relay to it, until you stop it. With --target: "
+                                    "your system's sshd, the guests' keys in authorized_keys meanwhile.")
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
                                  help="write the guest's ssh config and print their command")
@@ -125,13 +133,18 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[common["source"], common["backend"]],
                                  help="the relay, its time left, the tunnel and the guests")
-    _authorized_keys(status, argparse.SUPPRESS)
+    _authorized_keys(status, argparse.SUPPRESS, AUTHORIZED_KEYS)
     status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="tmux socket of your session (default: tmux's own)")
 
+    commands.add_parser("sshd-key", help="print the host key of pairing's own sshd (made the first time): what guests pin",
+                        description="The public line of the ED25519 host key pairing host's own sshd presents, made "
+                                    "once under ~/.local/share/pairing/sshd; the default of pairing:hostSshdKey.")
+
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem")
-    doctor.add_argument("--target", type=_target, default=("localhost", 22), metavar="HOST:PORT",
-                        help="your sshd (default: localhost:22)")
+    doctor.add_argument("--target", type=_target, metavar="HOST:PORT",
+                        help="check your system's sshd there, for `pairing host --target` (default: check the sshd "
+                             "binary pairing runs on its own)")
     return top
 
 

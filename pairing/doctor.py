@@ -109,6 +109,45 @@ def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path | Non
     return Check("sshd", True, f"{banner} on {host}:{port}; host key {host_key}")
 
 
+def check_sshd_binary() -> Check:
+    """What `pairing host` runs without --target: the system's sshd binary, as this user. `sshd -t` on the
+    config it would write, with a throwaway host key (nothing of the user's is made or read)."""
+    import tempfile
+
+    from .hook.sshd import SshdError, find_sshd, render_config
+
+    try:
+        sshd = find_sshd()
+    except SshdError as exc:
+        return Check("sshd", False, str(exc).partition(";")[0], "install it: sudo apt-get install openssh-server "
+                     "(it need not run: pairing starts its own, as you)")
+    version = subprocess.run([str(sshd), "-V"], capture_output=True, text=True).stderr.split(",")[0].strip() or "?"
+    if os.geteuid() == 0:
+        return Check("sshd", False, f"{sshd} ({version}), but you are root, whom pairing's own sshd never lets in",
+                     "run pairing as your own user, or pass --target to use your running sshd")
+    user = __import__("pwd").getpwuid(os.geteuid()).pw_name
+    with tempfile.TemporaryDirectory(prefix="pairing-doctor-") as folder:
+        key = Path(folder) / "host_key"
+        made = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        if made.returncode:
+            return Check("sshd", False, f"{sshd} ({version}): ssh-keygen could not make a test key: "
+                         f"{made.stderr.strip()}", "install openssh-client")
+        try:
+            config = render_config(user, 2222, Path(folder), key)
+        except SshdError as exc:
+            return Check("sshd", False, f"{sshd} ({version}): {exc}", "run pairing as another user")
+        (Path(folder) / "sshd_config").write_text(config)
+        tested = subprocess.run([str(sshd), "-t", "-f", str(Path(folder) / "sshd_config")], capture_output=True,
+                                text=True, stdin=subprocess.DEVNULL)
+    said = (tested.stderr.strip().splitlines() or [""])[-1]
+    if tested.returncode:
+        return Check("sshd", False, f"{sshd} ({version}) refuses pairing's config as {user}: {said}",
+                     "install OpenSSH 9.2 or newer (openssh-server), or pass --target to use your running sshd")
+    return Check("sshd", True, f"{sshd} ({version}) accepts pairing's config as {user}; pairing runs it on 127.0.0.1 "
+                 "(no sshd need be running)")
+
+
 def check_tmux() -> Check:
     version = _version(["tmux", "-V"]) if shutil.which("tmux") else None
     return Check("tmux", version is not None, version or "not installed",
@@ -144,10 +183,11 @@ def check_identity(home: Path | None = None, given: Path | None = None) -> Check
                  "make one: ssh-keygen -t ed25519, or pass --identity PATH")
 
 
-def run_checks(target: tuple[str, int] = ("localhost", 22), identity: Path | None = None,
+def run_checks(target: tuple[str, int] | None = None, identity: Path | None = None,
                sshd_key_given: bool = False) -> list[Check]:
-    return [check_python(), check_pulumi(), check_aws_credentials(),
-            check_sshd(target, None if sshd_key_given else LOCAL_SSHD_KEY), check_tmux(),
+    """target None: pairing's own sshd (the binary is checked); else the system sshd listening there."""
+    sshd = check_sshd_binary() if target is None else check_sshd(target, None if sshd_key_given else LOCAL_SSHD_KEY)
+    return [check_python(), check_pulumi(), check_aws_credentials(), sshd, check_tmux(),
             check_openssh(), check_identity(given=identity)]
 
 

@@ -161,7 +161,19 @@ def _tmux_session(raw: Any) -> str:
 
 
 def _local_sshd_key() -> str | None:
-    """The host's own sshd key, which guests pin for the second hop."""
+    """The key of `pairing host`'s own sshd (made the first time, under the data folder), which guests
+    pin for the second hop. (`pairing up --target` sets the system sshd's, system_sshd_key().)"""
+    from .backend import data_dir
+    from .hook.sshd import SshdError, host_key  # late: the hook's package imports the settings
+
+    try:
+        return host_key(data_dir()).line
+    except (SshdError, OSError):
+        return None
+
+
+def system_sshd_key() -> str | None:
+    """The system sshd's key, for `--target`: what guests pin when the system's sshd serves them."""
     try:
         return LOCAL_SSHD_KEY.read_text().strip()
     except OSError:
@@ -171,8 +183,8 @@ def _local_sshd_key() -> str | None:
 def _sshd_key(raw: Any) -> PublicKey:
     if raw is None:
         raise ValueError(
-            f"is not set and {LOCAL_SSHD_KEY} is not readable; install openssh-server on the host, "
-            "or set it to your sshd's host key line (ssh-keyscan -t ed25519 localhost)"
+            "is not set and the key of pairing's own sshd could not be made or read; run `pairing sshd-key` to see "
+            "why, or set it to your sshd's host key line (ssh-keyscan -t ed25519 localhost)"
         )
     return _one_key(raw)
 
@@ -196,7 +208,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ttlMinutes", _ttl_minutes, lambda: 240, "the relay terminates itself this many minutes after boot"),
     Setting("hostUser", _host_user, getpass.getuser, "the host account guests land in"),
     Setting("tmuxSession", _tmux_session, lambda: "pair", "the host's tmux session guests attach to"),
-    Setting("hostSshdKey", _sshd_key, _local_sshd_key, "the host sshd's host key, pinned by guests"),
+    Setting("hostSshdKey", _sshd_key, _local_sshd_key, "the host sshd's host key, pinned by guests (default: pairing's own, `pairing sshd-key`)"),
     Setting("relayImage", _relay_image, lambda: None,
             "an AMI id to boot instead of the newest Debian 13 found on the first deploy (pin, or opt into a new one)"),
 )

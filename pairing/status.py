@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from . import backend as backends
-from .hook import read_state
+from .hook import lock_path, read_state
 from .stack_cli import read_outputs
 from .tmux import Tmux
 
@@ -17,7 +17,10 @@ def cmd_status(args) -> int:
     remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
     clients = Tmux(args.tmux_socket).snapshot(outputs.tmux_session).clients if Tmux.installed() else ()
     typing = sum(1 for c in clients if not c.read_only)
-    hook = read_state(args.authorized_keys)
+    # The hook with its own sshd (locked on its folder), else one with --target (on authorized_keys).
+    hook = read_state(lock_path(outputs.tmux_session, args.tmux_socket, make=False))
+    if not hook.running:
+        hook = read_state(args.authorized_keys)
     record = hook.record
     if not hook.running:
         tunnel = "not held: run pairing host"

@@ -21,12 +21,12 @@ from typing import Callable
 from . import backend as backends
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
-from .hook import HostOptions, PreflightError, SingleHook, fido_refusal, run
+from .hook import HostOptions, PreflightError, SingleHook, fido_refusal, lock_path, run, system_sshd
 from .invite import write_invite
 from .keysources import KeySourceError, keys_from, keys_from_all
 from .outputs import OutputsError, StackOutputs
 from .stack_cli import PROJECT_DIR
-from .settings import NAMESPACE, ConfigError, Settings, settings_from
+from .settings import LOCAL_SSHD_KEY, NAMESPACE, ConfigError, Settings, settings_from, system_sshd_key
 from .sshkeys import is_fido
 
 STACK_PREFIX = "pair"
@@ -95,6 +95,12 @@ def stack_config(args, home: Path, environ: dict[str, str]) -> dict[str, str]:
         "instanceType": args.instance_type, "tmuxSession": args.session, "hostSshdKey": args.sshd_key,
     }
     raw.update({key: value for key, value in optional.items() if value is not None})
+    if args.sshd_key is None and getattr(args, "target", None) is not None:
+        # --target: guests land on the system sshd, so they pin its key, not pairing's own (the default).
+        raw["hostSshdKey"] = system_sshd_key()
+        if raw["hostSshdKey"] is None:
+            raise UpError(f"--target: {LOCAL_SSHD_KEY} (your sshd's key, which guests pin) is not readable; "
+                          "pass its key line with --sshd-key (ssh-keyscan -t ed25519 localhost)")
     config = {f"{NAMESPACE}:{key}": _config_text(value) for key, value in raw.items()}
     region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if region:
@@ -173,9 +179,12 @@ def deploy(up_plan: UpPlan, say: Callable[[str], None] = print) -> StackOutputs:
         raise UpError(str(exc)) from None
 
 
-def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path, say: Callable[[str], None] = print) -> None:
+def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path | None,
+            say: Callable[[str], None] = print) -> None:
+    """authorized_keys None: the hook ran its own sshd and left nothing in ~/.ssh to clean."""
     # The guests' keys first: they need no Pulumi, and must not outlive a failed destroy.
-    remove_guest_keys(authorized_keys, say)
+    if authorized_keys is not None:
+        remove_guest_keys(authorized_keys, say)
     require_pulumi()
     stack = open_stack(stack_name, backend, create=False)
     stack.destroy(on_output=say)
@@ -217,9 +226,13 @@ def ask_to_destroy(keep: bool) -> bool:
 def cmd_up(args) -> int:
     # First of all: a session already running for this authorized_keys (its relay, its invite)
     # is left alone. The lock is held from here to the hook's end, so no second run slips in.
-    lock = SingleHook(args.authorized_keys, command="up")
+    # Without --target, the lock is on the own sshd's folder for the tmux session (settings' default: pair).
+    args.target, args.authorized_keys = system_sshd(args.target, args.authorized_keys)
+    own = args.target is None
+    lock = SingleHook(lock_path(args.session or "pair", args.tmux_socket) if own else args.authorized_keys, command="up")
     try:
-        AuthorizedKeysFile(args.authorized_keys).check_owner()
+        if not own:
+            AuthorizedKeysFile(args.authorized_keys).check_owner()
         identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
         checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
         print(report(checks))
@@ -240,7 +253,7 @@ def cmd_up(args) -> int:
     finally:
         lock.release()  # before destroy, which takes it to clean up the guests' keys
         if ask_to_destroy(args.keep):
-            destroy(args.stack, up_plan.backend, args.authorized_keys)
+            destroy(args.stack, up_plan.backend, None if own else args.authorized_keys)
         else:
             print(f"the relay keeps running until its TTL; end it with: pairing down --stack {args.stack}")
 

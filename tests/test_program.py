@@ -140,7 +140,7 @@ class Run:
 
 
 def example_config(keys) -> dict[str, object]:
-    """Pulumi.dev.yaml as shipped, with the host's sshd key (normally read from /etc/ssh) given."""
+    """Pulumi.dev.yaml as shipped, with the host's sshd key (normally pairing's own, from the data folder) given."""
     config = yaml.safe_load((PROJECT / "Pulumi.dev.yaml").read_text())["config"]
     return {**config, "pairing:hostSshdKey": keys["sshd"].public_line}
 
@@ -486,3 +486,19 @@ def test_guest_ssh_config_is_valid_for_openssh(keys, tmp_path):
     assert seen["proxyjump"] == "pairing-relay"
     assert seen["stricthostkeychecking"] == "true"
     assert seen["hostkeyalias"] == "pairing-host"
+
+
+@pulumi.runtime.test
+def test_the_sshd_key_defaults_to_pairings_own(keys, tmp_path, monkeypatch):
+    """No pairing:hostSshdKey: guests pin the key of `pairing host`'s own sshd (made once, under the data folder)."""
+    from pairing.hook.sshd import host_key
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    config = {key: value for key, value in example_config(keys).items() if key != "pairing:hostSshdKey"}
+    run = run_program(config)
+
+    def check(out):
+        assert StackOutputs.from_json(out).host_sshd_key == host_key(tmp_path / "pairing")
+        assert out["hostSshdKey"] == host_key(tmp_path / "pairing").bare
+
+    return after_deploy(run, check)

@@ -22,6 +22,7 @@ from pairing import doctor, keysources
 from pairing.cli import parser
 from pairing.program import load_settings
 from pairing.outputs import StackOutputs
+from pairing.sshkeys import parse_public_key
 from pairing.up import UpError, default_stack, plan, up_arguments
 
 from .harness import PROJECT, HostSshd, fido_public_line
@@ -406,3 +407,31 @@ def test_ls_rows(keys):
     ]
     later = dt.datetime(2026, 11, 26, 19, 1, tzinfo=dt.timezone.utc)
     assert rows([Relay("s", None, outputs)], later)[1].endswith("(ended: its TTL has passed)")
+
+
+def test_the_sshd_key_defaults_to_pairings_own_and_to_the_system_sshds_with_target(home, keys, tmp_path, monkeypatch):
+    """No --sshd-key: guests pin the key of pairing's own sshd (the one `pairing sshd-key` prints, made once under
+    the data folder); with --target they land on the system sshd, so they pin its key."""
+    from pairing import settings as settings_module
+    from pairing.hook.sshd import host_key
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    own = plan(up_args("--guest", keys["guest"].public_line, "--region", "eu-west-1"), home=home, environ={})
+    assert own.settings.host_sshd_key == host_key(tmp_path / "data" / "pairing")
+    assert "pairing:hostSshdKey" not in own.config  # the program's default: the same key, on this machine
+    assert plan(up_args("--guest", keys["guest"].public_line, "--region", "eu-west-1"), home=home,
+                environ={}).settings.host_sshd_key == own.settings.host_sshd_key  # made once
+    system = tmp_path / "ssh_host_ed25519_key.pub"
+    system.write_text(keys["sshd"].public_line + "\n")
+    monkeypatch.setattr(settings_module, "LOCAL_SSHD_KEY", system)
+    monkeypatch.setattr("pairing.up.LOCAL_SSHD_KEY", system)
+    targeted = plan(up_args("--guest", keys["guest"].public_line, "--region", "eu-west-1", "--target", "localhost:22"),
+                    home=home, environ={})
+    assert targeted.config["pairing:hostSshdKey"] == keys["sshd"].public_line
+    assert targeted.settings.host_sshd_key.bare == parse_public_key(keys["sshd"].public_line).bare
+    system.unlink()
+    with pytest.raises(UpError) as refused:
+        plan(up_args("--guest", keys["guest"].public_line, "--region", "eu-west-1", "--target", "localhost:22"),
+             home=home, environ={})
+    assert str(refused.value) == (f"--target: {system} (your sshd's key, which guests pin) is not readable; pass its "
+                                  "key line with --sshd-key (ssh-keyscan -t ed25519 localhost)")

@@ -5,6 +5,10 @@ session exists, the guests' keys are in authorized_keys (forced to `tmux
 attach`; guests), the reverse tunnel is held and proven end to end, and the
 console shows the tunnel and who is attached. On exit, authorized_keys gets
 back exactly what it had. One hook per authorized_keys file (lock).
+
+Without --target the guests' sshd is the hook's own (sshd.py, own_sshd.py): the
+system's sshd binary run as the host user on 127.0.0.1, its guests' keys in a
+private folder; ~/.ssh/authorized_keys is not touched, and the lock is on that folder.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from .. import backend as backends
 from ..accounts import GUEST_USER, TUNNEL_USER
 from ..authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
+from ..backend import data_dir
 from ..outputs import StackOutputs
 from ..stack_cli import read_outputs
 from ..tmux import Tmux, TmuxError
@@ -26,7 +31,9 @@ from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
 from .guests import LOOPBACK_SOURCES, guest_lines, instructions
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
+from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
+from .sshd import PrivateSshd, SshdError, key_path
 
 STATUS_EVERY = 1.0
 GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
@@ -34,7 +41,7 @@ GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
 __all__ = [
     "GIVE_UP_GRACE", "LOOPBACK_SOURCES", "Console", "HookRecord", "HookStatus", "HostOptions", "PreflightError",
     "SingleHook", "StatusLine", "cmd_host", "fido_refusal", "guest_lines", "instructions", "probe_relay",
-    "probe_sshd", "read_state", "relay_endpoint", "run", "state_file",
+    "lock_path", "probe_sshd", "read_state", "system_sshd", "relay_endpoint", "run", "state_file",
 ]
 
 
@@ -42,7 +49,7 @@ __all__ = [
 class HostOptions:
     outputs: StackOutputs
     identity: Path | None
-    target: tuple[str, int]
+    target: tuple[str, int] | None  # None: the hook's own sshd
     authorized_keys: Path
     tmux_socket: str | None = None
     tunnel: str = "paramiko"  # a key of CARRIERS
@@ -73,10 +80,13 @@ class _Published:
 def run(options: HostOptions, console: Console | None = None, lock: SingleHook | None = None) -> int:
     """Preflight, then hold everything up until Ctrl-C/SIGTERM or a fatal error. Returns the exit code."""
     outputs = options.outputs
-    lock = lock or SingleHook(options.authorized_keys)  # a second run stops here, having touched nothing
-    keys_file = AuthorizedKeysFile(options.authorized_keys)
+    own = options.target is None
+    # A second run stops here, having touched nothing.
+    lock = lock or SingleHook(lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys)
+    keys_file = None if own else AuthorizedKeysFile(options.authorized_keys)
     try:
-        keys_file.check_owner()
+        if keys_file:
+            keys_file.check_owner()
         identity = preflight(options)
     except BaseException:
         lock.release()
@@ -84,11 +94,24 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
+    sshd = None
+    if own:  # before the tunnel: its target is this sshd's port
+        sshd = PrivateSshd(lock_path(outputs.tmux_session, options.tmux_socket).parent, key_path(data_dir()),
+                           guest_lines(options))
+        try:
+            sshd.start()
+        except (SshdError, OSError) as exc:
+            console.error(str(exc))
+            console.close()
+            lock.release()
+            return 1
+        console.said(f"your own sshd for guests listens on 127.0.0.1:{sshd.port} "
+                     f"(host key {outputs.host_sshd_key.fingerprint}; log {sshd.log})")
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),
         tunnel_port=outputs.tunnel_port,
-        target=options.target,
+        target=("127.0.0.1", sshd.port) if sshd else options.target,
         identity=identity.key,
         identity_file=identity.path,
     )
@@ -108,7 +131,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             console.said(f"created tmux session {outputs.tmux_session!r} (attach yourself: tmux attach -t {outputs.tmux_session})")
         else:
             tmux.keep_clients_in(outputs.tmux_session)
-        keys_file.install(guest_lines(options))
+        if keys_file:
+            keys_file.install(guest_lines(options))
         warned: set[str] = set()
         attached: tuple = ()
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
@@ -133,7 +157,10 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        removed = _remove_block(keys_file, console)
+        if sshd:
+            sshd.stop()  # and every guest's session with it
+            _forget_guests(sshd)
+        removed = _remove_block(keys_file, console) if keys_file else False
         console.close()
         lock.release()
     if failure:
@@ -148,8 +175,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
 
 def cmd_host(args) -> int:
     """`pairing host`: the stack's outputs (Pulumi CLI or --outputs FILE), then the hook until it stops."""
+    target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    return run(HostOptions(outputs, args.identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel))
+    return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel))
 
 
 def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: Console) -> set[str]:
@@ -172,6 +200,14 @@ def _say_comings_and_goings(before: tuple, now: tuple, console: Console) -> None
     for client in before:
         if client not in now:
             console.left(client)
+
+
+def _forget_guests(sshd: PrivateSshd) -> None:
+    """The guests' keys go with the sshd that read them."""
+    try:
+        sshd.authorized_keys.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _remove_block(keys_file: AuthorizedKeysFile, console: Console) -> bool | None:

@@ -27,7 +27,8 @@ def guest_lines(options: HostOptions) -> list[str]:
     # Guests reach a loopback sshd only through the tunnel, whose connections
     # the hook opens from this machine: their keys then work from nowhere else
     # (not from the LAN your sshd may also listen on).
-    sources = LOOPBACK_SOURCES if _is_loopback(options.target[0]) else ()
+    # The own sshd (no --target) listens on 127.0.0.1 only.
+    sources = LOOPBACK_SOURCES if options.target is None or _is_loopback(options.target[0]) else ()
     return [guest_line(k, typing, sources) for k in outputs.guest_keys] + [
         guest_line(k, watching, sources) for k in outputs.viewer_keys
     ]

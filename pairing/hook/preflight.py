@@ -196,7 +196,12 @@ def preflight(options: HostOptions) -> Identity:
                              "openssh-client) or leave out --tunnel")
     expected = outputs.host_public_key
     identity = load_identity(options.identity, expected, options.tunnel)
-    probe_sshd(options.target, outputs.host_sshd_key)
+    if options.target is None:  # its own sshd, started once everything here passed
+        from .own_sshd import check_own_sshd
+
+        check_own_sshd(outputs.host_user, outputs.host_sshd_key)
+    else:
+        probe_sshd(options.target, outputs.host_sshd_key)
     probe_relay(relay_endpoint(outputs, TUNNEL_USER))
     return identity
 

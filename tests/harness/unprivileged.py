@@ -1,0 +1,105 @@
+"""A host user with nothing: uid 65534 with a temp home (no ~/.ssh), an account in a private passwd
+bind-mounted in a mount namespace, a /dev/pts that gives terminals the tty group (as systemd mounts it;
+this machine's has no gid=5) and an empty /etc/ssh there, so nothing of the system sshd's is read.
+For `pairing host`'s own sshd; the machine's own ~/.ssh, /etc/ssh and /etc/passwd are never touched.
+
+uid 65534 cannot reach this venv's interpreter (under root's home): the system's python of the same
+version runs pairing, with the venv's packages on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from .host import PROJECT
+
+NOBODY = 65534
+USER = "pairtest"  # uid 65534's name in the private passwd (nss-systemd calls "nobody" locked)
+PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+SITE = sysconfig.get_paths()["purelib"]
+
+
+class UnprivilegedHost:
+    def __init__(self) -> None:
+        self.top = Path(tempfile.mkdtemp(prefix="pairing-own-"))  # outside root's 0700 pytest folder
+        self.top.chmod(0o755)
+        self.home = self.top / "home"
+        self.home.mkdir(mode=0o700)
+        os.chown(self.home, NOBODY, NOBODY)
+        self.passwd = self.top / "passwd"
+        entries = [line for line in Path("/etc/passwd").read_text().splitlines() if line.split(":")[2] != str(NOBODY)]
+        self.passwd.write_text("\n".join(entries + [f"{USER}:x:{NOBODY}:{NOBODY}::{self.home}:/bin/sh"]) + "\n")
+        self.passwd.chmod(0o644)
+        self.empty = self.top / "empty"
+        self.empty.mkdir()
+
+    def give(self, source: Path, name: str) -> Path:
+        """A copy of a file of ours (e.g. the host's private key) in the home, uid 65534's, mode 600."""
+        path = self.home / name
+        shutil.copyfile(source, path)
+        os.chown(path, NOBODY, NOBODY)
+        path.chmod(0o600)
+        return path
+
+    def prefix(self, *, python: bool = True) -> tuple[str, ...]:
+        """What runs a command as uid 65534 in its namespace. python: the command's first word (the
+        venv's interpreter, as Hook gives it) is replaced by the system's."""
+        mounts = ['mount --bind "$0" /etc/passwd', 'mount --bind "$1" /etc/ssh',
+                  "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts",
+                  "mount --bind /dev/pts/ptmx /dev/ptmx"]
+        run = (f'shift {2 if python else 1} && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups '
+               f'{PYTHON if python else ""} "$@"')
+        return ("unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join([*mounts, run]),
+                str(self.passwd), str(self.empty))
+
+    @property
+    def env(self) -> dict[str, str]:
+        """No agent, no XDG folders, no tmux of this machine's user."""
+        return {"HOME": str(self.home), "PATH": os.environ["PATH"], "PYTHONPATH": f"{PROJECT}:{SITE}",
+                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
+
+    def pairing(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """`python -m pairing ARGV` as uid 65534."""
+        return subprocess.run([*self.prefix(), "python", "-m", "pairing", *argv], env=self.env, cwd=PROJECT,
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid`, by PID, with its start time (so a reused PID is not mistaken for it)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()
+            parents[int(name)] = (int(fields[1]), fields[19])
+        except (OSError, ValueError):
+            pass
+    found, frontier = {}, [pid]
+    while frontier:
+        at = frontier.pop()
+        for child, (ppid, started) in parents.items():
+            if ppid == at and child not in found:
+                found[child] = started
+                frontier.append(child)
+    return found
+
+
+def alive(processes: dict[int, str]) -> list[str]:
+    """The command lines of those still running (not zombies)."""
+    left = []
+    for pid, started in processes.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            if fields[19] == started and fields[0] != "Z":
+                left.append(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "))
+        except OSError:
+            pass
+    return left
