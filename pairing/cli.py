@@ -1,4 +1,4 @@
-"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key` (also `python -m pairing ...`).
+"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct` (also `python -m pairing ...`).
 
 Only the arguments and a table of handlers: each command's code lives with its concern.
 """
@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 from .authorized_keys import AuthorizedKeysError
+from .direct import cmd_direct, listen_address
 from .doctor import cmd_doctor
 from .hook import PreflightError, cmd_host
 from .hook.own_sshd import cmd_sshd_key
 from .invite import cmd_invite
 from .outputs import OutputsError
 from .relays import cmd_ls
+from .settings import _tmux_session
 from .sshkeys import shorten
 from .status import cmd_status
 from .text import UnsafeText, unprintable
@@ -23,7 +25,7 @@ from .tunnel import CARRIERS
 from .up import UpError, cmd_down, cmd_up, default_stack
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
-            "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key}
+            "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct}
 
 
 def _target(text: str) -> tuple[str, int]:
@@ -42,6 +44,13 @@ def _socket_path(text: str) -> str:
                                          "characters, or a backslash); give the path of your tmux socket, "
                                          "e.g. /tmp/pair.sock")
     return text
+
+
+def _session_name(text: str) -> str:
+    try:
+        return _tmux_session(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _authorized_keys(parser: argparse.ArgumentParser, help: str, default: Path | None = None) -> None:
@@ -121,6 +130,27 @@ def parser() -> argparse.ArgumentParser:
                         description="The hook: run your own sshd for the guests (their keys forced to tmux attach), "
                                     "hold the reverse tunnel from the relay to it, until you stop it. With --target: "
                                     "your system's sshd, the guests' keys in authorized_keys meanwhile.")
+
+    direct = commands.add_parser(
+        "direct", help="no relay: your own sshd on a LAN or VPN address, an invite straight to it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run pairing's own sshd (as you, publickey only, guests forced to tmux attach) on one address "
+                    "of this machine\nthat your guests reach (a LAN or VPN one, e.g. Tailscale's), write an invite "
+                    "straight to it with its\nhost key pinned, and let guests in until Ctrl-C. No relay, no AWS.\n\n"
+                    "example:\n    pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222")
+    direct.add_argument("--guest", action="append", metavar="SOURCE", help="a guest who may type (repeat for more)")
+    direct.add_argument("--viewer", action="append", metavar="SOURCE", help="a guest who may only watch (repeat for more)")
+    direct.add_argument("--listen", type=listen_address, required=True, metavar="ADDRESS[:PORT]",
+                        help="the one address of this machine the sshd listens on (default port: a free one, "
+                             "said at start and in the invite)")
+    direct.add_argument("--listen-all", action="store_true",
+                        help="allow --listen 0.0.0.0 or ::, every address of this machine, public ones too")
+    direct.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
+                        help="where to write the guest's ssh config (default: ./pairing.conf)")
+    direct.add_argument("--session", type=_session_name, default="pair", metavar="NAME",
+                        help="your tmux session (default: pair)")
+    direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
+                        help="tmux socket of your session (default: tmux's own)")
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
                                  help="write the guest's ssh config and print their command")

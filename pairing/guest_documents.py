@@ -35,6 +35,16 @@ class GuestRoute:
     host_sshd_key: PublicKey
 
 
+@dataclass(frozen=True)
+class DirectRoute:
+    """`pairing direct`: the host's own sshd, reached straight (a LAN or VPN address), no relay."""
+
+    address: str  # an IP address (pairing.direct parsed it)
+    port: int
+    host_user: str
+    host_sshd_key: PublicKey
+
+
 def known_hosts_pattern(address: str, port: int) -> str:
     """How OpenSSH and paramiko file a server's key in known_hosts."""
     return address if port == 22 else f"[{address}]:{port}"
@@ -72,10 +82,12 @@ def _relay_hop(route: GuestRoute, known_hosts: str | None = None) -> list[tuple[
     ]
 
 
-def _host_hop(route: GuestRoute, known_hosts: str | None = None) -> list[tuple[str, str]]:
+def _host_hop(route: GuestRoute | DirectRoute, known_hosts: str | None = None) -> list[tuple[str, str]]:
+    """The hop to the host's sshd: through the relay's tunnel (GuestRoute) or straight (DirectRoute)."""
+    where = (route.address, route.port) if isinstance(route, DirectRoute) else ("localhost", route.tunnel_port)
     return [
-        ("HostName", "localhost"),
-        ("Port", str(route.tunnel_port)),
+        ("HostName", where[0]),
+        ("Port", str(where[1])),
         ("User", route.host_user),
         *_pinning(HOST_ALIAS, route.host_sshd_key, known_hosts),
         ("RequestTTY", "yes"),
@@ -100,6 +112,13 @@ def ssh_config(route: GuestRoute, known_hosts: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def direct_config(route: DirectRoute) -> str:
+    """An ssh_config for `ssh -F FILE pairing` straight to the host's sshd, its key pinned inline."""
+    lines = ["# pairing: connect with  ssh -F THIS_FILE pairing", f"Host {GUEST_HOST}"]
+    lines += [_option_line(k, v) for k, v in _host_hop(route)]
+    return "\n".join(lines) + "\n"
+
+
 def _option_line(key: str, value: str) -> str:
     """One ssh_config line. ssh_config has no quoting that would make a second line or a
     `Match exec` harmless, so a value that could carry one is refused, not escaped."""
@@ -119,4 +138,10 @@ def command(route: GuestRoute) -> str:
             f"{GUEST_USER}@{route.relay_address}"]
     argv = ["ssh", *_options(_host_hop(route)), f"-oProxyCommand={shlex.join(jump)}",
             "-p", str(route.tunnel_port), f"{route.host_user}@localhost"]
+    return printable(shlex.join(argv), "the guest's ssh command")
+
+
+def direct_command(route: DirectRoute) -> str:
+    """The one command (OpenSSH 8.5+) straight to the host's sshd."""
+    argv = ["ssh", *_options(_host_hop(route)), "-p", str(route.port), f"{route.host_user}@{route.address}"]
     return printable(shlex.join(argv), "the guest's ssh command")

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .. import backend as backends
 from ..accounts import GUEST_USER, TUNNEL_USER
@@ -127,29 +128,13 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     stop_signals = (signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
     try:
-        if tmux.ensure_session(outputs.tmux_session):
-            console.said(f"created tmux session {outputs.tmux_session!r} (attach yourself: tmux attach -t {outputs.tmux_session})")
-        else:
-            tmux.keep_clients_in(outputs.tmux_session)
+        open_session(tmux, outputs.tmux_session, console)
         if keys_file:
             keys_file.install(guest_lines(options))
-        warned: set[str] = set()
-        attached: tuple = ()
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
-        while worker.is_alive():
-            try:
-                worker.join(STATUS_EVERY)
-                now = tmux.snapshot(outputs.tmux_session)
-                if not now.exists and tmux.ensure_session(outputs.tmux_session):
-                    console.said(f"tmux session {outputs.tmux_session!r} was gone; created a new one for guests to attach to")
-                if outputs.viewer_keys:
-                    warned = _warn_about_other_sessions(now.others, warned, console)
-                _say_comings_and_goings(attached, now.clients, console)
-                attached = now.clients
-                console.status(status_text(events.state.state, events.state.since, now.clients))
-            except KeyboardInterrupt:
-                tunnel.stop()
+        watch(tmux, outputs.tmux_session, console, bool(outputs.viewer_keys), worker.is_alive, worker.join,
+              tunnel.stop, lambda clients: status_text(events.state.state, events.state.since, clients))
     except (AuthorizedKeysError, TmuxError) as exc:
         tunnel.stop()
         console.error(str(exc))
@@ -159,7 +144,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             signal.signal(sig, handler)
         if sshd:
             sshd.stop()  # and every guest's session with it
-            _forget_guests(sshd)
+            forget_guests(sshd)
         removed = _remove_block(keys_file, console) if keys_file else False
         console.close()
         lock.release()
@@ -178,6 +163,36 @@ def cmd_host(args) -> int:
     target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
     return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel))
+
+
+def open_session(tmux: Tmux, session: str, console: Console) -> None:
+    """The session guests attach to: made if absent, else kept from closing with its last client."""
+    if tmux.ensure_session(session):
+        console.said(f"created tmux session {session!r} (attach yourself: tmux attach -t {session})")
+    else:
+        tmux.keep_clients_in(session)
+
+
+def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Callable[[], bool],
+          wait: Callable[[float], object], stop: Callable[[], None], status: Callable[[tuple], str]) -> None:
+    """The hook's loop (`pairing host` and `pairing direct`), while running(): each STATUS_EVERY s (wait), the
+    session made again if gone, viewers' way to other sessions warned about, joins and leaves said, the status
+    line (status(clients)) redrawn. A Ctrl-C calls stop(), which ends running()."""
+    warned: set[str] = set()
+    attached: tuple = ()
+    while running():
+        try:
+            wait(STATUS_EVERY)
+            now = tmux.snapshot(session)
+            if not now.exists and tmux.ensure_session(session):
+                console.said(f"tmux session {session!r} was gone; created a new one for guests to attach to")
+            if viewers:
+                warned = _warn_about_other_sessions(now.others, warned, console)
+            _say_comings_and_goings(attached, now.clients, console)
+            attached = now.clients
+            console.status(status(now.clients))
+        except KeyboardInterrupt:
+            stop()
 
 
 def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: Console) -> set[str]:
@@ -202,7 +217,7 @@ def _say_comings_and_goings(before: tuple, now: tuple, console: Console) -> None
             console.left(client)
 
 
-def _forget_guests(sshd: PrivateSshd) -> None:
+def forget_guests(sshd: PrivateSshd) -> None:
     """The guests' keys go with the sshd that read them."""
     try:
         sshd.authorized_keys.unlink()

@@ -94,8 +94,16 @@ def _who(client: Client) -> str:
 
 def status_text(state: State, since: float, clients: tuple[Client, ...]) -> str:
     """The live status line: the tunnel's state since when, and who is attached."""
+    word = "reconnecting" if state in (State.RECONNECTING, State.WAITING_FOR_PORT) else state.value
+    return f"tunnel {word} since {dt.datetime.fromtimestamp(since).strftime('%H:%M:%S')} | {guests_text(clients)}"
+
+
+def direct_status_text(endpoint: str, since: float, clients: tuple[Client, ...]) -> str:
+    """`pairing direct`'s status line: where its sshd listens since when, and who is attached."""
+    return f"listening on {endpoint} since {dt.datetime.fromtimestamp(since).strftime('%H:%M:%S')} | {guests_text(clients)}"
+
+
+def guests_text(clients: tuple[Client, ...]) -> str:
     typing = sum(1 for c in clients if not c.read_only)
     watching = len(clients) - typing
-    guests = f"{typing} typing, {watching} watching" if clients else "no guests attached"
-    word = "reconnecting" if state in (State.RECONNECTING, State.WAITING_FOR_PORT) else state.value
-    return f"tunnel {word} since {dt.datetime.fromtimestamp(since).strftime('%H:%M:%S')} | {guests}"
+    return f"{typing} typing, {watching} watching" if clients else "no guests attached"

@@ -50,7 +50,7 @@ class HookRecord:
 
     pid: int
     started: float
-    command: str  # "host", "up" or "down": what the user ran
+    command: str  # "host", "up", "down" or "direct": what the user ran
     tunnel: str | None = None
     state: State | None = None  # None: no tunnel state yet
     since: float | None = None
@@ -64,7 +64,7 @@ class HookRecord:
                          float(data["since"]) if data.get("since") is not None else None)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        ok = (record.pid > 0 and record.command in ("host", "up", "down") and record.tunnel in (None, *CARRIERS)
+        ok = (record.pid > 0 and record.command in ("host", "up", "down", "direct") and record.tunnel in (None, *CARRIERS)
               and (record.state is None) == (record.since is None))
         return record if ok else None
 

@@ -11,6 +11,7 @@ lets in only that user, and gives a guest a pty only if /dev/pts hands new termi
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import pwd
 import re
@@ -98,7 +99,7 @@ def _word(value: str, what: str) -> str:
     return f'"{value}"' if any(c.isspace() for c in value) else value
 
 
-def render_config(user: str, port: int, folder: Path, host_key_file: Path) -> str:
+def render_config(user: str, port: int, folder: Path, host_key_file: Path, address: str = "127.0.0.1") -> str:
     """The sshd_config of the private sshd (every file it names is in `folder` but the host key)."""
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?", user):  # AllowUsers reads * ? ! , @ as patterns
         raise SshdError(f"the user name {user!r} cannot be written into AllowUsers; run pairing host as another user")
@@ -106,7 +107,8 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path) -> st
         raise SshdError(f"port {port} is not a TCP port")
     lines = [
         "# pairing: the host's own sshd for `pairing host`'s guests (run with -f: nothing of /etc/ssh is read).",
-        "ListenAddress 127.0.0.1",  # only the tunnel reaches it
+        # 127.0.0.1: only the tunnel reaches it; `pairing direct`: the one address the host chose.
+        f"ListenAddress {_address(address)}",
         f"Port {port}",
         f"HostKey {_word(str(host_key_file), 'the host key path')}",
         f"PidFile {_word(str(folder / 'sshd.pid'), 'the sshd folder')}",
@@ -129,6 +131,14 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path) -> st
         "",  # no Subsystem: no sftp, nothing but the forced command
     ]
     return "\n".join(printable(line, "a line of the sshd config") for line in lines)
+
+
+def _address(address: str) -> str:
+    """ListenAddress's argument: an IP address only (parsed, so nothing else rides along)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise SshdError(f"{address!r} is not an IP address sshd could listen on") from None
 
 
 def strict_modes_problem(path: Path, uid: int, home: str) -> str | None:
@@ -200,8 +210,10 @@ class PrivateSshd:
     """The host's sshd in `folder` (made mode 700): its config, guests' keys, PID file and log.
     `with PrivateSshd(folder, key_path(data), lines) as sshd:` ... the tunnel's target is sshd.port."""
 
-    def __init__(self, folder: Path, host_key_file: Path, guest_lines: list[str], port: int | None = None) -> None:
+    def __init__(self, folder: Path, host_key_file: Path, guest_lines: list[str], port: int | None = None,
+                 address: str = "127.0.0.1") -> None:
         self.folder, self.host_key_file, self.guest_lines = folder, host_key_file, list(guest_lines)
+        self.address = _address(address)
         self.fixed_port, self.port = port, port or 0
         self.log, self.config, self.authorized_keys = folder / "sshd.log", folder / "sshd_config", folder / "authorized_keys"
         self.process: subprocess.Popen | None = None
@@ -223,7 +235,7 @@ class PrivateSshd:
         self.guest_lines = list(lines)
 
     def start(self) -> None:
-        """Write the files and start sshd; returns once it answers on 127.0.0.1:port."""
+        """Write the files and start sshd; returns once it answers on address:port."""
         sshd = find_sshd()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
@@ -232,11 +244,16 @@ class PrivateSshd:
                 raise SshdError(f"the host's sshd cannot serve guests here: {problem}")
         self.set_guests(self.guest_lines)
         for _ in range(3):  # a free port may be taken before sshd binds it: pick another
-            self.port = self.fixed_port or _free_port()
-            self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file))
+            self.port = self.fixed_port or _free_port(self.address)
+            self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file, self.address))
             if self._run(sshd):
                 return
-        raise SshdError("the host's sshd found no free port on 127.0.0.1: each one it was given was taken at once")
+        raise SshdError(f"the host's sshd found no free port on {self.address}: each one it was given was taken at once")
+
+    @property
+    def endpoint(self) -> str:
+        """address:port as a user types it ([v6]:port)."""
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
     def _run(self, sshd: Path) -> bool:
         """Start it; True once it answers, False if its port was taken meanwhile."""
@@ -248,21 +265,22 @@ class PrivateSshd:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)  # a Ctrl-C at the terminal is the hook's
         deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(self.port):
+        while not _answers(self.address, self.port):
             late = time.monotonic() > deadline
             if late or self.process.poll() is not None:
                 self.stop()
-                if not self.fixed_port and "Address already in use" in self._log_text()[start:]:
+                if not self.fixed_port and "Address already in use" in self._log_text(start):
                     return False
-                said = (self._log_text().strip().splitlines() or ["it logged nothing"])[-1]
-                what = f"did not answer on 127.0.0.1:{self.port} within {START_TIMEOUT:.0f} s" if late else "did not start"
+                said = _why(self._log_text(start))
+                what = f"did not answer on {self.endpoint} within {START_TIMEOUT:.0f} s" if late else "did not start"
                 raise SshdError(f"the host's sshd {what}: {said} (log: {self.log}){_too_old(sshd, said)}")
             time.sleep(0.02)
         return True
 
-    def _log_text(self) -> str:
+    def _log_text(self, start: int = 0) -> str:
+        """The log from byte `start` (this run's part)."""
         try:
-            return self.log.read_text(errors="replace")
+            return self.log.read_bytes()[start:].decode(errors="replace")
         except OSError:
             return ""
 
@@ -284,14 +302,29 @@ def _too_old(sshd: Path, said: str) -> str:
     return f"; {sshd} is {version or 'an unknown version'}, too old for it: pairing host needs a newer OpenSSH (9.2 and 10.0 work)"
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return sock.getsockname()[1]
+def _why(log: str) -> str:
+    """The line of sshd's log that says why it stopped: a failed bind's own words (the address or port),
+    which its last line ("Cannot bind any address.") leaves out; else that last line."""
+    lines = log.strip().splitlines() or ["it logged nothing"]
+    return next((line for line in lines if "Bind to port" in line), lines[-1])
 
 
-def _answers(port: int) -> bool:
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _free_port(address: str = "127.0.0.1") -> int:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        with socket.create_server((address, 0), family=_family(address)) as sock:
+            return sock.getsockname()[1]
+    except OSError as exc:  # e.g. an address this machine does not have
+        raise SshdError(f"the host's sshd cannot listen on {address}: {exc.strerror or exc}; give an address of "
+                        "this machine (`ip -brief address` lists them)") from None
+
+
+def _answers(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1) as sock:
             return sock.recv(4) == b"SSH-"
     except OSError:
         return False

@@ -1,0 +1,174 @@
+"""`pairing direct`: no relay. The hook's own sshd (the system's OpenSSH sshd binary, run as uid 65534 in
+its namespace: tests/harness/unprivileged.py) on one veth address; a guest in another network namespace
+joins over it with real OpenSSH, in its own terminal (a tmux pane), and types into the host's real tmux.
+No system sshd, no relay, nothing of this machine's ~/.ssh or /etc/ssh."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from .harness import Guest, Hook, Tmux, stop_process, wait_until
+from .harness.unprivileged import USER, UnprivilegedHost, alive, descendants
+
+READY = "ready: guests can join now"
+# Outside the relay harness's 10.213.0.0/16 (tests/harness/netns.py), so its random /30s never meet this one.
+SUBNET = ipaddress.ip_network("10.214.250.0/30")
+HOST_IP, GUEST_IP = str(SUBNET[1]), str(SUBNET[2])
+
+
+def ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *argv], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def lan():
+    """A guest's network namespace, joined to ours by a veth pair on SUBNET; deleted after, by name."""
+    name, host_if, guest_if = f"pairing-direct-{os.getpid()}", f"pdh{os.getpid() % 100000}", f"pdg{os.getpid() % 100000}"
+    assert not ip("-4", "-o", "addr", "show", "to", str(SUBNET)).stdout.strip(), f"{SUBNET} is in use on this machine"
+    ip("netns", "add", name)
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", guest_if, "netns", name)
+        ip("addr", "add", f"{HOST_IP}/30", "dev", host_if)
+        ip("-n", name, "addr", "add", f"{GUEST_IP}/30", "dev", guest_if)
+        ip("link", "set", "dev", host_if, "up")
+        ip("-n", name, "link", "set", "dev", guest_if, "up")
+        ip("-n", name, "link", "set", "dev", "lo", "up")
+        yield name
+    finally:
+        ip("link", "del", host_if, check=False)  # deleting the netns alone removes the veth later
+        ip("netns", "del", name, check=False)
+
+
+class Direct:
+    def __init__(self, host: UnprivilegedHost, keys, lan: str, folder) -> None:
+        self.host, self.keys, self.lan, self.folder = host, keys, lan, folder
+        self.tmux = Tmux(host.home / "tmux.sock")
+        self.invite = host.home / "pairing.conf"  # written by uid 65534, in its home
+
+    def argv(self, *extra: str) -> list[str]:
+        return ["--guest", self.keys["guest"].public_line, "--viewer", self.keys["viewer"].public_line,
+                "--invite", str(self.invite), "--tmux-socket", str(self.tmux.socket), *extra]
+
+    def start(self, *extra: str) -> Hook:
+        return Hook(self.host.top / "hooks", self.argv(*extra), self.host.env, prefix=self.host.prefix(), command="direct")
+
+    def guest(self, name: str = "guest") -> Guest:
+        """In the other namespace, with a copy of the invite as the host would send it."""
+        folder = self.folder / "guests" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        received = shutil.copyfile(self.invite, folder / "pairing.conf")
+        return Guest(folder, name, self.keys[name], received, wrap=("ip", "netns", "exec", self.lan))
+
+
+@pytest.fixture(scope="module")
+def direct(keys, lan, tmp_path_factory):
+    host = UnprivilegedHost()
+    session = Direct(host, keys, lan, tmp_path_factory.mktemp("direct"))
+    try:
+        yield session
+    finally:
+        session.tmux.kill_server()
+        host.remove()
+
+
+def sshd_port(hook: Hook) -> int:
+    return int(re.search(rf"your own sshd for guests listens on {re.escape(HOST_IP)}:(\d+) ", hook.text)[1])
+
+
+def listening(port: int) -> list[str]:
+    out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if line.split()[3].rpartition(":")[2] == str(port)]
+
+
+def land(direct: Direct, name: str = "guest") -> Guest:
+    guest = direct.guest(name)
+    guest.connect()
+    wait_until(lambda: "$" in guest.screen or "GUEST-SSH-EXITED" in guest.screen, 30, f"{name} to land in tmux")
+    assert "GUEST-SSH-EXITED" not in guest.screen, guest.screen + guest.log.read_text()
+    return guest
+
+
+def test_a_guest_in_another_namespace_joins_over_the_veth_and_types(direct):
+    hook = direct.start("--listen", HOST_IP)
+    guest = None
+    try:
+        hook.wait_for(READY)
+        port = sshd_port(hook)
+        assert listening(port) == [f"{HOST_IP}:{port}"]  # not 127.0.0.1, not any other address
+        guest = land(direct)
+        guest.type("echo direct-$((6*7))")
+        wait_until(lambda: "direct-42" in direct.tmux.screen("pair"), 10, "the guest's line in the host's pane",
+                   show=lambda: direct.tmux.screen("pair"))
+        hook.wait_for("someone who can type joined the session", 10)
+        assert f"ssh -F pairing.conf pairing" in hook.text and re.search(r"\(SHA256:[A-Za-z0-9+/]{43}\)", hook.text)
+    finally:
+        if guest:
+            guest.disconnect()
+        assert hook.stop() == 0, hook.text
+    assert hook.text.rstrip().endswith("stopped") and "Traceback" not in hook.text, hook.text
+    assert not (direct.host.home / ".ssh").exists()
+
+
+def test_the_invite_goes_straight_there_with_the_key_pinned(direct):
+    hook = direct.start("--listen", f"{HOST_IP}:2299")
+    try:
+        hook.wait_for(READY)
+        key = direct.host.pairing("sshd-key").stdout.strip()
+        seen = subprocess.run(["ssh", "-G", "-F", str(direct.invite), "pairing"], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+        assert oct(direct.invite.stat().st_mode & 0o777) == "0o644"
+    finally:
+        assert hook.stop() == 0, hook.text
+    for line in (f"hostname {HOST_IP}", "port 2299", f"user {USER}", "hostkeyalias pairing-host",
+                 "stricthostkeychecking true", "userknownhostsfile /dev/null", "globalknownhostsfile /dev/null",
+                 f"knownhostscommand /bin/echo pairing-host {key}", "requesttty true", "forwardagent no",
+                 "forwardx11 no", "serveraliveinterval 5", "serveralivecountmax 3"):
+        assert line in seen, (line, seen)
+    assert not [line for line in seen if line.startswith("proxyjump")]
+
+
+def test_listen_on_every_address_is_refused_in_one_line(direct):
+    result = direct.host.pairing("direct", *direct.argv("--listen", "0.0.0.0"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("pairing direct: --listen 0.0.0.0 is every address of this machine, public ones too; give "
+                             "the one guests reach (a LAN or VPN address, e.g. Tailscale's 100.x.y.z), or add "
+                             "--listen-all\n")
+    assert not direct.invite.exists() or "2299" in direct.invite.read_text()  # not written by this run
+
+
+def test_an_address_this_machine_lacks_is_refused_in_sshds_words(direct):
+    absent = str(SUBNET[3] + 4)  # 10.214.250.7: on no interface
+    result = direct.host.pairing("direct", *direct.argv("--listen", f"{absent}:2298"))
+    assert result.returncode == 2, result
+    log = next((direct.host.home / ".local/state/pairing/sshd").glob("pair-*/sshd.log")).read_text()
+    assert re.fullmatch(rf"pairing direct: the host's sshd did not start: Bind to port 2298 on {absent} failed: "
+                        r"Cannot assign requested address\. \(log: \S+/sshd\.log\)\n", result.stderr), result.stderr + log
+    assert listening(2298) == []
+
+
+def test_sigterm_ends_the_sshd_and_the_guests_sessions(direct):
+    hook = direct.start("--listen", HOST_IP)
+    guest = None
+    try:
+        hook.wait_for(READY)
+        port = sshd_port(hook)
+        guest = land(direct)
+        processes = descendants(hook.process.pid)
+        assert [c for c in alive(processes) if f"{USER}@pts/" in c], alive(processes)  # the guest's session sshd
+        hook.process.send_signal(signal.SIGTERM)
+        assert hook.process.wait(15) == 0, hook.text
+        wait_until(lambda: not alive(processes), 10, "every process of the sshd to end", show=lambda: str(alive(processes)))
+        assert listening(port) == []
+        wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 15, "the guest to be let go", show=lambda: guest.screen)
+        assert hook.text.rstrip().endswith("stopped") and "Traceback" not in hook.text, hook.text
+    finally:
+        if guest:
+            guest.disconnect()
+        stop_process(hook.process)
