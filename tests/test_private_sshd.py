@@ -358,9 +358,11 @@ def test_a_taken_port_is_one_line_with_sshds_own_words(host, guest_lines):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        said = host.start(guest_lines, port=taken.getsockname()[1])
+        port = taken.getsockname()[1]
+        said = host.start(guest_lines, port=port)
     assert said.startswith("error the host's sshd did not start: ") and said.endswith(f"(log: {host.folder}/sshd.log)")
-    assert "Cannot bind any address." in said
+    # The failed bind's own line, naming the address and port (not the last one, "Cannot bind any address.").
+    assert f"Bind to port {port} on 127.0.0.1 failed: Address already in use." in said
 
 
 def test_no_sshd_is_one_line(host, guest_lines):
