@@ -26,7 +26,7 @@ from .hook.console import Console, direct_status_text
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
-from .invite import _write
+from .invite import write_shareable
 from .keysources import KeySourceError, keys_from
 from .sshkeys import PublicKey, shorten
 from .tmux import Tmux, TmuxError
@@ -126,7 +126,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
         route = DirectRoute(address, sshd.port, sshd.user, key)
-        _write(args.invite, guest_documents.direct_config(route))
+        write_shareable(args.invite, guest_documents.direct_config(route))
         console = Console(sys.stdout)
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         tmux = Tmux(socket_path)

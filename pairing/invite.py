@@ -34,15 +34,15 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, i
     if known_hosts:
         keys_path = path.with_suffix(".known_hosts")
         config = guest_documents.ssh_config(route, known_hosts=keys_path.name)
-        _write(keys_path, guest_documents.known_hosts_file(route))
-        _write(path, config)
+        write_shareable(keys_path, guest_documents.known_hosts_file(route))
+        write_shareable(path, config)
         sent = [
             f"wrote {path} and {keys_path}: send both to your guest (they hold no secret). In the folder",
             "holding both (the config names the other file), with any OpenSSH since 7.3, they run:",
             f"    ssh -F {path.name} pairing",
         ]
     else:
-        _write(path, guest_documents.ssh_config(route))
+        write_shareable(path, guest_documents.ssh_config(route))
         sent = [
             f"wrote {path}: send it to your guest (it holds no secret). They run:",
             f"    ssh -F {path.name} pairing",
@@ -60,7 +60,7 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, i
     )
 
 
-def _write(path: Path, text: str) -> None:
+def write_shareable(path: Path, text: str) -> None:
     """Atomically, readable by all (it holds public keys and addresses only). The temp file is
     made fresh with O_EXCL (mkstemp), so a planted file or symlink in its place is never followed."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -107,7 +107,7 @@ def test_a_guest_in_another_namespace_joins_over_the_veth_and_types(direct):
         wait_until(lambda: "direct-42" in direct.tmux.screen("pair"), 10, "the guest's line in the host's pane",
                    show=lambda: direct.tmux.screen("pair"))
         hook.wait_for("someone who can type joined the session", 10)
-        assert f"ssh -F pairing.conf pairing" in hook.text and re.search(r"\(SHA256:[A-Za-z0-9+/]{43}\)", hook.text)
+        assert "ssh -F pairing.conf pairing" in hook.text and re.search(r"\(SHA256:[A-Za-z0-9+/]{43}\)", hook.text)
     finally:
         if guest:
             guest.disconnect()

@@ -165,45 +165,8 @@ def _pty_problem() -> str | None:
             "that: guests would be cut off; mount devpts with gid=5,mode=620 (as systemd does)")
 
 
-# Each connection's sshd calls setsid(): neither the listener's death nor a signal to its group
-# reaches them. So a watcher (a subreaper, dying with the hook by PR_SET_PDEATHSIG) owns the listener,
-# inherits every orphan and ends them all. Run as `python -I -S -c WATCHER PARENT SSHD ARGS...`:
-# stdlib only, so it starts in ms.
-_WATCHER = r"""
-import ctypes, os, signal, sys, time
-prctl = ctypes.CDLL(None).prctl
-def die_with(parent):  # PR_SET_PDEATHSIG, and the parent may have died before the call
-    prctl(1, signal.SIGTERM)
-    if os.getppid() != parent: os._exit(1)
-def stop(*_): raise KeyboardInterrupt
-die_with(int(sys.argv[1]))
-prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: every orphaned descendant becomes ours
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the hook's, which stops us in order
-signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGHUP, stop)
-me, status, listener = os.getpid(), 1, os.fork()
-if listener == 0:
-    die_with(me)
-    os.execv(sys.argv[2], sys.argv[2:])
-def children():  # by each /proc/N/stat's parent: /proc/N/task/N/children is not in every kernel
-    found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try: found += [int(name)] if int(open(f"/proc/{name}/stat").read().rpartition(")")[2].split()[1]) == me else []
-        except (OSError, ValueError, IndexError): pass
-    return found
-try: status = os.waitstatus_to_exitcode(os.waitpid(listener, 0)[1])
-except KeyboardInterrupt: pass
-signal.signal(signal.SIGTERM, signal.SIG_IGN), signal.signal(signal.SIGHUP, signal.SIG_IGN)
-deadline = time.monotonic() + 3
-while left := children():  # TERM first (the listener removes its PID file), KILL past 3 s
-    for pid in left:
-        try: os.kill(pid, signal.SIGKILL if time.monotonic() > deadline else signal.SIGTERM)
-        except ProcessLookupError: pass
-    time.sleep(0.02)
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]: pass
-    except ChildProcessError: pass
-sys.exit(status if status >= 0 else 1)
-"""
+# Between the hook and sshd: ends sshd and every session of it, even when the hook is SIGKILLed.
+REAPER = Path(__file__).with_name("reaper.py")
 
 
 class PrivateSshd:
@@ -259,7 +222,7 @@ class PrivateSshd:
         """Start it; True once it answers, False if its port was taken meanwhile."""
         self.log.touch(mode=0o600)
         start = self.log.stat().st_size
-        argv = [sys.executable, "-I", "-S", "-c", _WATCHER, str(os.getpid()),
+        argv = [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()),
                 str(sshd), "-D", "-f", str(self.config), "-E", str(self.log)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
