@@ -91,8 +91,19 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     return {"source": source, "stack": stack, "backend": backend, "host": host}
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), as pip installed it."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("pairing")
+    except PackageNotFoundError:
+        return "(not installed: pip install -e . gives it its version)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="pairing", description="Share your tmux with a guest through your own relay.")
+    top.add_argument("--version", action="version", version=f"pairing {version()}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
 
@@ -106,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--host-key", type=Path, metavar="FILE.pub", help="your public key (default: ~/.ssh/id_ed25519.pub)")
     up.add_argument("--allow", action="append", metavar="CIDR", help="who may reach the relay (default: anyone)")
     up.add_argument("--ttl", type=int, metavar="MINUTES", help="the relay ends itself after this (default: 240)")
-    up.add_argument("--region", help="AWS region (default: AWS_REGION)")
+    up.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, else your AWS profile's)")
     up.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (default: t3.micro)")
     up.add_argument("--port", type=int, metavar="PORT", help="the tunnel's port on the relay (default: 1337)")
     up.add_argument("--session", metavar="NAME", help="your tmux session (default: pair)")
@@ -183,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, OSError) as exc:
-        print(f"pairing {args.command}: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # several problems: one line each
+            print(f"pairing {args.command}: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pairing {args.command}: interrupted", file=sys.stderr)

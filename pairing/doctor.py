@@ -21,6 +21,7 @@ from .settings import LOCAL_SSHD_KEY
 MIN_PYTHON = (3, 10)
 MIN_OPENSSH = (8, 5)  # KnownHostsCommand, which pins both hops inline
 IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+SYSTEM_SSHD = Path("/usr/sbin/sshd")
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,9 @@ def check_aws_credentials(env: dict[str, str] | None = None, home: Path | None =
     home = home or Path.home()
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
         return Check("aws credentials", True, "from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (not verified against AWS)")
-    profile = env.get("AWS_PROFILE", "default")
+    profile, config, settings = aws_profile_config(env, home)
     credentials = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", home / ".aws" / "credentials"))
-    config = Path(env.get("AWS_CONFIG_FILE", home / ".aws" / "config"))
-    found = _profile_keys(credentials, profile) | _profile_keys(config, "default" if profile == "default" else f"profile {profile}")
+    found = set(_profile(credentials, profile)) | set(settings)
     usable = found & {"aws_access_key_id", "sso_session", "sso_start_url", "credential_process", "role_arn", "web_identity_token_file"}
     if usable:
         return Check("aws credentials", True,
@@ -79,16 +79,25 @@ def check_aws_credentials(env: dict[str, str] | None = None, home: Path | None =
                  "run `aws configure` (or `aws sso login`), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 
 
-def _profile_keys(path: Path, section: str) -> set[str]:
+def aws_profile_config(env: dict[str, str], home: Path) -> tuple[str, Path, dict[str, str]]:
+    """The active profile (AWS_PROFILE, else default), the config file (AWS_CONFIG_FILE, else ~/.aws/config) and
+    that profile's settings there ([default] or [profile NAME]): for credentials here, for the region in `up`."""
+    profile = env.get("AWS_PROFILE") or "default"
+    config = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
+    return profile, config, _profile(config, "default" if profile == "default" else f"profile {profile}")
+
+
+def _profile(path: Path, section: str) -> dict[str, str]:
     parser = configparser.RawConfigParser()
     try:
         parser.read(path)
-    except configparser.Error:
-        return set()
-    return set(parser[section]) if parser.has_section(section) else set()
+    except (configparser.Error, UnicodeDecodeError):
+        return {}
+    return {key: value.strip() for key, value in parser[section].items()} if parser.has_section(section) else {}
 
 
-def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path | None = LOCAL_SSHD_KEY) -> Check:
+def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path | None = LOCAL_SSHD_KEY,
+               sshd_binary: Path = SYSTEM_SSHD) -> Check:
     """host_key None: its key line was given (--sshd-key), so the file need not be readable."""
     host, port = target
     try:
@@ -97,8 +106,7 @@ def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path | Non
             banner = sock.makefile("rb").readline(256).decode("ascii", "replace").strip()
     except OSError as exc:
         return Check("sshd", False, f"nothing answers on {host}:{port} ({exc.strerror or exc})",
-                     "start it (Debian/Ubuntu: sudo apt install openssh-server; macOS: System Settings > "
-                     "General > Sharing > Remote Login), or pass --target HOST:PORT")
+                     _start_sshd(sshd_binary))
     if not banner.startswith("SSH-"):
         return Check("sshd", False, f"{host}:{port} answers {banner[:40]!r}, not SSH", "pass --target with your sshd")
     if host_key is None:
@@ -107,6 +115,15 @@ def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path | Non
         return Check("sshd", False, f"{banner} on {host}:{port}, but {host_key} is not readable",
                      "pass its key line with --sshd-key (ssh-keyscan -t ed25519 localhost)")
     return Check("sshd", True, f"{banner} on {host}:{port}; host key {host_key}")
+
+
+def _start_sshd(sshd_binary: Path) -> str:
+    """Installed but not answering: start it (installing it again would change nothing)."""
+    if sshd_binary.exists():
+        return (f"start it: sudo systemctl start ssh ({sshd_binary} is installed; macOS: System Settings > "
+                "General > Sharing > Remote Login), or pass --target HOST:PORT")
+    return ("install and start it (Debian/Ubuntu: sudo apt install openssh-server; macOS: System Settings > "
+            "General > Sharing > Remote Login), or pass --target HOST:PORT")
 
 
 def check_sshd_binary() -> Check:
@@ -179,6 +196,11 @@ def check_identity(home: Path | None = None, given: Path | None = None) -> Check
     for name in IDENTITIES:
         if (folder / name).exists() and (folder / f"{name}.pub").exists():
             return Check("identity", True, f"{folder / name}")
+    for name in IDENTITIES:
+        if (folder / name).is_file():  # its .pub is lost: write it from the key (a new key would overwrite this one)
+            key = folder / name
+            return Check("identity", False, f"{key} has no {key}.pub beside it",
+                         f"write it: ssh-keygen -y -f {key} > {key}.pub")
     return Check("identity", False, f"no {', '.join(IDENTITIES)} key pair in {folder}",
                  "make one: ssh-keygen -t ed25519, or pass --identity PATH")
 
