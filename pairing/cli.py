@@ -22,7 +22,8 @@ from .sshkeys import shorten
 from .status import cmd_status
 from .text import UnsafeText, unprintable
 from .tunnel import CARRIERS
-from .up import UpError, cmd_down, cmd_up, default_stack
+from .up import cmd_down, cmd_up
+from .up_plan import UpError, default_stack
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
             "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct}

@@ -1,7 +1,7 @@
 """`pairing ls`: the relays in a backend, whose each is, where, and how long it has left.
 
 A backend shared by a team (S3, Pulumi Cloud) holds one stack per host user and machine
-(up.default_stack). Each stack's outputs are read and checked like any others; a stack
+(up_plan.default_stack). Each stack's outputs are read and checked like any others; a stack
 whose outputs cannot be read (never deployed, destroyed, or its secrets under another
 teammate's passphrase) is still listed, saying why.
 """

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pairing import doctor
 from pairing.cli import parser
-from pairing.up import REQUIRED_CHECKS, plan
+from pairing.up import REQUIRED_CHECKS
+from pairing.up_plan import plan
 
 from .harness import PROJECT
 

@@ -23,7 +23,8 @@ from pairing.cli import parser
 from pairing.program import load_settings
 from pairing.outputs import StackOutputs
 from pairing.sshkeys import parse_public_key
-from pairing.up import UpError, default_stack, plan, up_arguments
+from pairing.up import up_arguments
+from pairing.up_plan import UpError, default_stack, plan
 
 from .harness import PROJECT, HostSshd, fido_public_line
 
@@ -425,7 +426,7 @@ def test_the_sshd_key_defaults_to_pairings_own_and_to_the_system_sshds_with_targ
     system = tmp_path / "ssh_host_ed25519_key.pub"
     system.write_text(keys["sshd"].public_line + "\n")
     monkeypatch.setattr(settings_module, "LOCAL_SSHD_KEY", system)
-    monkeypatch.setattr("pairing.up.LOCAL_SSHD_KEY", system)
+    monkeypatch.setattr("pairing.up_plan.LOCAL_SSHD_KEY", system)
     targeted = plan(up_args("--guest", keys["guest"].public_line, "--region", "eu-west-1", "--target", "localhost:22"),
                     home=home, environ={})
     assert targeted.config["pairing:hostSshdKey"] == keys["sshd"].public_line
