@@ -9,13 +9,12 @@ import ipaddress
 import os
 import re
 import shutil
-import signal
 import subprocess
 
 import pytest
 
 from .harness import Guest, Hook, Tmux, stop_process, wait_until
-from .harness.unprivileged import USER, UnprivilegedHost, alive, descendants
+from .harness.unprivileged import USER, UnprivilegedHost, ends_with_the_hook, listeners
 
 READY = "ready: guests can join now"
 # Outside the relay harness's 10.213.0.0/16 (tests/harness/netns.py), so its random /30s never meet this one.
@@ -83,8 +82,8 @@ def sshd_port(hook: Hook) -> int:
 
 
 def listening(port: int) -> list[str]:
-    out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
-    return [line.split()[3] for line in out.splitlines() if line.split()[3].rpartition(":")[2] == str(port)]
+    """The local addresses listening on TCP `port`."""
+    return [line.split()[3] for line in listeners(port)]
 
 
 def land(direct: Direct, name: str = "guest") -> Guest:
@@ -161,16 +160,7 @@ def test_the_sshd_and_the_guests_sessions_end_with_it(direct, how):
         hook.wait_for(READY)
         port = sshd_port(hook)
         guest = land(direct)
-        processes = descendants(hook.process.pid)
-        assert [c for c in alive(processes) if f"{USER}@pts/" in c], alive(processes)  # the guest's session sshd
-        hook.process.send_signal(getattr(signal, how))
-        hook.process.wait(15)
-        wait_until(lambda: not alive(processes), 10, "every process of the sshd to end", show=lambda: str(alive(processes)))
-        assert listening(port) == []
-        wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 15, "the guest to be let go", show=lambda: guest.screen)
-        if how != "SIGKILL":
-            assert hook.process.returncode == 0, hook.text
-            assert hook.text.rstrip().endswith("stopped") and "Traceback" not in hook.text, hook.text
+        ends_with_the_hook(hook, how, guest, port)
     finally:
         if guest:
             guest.disconnect()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ import pytest
 from pairing.hook.sshd import KEY_NAME
 
 from .harness import PROJECT, Guest, Hook, Tmux, deploy, stop_process, wait_until
-from .harness.unprivileged import NOBODY, USER, UnprivilegedHost, alive, descendants
+from .harness.unprivileged import NOBODY, USER, UnprivilegedHost, ends_with_the_hook, listeners
 
 READY = "ready: guests can join now"
 
@@ -68,11 +67,6 @@ def sshd_port(hook: Hook) -> int:
     return int(re.search(r"your own sshd for guests listens on 127\.0\.0\.1:(\d+) ", hook.text)[1])
 
 
-def listening(port: int) -> list[str]:
-    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if line.split()[3].rpartition(":")[2] == str(port)]
-
-
 def land(own: OwnSession, name: str = "guest") -> Guest:
     guest = own.guest(name)
     guest.connect()
@@ -89,7 +83,7 @@ def test_a_guest_lands_and_types_with_no_system_sshd_and_no_dot_ssh(own):
         hook.wait_for(READY)
         port = sshd_port(hook)
         # Only 127.0.0.1, as the hook's user.
-        ours = listening(port)
+        ours = listeners(port)
         assert [line.split()[3] for line in ours] == [f"127.0.0.1:{port}"], ours
         pid = int(re.search(r"pid=(\d+),", ours[0])[1])
         assert os.stat(f"/proc/{pid}").st_uid == NOBODY
@@ -116,16 +110,7 @@ def test_its_sshd_and_the_guests_sessions_end_with_the_hook(own, how):
         hook.wait_for(READY)
         port = sshd_port(hook)
         guest = land(own)
-        processes = descendants(hook.process.pid)
-        assert [c for c in alive(processes) if f"{USER}@pts/" in c], alive(processes)  # the guest's session sshd
-        hook.process.send_signal(getattr(signal, how))
-        hook.process.wait(15)
-        wait_until(lambda: not alive(processes), 10, "every process of the sshd to end", show=lambda: str(alive(processes)))
-        assert listening(port) == []
-        wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 15, "the guest to be let go", show=lambda: guest.screen)
-        if how != "SIGKILL":
-            assert hook.process.returncode == 0, hook.text
-            assert hook.text.rstrip().endswith("stopped") and "Traceback" not in hook.text, hook.text
+        ends_with_the_hook(hook, how, guest, port)
     finally:
         if guest:
             guest.disconnect()

@@ -26,6 +26,7 @@ from pairing.hook.sshd import accepted_fingerprints, host_key, key_path, render_
 from pairing.sshkeys import parse_public_key, public_half
 
 from .harness import JUSTIFIED, PROJECT, findings, free_port, ssh_audit, stop_process, wait_until
+from .harness.unprivileged import alive, descendants
 
 NOBODY = 65534
 USER = "pairtest"  # uid 65534's name in the private passwd (nss-systemd calls "nobody" locked)
@@ -163,37 +164,6 @@ def running(host, guest_lines):
     return host
 
 
-def _descendants(pid: int) -> dict[int, str]:
-    """Every process below `pid`, by PID, with its start time (so a reused PID is not mistaken for it)."""
-    parents = {}
-    for name in os.listdir("/proc"):
-        try:
-            fields = Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()
-            parents[int(name)] = (int(fields[1]), fields[19])
-        except (OSError, ValueError):
-            pass
-    found, frontier = {}, [pid]
-    while frontier:
-        at = frontier.pop()
-        for child, (ppid, started) in parents.items():
-            if ppid == at and child not in found:
-                found[child] = started
-                frontier.append(child)
-    return found
-
-
-def _alive(processes: dict[int, str]) -> list[str]:
-    left = []
-    for pid, started in processes.items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            if fields[19] == started and fields[0] != "Z":
-                left.append(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "))
-        except OSError:
-            pass
-    return left
-
-
 def _listening() -> str:
     return subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
 
@@ -313,16 +283,16 @@ def test_nothing_of_it_outlives_the_parent(running, keys, how):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_without_agent())
     try:
         wait_until(lambda: b"forced" in session.stdout.read1(), 10, "the guest's session")
-        processes = _descendants(running.parent.pid)
-        sessions = [command for command in _alive(processes) if f"{USER}@pts/" in command]
-        assert sessions, _alive(processes)  # the per-connection sshd, in a session of its own
+        processes = descendants(running.parent.pid)
+        sessions = [command for command in alive(processes) if f"{USER}@pts/" in command]
+        assert sessions, alive(processes)  # the per-connection sshd, in a session of its own
         if how == "stop":
             running.parent.stdin.write("\n")
             running.parent.stdin.flush()
         else:
             running.parent.send_signal(getattr(signal, how))
         running.parent.wait(10)
-        wait_until(lambda: not _alive(processes), 10, "every process of the sshd to end", show=lambda: str(_alive(processes)))
+        wait_until(lambda: not alive(processes), 10, "every process of the sshd to end", show=lambda: str(alive(processes)))
         assert _port_free(running.port)
         assert session.wait(10) == 255 or session.returncode == 0  # the guest was let go
         if how == "stop":

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import tempfile
 from pathlib import Path
 
-from .host import PROJECT
+from .host import PROJECT, wait_until
 
 NOBODY = 65534
 USER = "pairtest"  # uid 65534's name in the private passwd (nss-systemd calls "nobody" locked)
@@ -103,3 +104,25 @@ def alive(processes: dict[int, str]) -> list[str]:
         except OSError:
             pass
     return left
+
+
+def listeners(port: int) -> list[str]:
+    """`ss -Hltnp`'s lines for whatever listens on TCP `port`, on any address."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.split()[3].rpartition(":")[2] == str(port)]
+
+
+def ends_with_the_hook(hook, how: str, guest, port: int) -> None:
+    """Signal a hook that runs its own sshd (`how`: SIGINT, SIGTERM, SIGKILL) with `guest` in: then
+    every process of that sshd, its port and the guest's session are gone, and a hook that could
+    say so stopped cleanly."""
+    processes = descendants(hook.process.pid)
+    assert [c for c in alive(processes) if f"{USER}@pts/" in c], alive(processes)  # the guest's session sshd
+    hook.process.send_signal(getattr(signal, how))
+    hook.process.wait(15)
+    wait_until(lambda: not alive(processes), 10, "every process of the sshd to end", show=lambda: str(alive(processes)))
+    assert listeners(port) == []
+    wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 15, "the guest to be let go", show=lambda: guest.screen)
+    if how != "SIGKILL":
+        assert hook.process.returncode == 0, hook.text
+        assert hook.text.rstrip().endswith("stopped") and "Traceback" not in hook.text, hook.text
