@@ -31,11 +31,6 @@ class TunnelStatus:
     ready_once: bool = False
 
 
-def hook_running(authorized_keys: Path) -> bool:
-    """Whether a `pairing host` (or `up`) holds the lock for this authorized_keys file."""
-    return read_state(authorized_keys).running
-
-
 def state_file(authorized_keys: Path) -> Path:
     """Where a running hook says how it is, for `pairing status` and a second run: one per real
     authorized_keys file (a symlink and its target are one file)."""

@@ -42,7 +42,6 @@ class PreflightError(RuntimeError):
 class Identity:
     key: paramiko.PKey
     path: Path | None  # None: the ssh agent's
-    needs_passphrase: bool = False
 
 
 def load_identity(path: Path | None, expected: PublicKey, carrier: str = "paramiko") -> Identity:
@@ -144,7 +143,7 @@ def _locked_key(path: Path, text: str, expected: PublicKey, carrier: str) -> tup
         raise PreflightError(f"wrong passphrase for {path}; run again and type it, or add the key to ssh-agent "
                              f"(ssh-add {path})") from None
     found = public_key_of(key)
-    return (Identity(key, path, needs_passphrase=True) if is_key(key, expected) else None), found
+    return (Identity(key, path) if is_key(key, expected) else None), found
 
 
 def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
