@@ -17,7 +17,7 @@ import pytest
 
 from pairing.forced_command import tmux_attach_command
 
-from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, Tmux, join, wait_until
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, HostSshd, Tmux, join, make_key, wait_until
 
 SHELLS = {"bash": "/bin/bash", "dash": "/bin/dash", "zsh": "/usr/bin/zsh", "fish": "/usr/bin/fish"}
 # Every character a socket path may hold that some shell reads as syntax (the
@@ -108,3 +108,25 @@ def test_awkward_tmux_socket_path_under_every_login_shell(pairing, login_shell, 
         assert hook.stop() == 0, hook.text
         awkward.host_tmux.kill_server()
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_host_account_never_reads_this_machines_dotfiles(tmp_path, shell):
+    """The harness's host sshd gives root a temp home, so a login runs none of this
+    machine's `~/.bashrc`, `~/.zshenv` or `~/.ssh/rc` (a CI machine's `~/.bashrc`
+    once waited 60 s on a stale pyenv lock before every guest's tmux attach)."""
+    key = make_key(tmp_path, "probe")
+    authorized_keys = tmp_path / "authorized_keys"
+    authorized_keys.write_text(f'command="echo HOME=$HOME; pwd" {key.public_line}\n')
+    sshd = HostSshd(tmp_path / "sshd", authorized_keys, login_shell=SHELLS[shell])
+    sshd.start()
+    try:
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_key.public_line}\n")
+        result = subprocess.run(
+            ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+             "-o", "StrictHostKeyChecking=yes", "-i", str(key.path), "-p", str(sshd.port), "root@127.0.0.1"],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    finally:
+        sshd.stop()
+    assert result.stdout == f"HOME={sshd.home}\n{sshd.home}\n", result.stderr

@@ -57,10 +57,12 @@ class HostSshd:
     """The host's sshd: a private instance on 127.0.0.1 with its own config and keys.
 
     It runs in a private mount namespace with a tmpfs on /run, because sshd
-    insists on /run/sshd and the machine's own /run is not ours to change.
+    insists on /run/sshd and the machine's own /run is not ours to change, and
+    with a private /etc/passwd bind-mounted in that namespace only, where root's
+    home is a temp folder: a guest's login then never reads this machine's
+    dotfiles (a `~/.bashrc` that waits 60 s on a stale pyenv lock, a `~/.ssh/rc`).
     `login_shell`: the shell sshd runs the forced command with (`$SHELL -c`) for
-    root, through a private /etc/passwd bind-mounted in that namespace only;
-    set it and restart() to try another. None: the machine's own passwd.
+    root; set it and restart() to try another. None: root's shell in the machine's passwd.
     """
 
     def __init__(self, folder: Path, authorized_keys: Path, login_shell: str | None = None,
@@ -69,6 +71,7 @@ class HostSshd:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.login_shell = login_shell
+        self.home = folder / "home"  # root's home in sshd's namespace: see the class's comment
         self.port = free_port()
         self.host_key: KeyFile = make_key(folder, f"ssh_host_{key_kind}_key", key_kind)
         self.log = folder / "sshd.log"
@@ -99,14 +102,12 @@ class HostSshd:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        script = 'mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec /usr/sbin/sshd -D -e -f "$0"'
-        passwd = []
-        if self.login_shell:
-            script = 'mount --bind "$1" /etc/passwd && ' + script
-            passwd = [str(self._passwd_with_root_shell(self.login_shell))]
+        script = ('mount --bind "$1" /etc/passwd && mount -t tmpfs tmpfs /run && mkdir /run/sshd'
+                  ' && exec /usr/sbin/sshd -D -e -f "$0"')
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(self.config), *passwd],
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(self.config),
+                 str(self._private_passwd())],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         wait_until(self.answers, 10, f"the host sshd on 127.0.0.1:{self.port}")
@@ -116,12 +117,18 @@ class HostSshd:
         self.stop()
         self.start()
 
-    def _passwd_with_root_shell(self, shell: str) -> Path:
-        """A copy of /etc/passwd (only ever read) where root's shell is `shell`."""
+    def _private_passwd(self) -> Path:
+        """A copy of /etc/passwd (only ever read) where root's home is self.home and its
+        shell `login_shell` (or the machine's)."""
         entries = [line.split(":") for line in Path("/etc/passwd").read_text().splitlines()]
         assert any(entry[0] == "root" for entry in entries), "no root in /etc/passwd"
+        self.home.mkdir(mode=0o700, exist_ok=True)
+
+        def private(entry: list[str]) -> list[str]:
+            return entry[:5] + [str(self.home), self.login_shell or entry[6]]
+
         path = self.folder / "passwd"
-        path.write_text("".join(":".join(entry[:6] + [shell] if entry[0] == "root" else entry) + "\n" for entry in entries))
+        path.write_text("".join(":".join(private(entry) if entry[0] == "root" else entry) + "\n" for entry in entries))
         path.chmod(0o644)
         return path
 
