@@ -20,6 +20,7 @@ from pathlib import Path
 from . import guest_documents
 from .backend import data_dir
 from .forced_command import guest_line, tmux_attach_command
+from .guest_flags import named_keys
 from .guest_documents import DirectRoute
 from .hook import PreflightError, forget_guests, open_session, watch
 from .hook.console import Console, direct_status_text
@@ -27,7 +28,6 @@ from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invite import write_shareable
-from .keysources import KeySourceError, keys_from
 from .sshkeys import PublicKey, shorten
 from .tmux import Tmux, TmuxError
 
@@ -58,18 +58,6 @@ def _unspecified(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return (mapped or address).is_unspecified
 
 
-def _keys(sources: list[str], flag: str, problems: list[str]) -> list[PublicKey]:
-    """Every source's keys (each key once); a bad source adds one line naming the flag."""
-    seen: dict[str, PublicKey] = {}
-    for source in sources:
-        try:
-            for key in keys_from(source):
-                seen.setdefault(key.blob, key)
-        except KeySourceError as exc:
-            problems.append(f"{flag} {shorten(source)}: {exc}")
-    return list(seen.values())
-
-
 def instructions(invite: Path, route: DirectRoute, fingerprint: str) -> str:
     return (
         f"ready: guests can join now. Send them {invite} and have them run\n"
@@ -90,8 +78,7 @@ def cmd_direct(args) -> int:
     if not args.guest:
         raise PreflightError("give at least one guest: --guest gh:USER, --guest ~/their_key.pub or "
                              "--guest 'ssh-ed25519 AAAA...'")
-    problems: list[str] = []
-    guests, viewers = _keys(args.guest, "--guest", problems), _keys(args.viewer or [], "--viewer", problems)
+    guests, viewers, problems = named_keys(args.guest, args.viewer or [])  # each key named by its comment
     if problems:
         for line in problems:
             print(f"pairing direct: {line}", file=sys.stderr)

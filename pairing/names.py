@@ -2,12 +2,19 @@
 
 A guest's name travels as its key's comment, through the stack config and the
 outputs, so whoever holds only the outputs (`pairing host --outputs`) knows it too.
+
+Where a name comes from (`--guest`/`--viewer`, see pairing/guest_flags.py):
+    alice=SOURCE        alice, as given (alice, alice-2, ... if the source holds several keys)
+    gh:alice, gl:alice  alice (alice-2, alice-3 for their further keys)
+    a file, a key line  each key's comment made a name (from_comment), else the file's stem, else guest/viewer
+A name not given is made unique with -2, -3, ...; a name given twice is refused.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from .sshkeys import PublicKey
@@ -31,6 +38,46 @@ def check_name(text: str) -> str:
     return text
 
 
+def split_name(value: str) -> tuple[str | None, str]:
+    """`NAME=SOURCE` -> (NAME, SOURCE); any other value -> (None, value). Sources hold '=' too (a key line's
+    base64 padding or comment, a URL's query, a file's name), so what comes before the first '=' is a name
+    only if it holds no '/', ':' or '~' (a path, a URL, gh:USER), no word starting with AAAA (a key line's
+    base64) and no PRIVATE KEY, and the whole value is not an existing file. It need not be a valid name:
+    `Al Ice=gh:alice` is the name `Al Ice`, refused by check_name with the rule."""
+    value = value.strip()
+    head, equals, rest = value.partition("=")
+    if not equals or _SOURCE_PART.search(head) or _exists(value):
+        return None, value
+    return head.strip(), rest.strip()
+
+
+_SOURCE_PART = re.compile(r"[/:~]|\bAAAA|PRIVATE KEY")
+
+
+def _exists(value: str) -> bool:
+    try:
+        return Path(value).expanduser().exists()
+    except (OSError, ValueError, RuntimeError):  # a NUL, a name too long, ~nosuchuser
+        return False
+
+
+def from_comment(comment: str) -> str | None:
+    """A key's comment (or a file's stem) made a name: lowercased, cut at the first '@' (user@host, an
+    e-mail address), each run of spaces made one '-': 'Alice@laptop' -> 'alice', 'Work Laptop' ->
+    'work-laptop'. None if what is left breaks the rule (e.g. 'o'brien', or over 32 characters)."""
+    text = "-".join(comment.lower().split("@", 1)[0].split())
+    return text if is_name(text) else None
+
+
+def unique(base: str, taken: set[str]) -> str | None:
+    """`base`, else base-2, base-3, ...: the first not taken; None if that is over 32 characters."""
+    name, number = base, 1
+    while name in taken:
+        number += 1
+        name = f"{base}-{number}"
+    return name if is_name(name) else None
+
+
 @dataclass(frozen=True)
 class NamedKey:
     """One guest of this run: what it is called, its key, whether it may type."""
@@ -41,14 +88,16 @@ class NamedKey:
 
 
 def roster(guest_keys: Sequence[PublicKey], viewer_keys: Sequence[PublicKey]) -> tuple[NamedKey, ...]:
-    """Every guest named by its key's comment; a key whose comment is not a name, or
-    repeats an earlier one (outputs from before names, a hand-written --outputs file),
-    is `guest-N` / `viewer-N` instead, N counting keys of that role from 1."""
+    """Every guest named by its key's comment (`pairing up` makes it the name; a hand-written --outputs
+    file's alice@laptop is made alice, see from_comment); a key whose comment makes no name, or
+    repeats an earlier one (outputs from before names), is `guest-N` / `viewer-N` instead, N counting
+    keys of that role from 1."""
     taken: set[str] = set()
     named = []
     for role, keys, typing in (("guest", guest_keys, True), ("viewer", viewer_keys, False)):
         for number, key in enumerate(keys, 1):
-            name = key.comment if is_name(key.comment) and key.comment not in taken else f"{role}-{number}"
+            name = from_comment(key.comment)
+            name = name if name is not None and name not in taken else f"{role}-{number}"
             while name in taken:  # a comment already called someone guest-2
                 name += "_"
             taken.add(name)

@@ -29,6 +29,8 @@ ACCEPTED_TYPES = (
     "ssh-rsa",
 )
 MIN_RSA_BITS = 2048
+# The fix for a key too old or too weak: said to whoever owns it (keysources words it for a guest's).
+NEW_KEY = "make one with: ssh-keygen -t ed25519"
 
 
 class InvalidKey(ValueError):
@@ -94,7 +96,7 @@ def parse_public_key(text: str) -> PublicKey:
     kind, _, rest = line.partition(" ")
     blob, _, comment = rest.strip().partition(" ")
     if kind == "ssh-dss":
-        raise InvalidKey("DSA keys are refused (OpenSSH removed them); make one with: ssh-keygen -t ed25519")
+        raise InvalidKey(f"DSA keys are refused (OpenSSH removed them); {NEW_KEY}")
     if kind not in ACCEPTED_TYPES:
         raise InvalidKey(
             f"{shorten(line)!r} is not an OpenSSH public key line; expected e.g. 'ssh-ed25519 AAAA... you@laptop' "
@@ -108,7 +110,7 @@ def parse_public_key(text: str) -> PublicKey:
         raise InvalidKey(f"{shorten(line)!r} is not a valid {kind} key ({exc}); copy the .pub line again, whole") from None
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise InvalidKey(
-            f"RSA key of {key.key_size} bits is too short (minimum {MIN_RSA_BITS}); make one with: ssh-keygen -t ed25519"
+            f"RSA key of {key.key_size} bits is too short (minimum {MIN_RSA_BITS}); {NEW_KEY}"
         )
     return PublicKey(kind, blob, comment.strip())
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from . import backend as backends
 from .doctor import aws_profile_config
 from .hook import fido_refusal
-from .keysources import KeySourceError, keys_from, keys_from_all
+from .guest_flags import named_keys
+from .keysources import KeySourceError, keys_from
 from .settings import LOCAL_SSHD_KEY, NAMESPACE, ConfigError, Settings, parse_setting, settings_from, system_sshd_key
 from .sshkeys import is_fido, shorten
 
@@ -83,20 +84,17 @@ def stack_config(args, home: Path, environ: dict[str, str]) -> dict[str, str]:
     host_key = args.host_key or default_host_key(home)
     if host_key is None:
         problems.append(no_host_key(home))
-    found: dict[str, list] = {}
-    for key, flag, sources in (("guestKeys", "--guest", args.guest or []), ("viewerKeys", "--viewer", args.viewer or []),
-                               ("hostPublicKey", "--host-key", [str(host_key)] if host_key else [])):
+    # Each guest's key carries its name as its comment, into the config and the outputs (pairing.names).
+    guests, viewers, named = named_keys(args.guest or [], args.viewer or [])
+    problems += named
+    raw: dict[str, object] = {"viewerKeys": [k.line for k in viewers]}
+    if guests:
+        raw["guestKeys"] = [k.line for k in guests]
+    if host_key:
         try:
-            found[key] = keys_from(sources[0]) if key == "hostPublicKey" and sources else keys_from_all(sources)
+            raw["hostPublicKey"] = keys_from(str(host_key), guest=False)[0].line
         except KeySourceError as exc:
-            problems.append(f"{flag} {exc}")
-    raw: dict[str, object] = {}
-    if "guestKeys" in found and found["guestKeys"]:
-        raw["guestKeys"] = [k.line for k in found["guestKeys"]]
-    if "viewerKeys" in found:
-        raw["viewerKeys"] = [k.line for k in found["viewerKeys"]]
-    if found.get("hostPublicKey"):
-        raw["hostPublicKey"] = found["hostPublicKey"][0].line
+            problems.append(f"--host-key {host_key}: {exc}")
     optional = {
         "allowedCidrs": args.allow, "ttlMinutes": args.ttl, "tunnelPort": args.port,
         "instanceType": args.instance_type, "tmuxSession": args.session, "hostSshdKey": args.sshd_key,

@@ -85,8 +85,10 @@ def test_flags_become_the_config_the_program_reads(keys, home, sites, tmp_path):
                    "--sshd-key", keys["sshd"].public_line, "--session", "mob")
     up_plan = plan(args, home=home, environ={})
     assert up_plan.config["aws:region"] == "eu-west-1"
-    assert json.loads(up_plan.config["pairing:guestKeys"]) == [keys["guest"].public_line, keys["guest2"].public_line]
-    assert json.loads(up_plan.config["pairing:viewerKeys"]) == [f"ssh-ed25519 {blob} github:octocat"]
+    # Each key named (its comment): guest@test -> guest, a GitHub user's key -> the user.
+    assert json.loads(up_plan.config["pairing:guestKeys"]) == [
+        " ".join(keys["guest"].public_line.split()[:2] + ["guest"]), " ".join(keys["guest2"].public_line.split()[:2] + ["guest2"])]
+    assert json.loads(up_plan.config["pairing:viewerKeys"]) == [f"ssh-ed25519 {blob} octocat"]
     assert up_plan.config["pairing:hostPublicKey"] == keys["host"].public_line
 
     # The Pulumi program, given this config, reads the very same settings.
@@ -102,9 +104,10 @@ def test_same_flags_same_config(keys, home, sites):
 
 
 @pytest.mark.parametrize("user, page, message", [
-    ("ghost", None, "github:ghost: no such github user (http://127.0.0.1:"),
-    ("empty", (200, b""), "github:empty has no public SSH keys on github; ask them to add one, or give their .pub file"),
-    ("broken", (200, b"<html>rate limited</html>\n"), "github:broken (http://127.0.0.1:"),
+    ("ghost", None, "--guest gh:ghost: no such github user (http://127.0.0.1:"),
+    ("empty", (200, b""), "--guest gh:empty: github has no public SSH keys for empty; ask them to add one, or give "
+                          "their .pub file"),
+    ("broken", (200, b"<html>rate limited</html>\n"), "--guest gh:broken: http://127.0.0.1:"),
     ("down", (503, b"busy"), "answered 503"),
 ])
 def test_github_key_pages(keys, home, sites, user, page, message):
@@ -121,7 +124,7 @@ def test_gitlab_keys_and_duplicates(keys, home, sites):
     sites["gitlabber"] = (200, f"{line[0]} {line[1]} gitlab-laptop\n{line[0]} {line[1]} again\n".encode())
     up_plan = plan(up_args("--guest", "gl:gitlabber", "--region", "eu-west-1", "--sshd-key", keys["sshd"].public_line),
                    home=home, environ={})
-    assert json.loads(up_plan.config["pairing:guestKeys"]) == [f"{line[0]} {line[1]} gitlab-laptop"]
+    assert json.loads(up_plan.config["pairing:guestKeys"]) == [f"{line[0]} {line[1]} gitlabber"]  # named by the user
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -335,7 +338,7 @@ def test_a_dripping_key_page_has_an_overall_deadline(home, slow_pages):
     with pytest.raises(UpError) as caught:
         plan(up_args("--guest", "gh:slow", "--region", "eu-west-1"), home=home, environ={})
     took = time.monotonic() - began
-    assert str(caught.value).startswith("--guest github:slow: http://127.0.0.1:") and str(caught.value).endswith(
+    assert str(caught.value).startswith("--guest gh:slow: http://127.0.0.1:") and str(caught.value).endswith(
         "/slow.keys did not answer within 3 s; try again, or give their .pub file")
     assert took < 3 + 1.5, f"held for {took:.1f} s"
 
