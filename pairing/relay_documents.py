@@ -18,6 +18,7 @@ import yaml
 from .accounts import GUEST_USER, TUNNEL_USER
 from .settings import ConfigError, Settings
 from .sshkeys import PublicKey
+from .text import printable
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "cloud-init"
 SSHD_DROPIN_PATH = "/etc/ssh/sshd_config.d/10-pairing.conf"
@@ -88,7 +89,9 @@ def guest_key_line(key: PublicKey, tunnel_port: int) -> str:
     and `port-forwarding` allows listening too, so the listen is sent nowhere.
     """
     options = f'restrict,port-forwarding,permitopen="localhost:{tunnel_port}",permitlisten="{NOWHERE}",command="/usr/sbin/nologin"'
-    return f"{options} {key.line}"
+    # The comment (the guest's name, see pairing.names) is kept: sshd ignores it, and a line break in it,
+    # which would make a second key line, is refused here whatever the caller checked.
+    return printable(f"{options} {key.line}", "a guest's key line on the relay")
 
 
 def tunnel_key_line(key: PublicKey, tunnel_port: int) -> str:

@@ -502,3 +502,33 @@ def test_the_sshd_key_defaults_to_pairings_own(keys, tmp_path, monkeypatch):
         assert out["hostSshdKey"] == host_key(tmp_path / "pairing").bare
 
     return after_deploy(run, check)
+
+
+@pulumi.runtime.test
+def test_named_keys_reach_the_outputs(keys, tmp_path):
+    """The names `pairing up` gives (its flags, through up_plan) come out of the program in guestKeys and
+    viewerKeys, as the keys' comments, so `pairing host --outputs FILE` names each guest (pairing.names.roster)."""
+    from pairing.cli import parser
+    from pairing.names import roster
+    from pairing.up_plan import plan
+
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text(keys["host"].public_line + "\n")
+    argv = ["up", "--guest", f"alice={keys['guest'].public_line}", "--guest", keys["guest2"].public_line,
+            "--viewer", f"bob={keys['viewer'].public_line}", "--region", "eu-central-1", "--sshd-key", keys["sshd"].public_line]
+    up_plan = plan(parser().parse_args(argv), home=tmp_path, environ={})
+    run = run_program({**example_config(keys), **up_plan.config})
+
+    def check(out):
+        bare = {name: " ".join(keys[name].public_line.split()[:2]) for name in ("guest", "guest2", "viewer")}
+        assert out["guestKeys"] == [f"{bare['guest']} alice", f"{bare['guest2']} guest2"]
+        assert out["viewerKeys"] == [f"{bare['viewer']} bob"]
+        parsed = StackOutputs.from_json(json.loads(json.dumps(out)))  # as `pulumi stack output --json` writes it
+        assert [(g.name, g.typing) for g in roster(parsed.guest_keys, parsed.viewer_keys)] == [
+            ("alice", True), ("guest2", True), ("bob", False)]
+        # The relay's `pair` account keeps the names too (what its sshd logs is the key's fingerprint).
+        user_data = yaml.safe_load(revealed(run.inputs("aws:ec2/instance:Instance")["userData"]))
+        pair = next(u for u in user_data["users"] if u["name"] == "pair")
+        assert [line.split()[-1] for line in pair["ssh_authorized_keys"]] == ["alice", "guest2", "bob", "host@test"]
+
+    return after_deploy(run, check)

@@ -190,3 +190,17 @@ def test_the_placeholder_host_key_measures_like_a_real_one(keys, host_key):
             assert len(user_data(settings, RelayHostKey(text, public + "\n")).encode()) == expected
     assert "PRIVATE KEY" in PLACEHOLDER_HOST_KEY.private_openssh and set("".join(
         PLACEHOLDER_HOST_KEY.private_openssh.splitlines()[1:-1])) == {"A"}  # zeros: no key at all
+
+
+def test_a_keys_comment_reaches_the_relay_as_written_and_cannot_add_a_line(keys, host_key):
+    """Guests' names travel as their keys' comments: one set by hand with YAML's and sshd's special characters
+    reaches the relay's authorized_keys byte for byte; a line break (past every parser) is refused."""
+    from pairing.sshkeys import PublicKey
+    from pairing.text import UnsafeText
+
+    line = keys["guest"].public_line.rsplit(" ", 1)[0] + ' a: b # "c" \'d\' {e} [f], *g &h'
+    users = {u["name"]: u for u in yaml.safe_load(user_data(make_settings(keys, guestKeys=[line]), host_key))["users"]}
+    assert users[GUEST_USER]["ssh_authorized_keys"][0].endswith(" " + line)
+    kind, blob = line.split()[:2]
+    with pytest.raises(UnsafeText):
+        relay_documents.guest_key_line(PublicKey(kind, blob, "alice\nssh-ed25519 AAAA mallory"), 1337)
