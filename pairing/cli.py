@@ -92,6 +92,13 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     return {"source": source, "stack": stack, "backend": backend, "host": host}
 
 
+GUEST_HELP = ("a guest who may type (repeat for more). SOURCE: a .pub file, a key line, gh:USER, gl:USER, "
+              "https://github.com/USER.keys or https://gitlab.com/USER.keys. NAME (a-z, 0-9, '.', '_', '-'; at most "
+              "32) is what pairing calls them; default: USER (USER-2... for more keys), else the key's comment "
+              "(alice@laptop: alice), else the file's name without .pub")
+VIEWER_HELP = "a guest who may only watch (repeat for more); [NAME=]SOURCE as for --guest"
+
+
 def version() -> str:
     """The installed distribution's version (pyproject.toml's), as pip installed it."""
     from importlib.metadata import PackageNotFoundError, version as installed
@@ -113,8 +120,8 @@ def parser() -> argparse.ArgumentParser:
         help="create the relay, hold the tunnel, print the invite; Ctrl-C ends it",
         description="Check this machine, create or update the relay, then run the hook (`pairing host`). "
                     "A key source is a .pub file, a key line, gh:USER or gl:USER.")
-    up.add_argument("--guest", action="append", metavar="SOURCE", help="a guest who may type (repeat for more)")
-    up.add_argument("--viewer", action="append", metavar="SOURCE", help="a guest who may only watch (repeat for more)")
+    up.add_argument("--guest", action="append", metavar="[NAME=]SOURCE", help=GUEST_HELP)
+    up.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
     up.add_argument("--host-key", type=Path, metavar="FILE.pub", help="your public key (default: ~/.ssh/id_ed25519.pub)")
     up.add_argument("--allow", action="append", metavar="CIDR", help="who may reach the relay (default: anyone)")
     up.add_argument("--ttl", type=int, metavar="MINUTES", help="the relay ends itself after this (default: 240)")
@@ -150,8 +157,8 @@ def parser() -> argparse.ArgumentParser:
                     "of this machine\nthat your guests reach (a LAN or VPN one, e.g. Tailscale's), write an invite "
                     "straight to it with its\nhost key pinned, and let guests in until Ctrl-C. No relay, no AWS.\n\n"
                     "example:\n    pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222")
-    direct.add_argument("--guest", action="append", metavar="SOURCE", help="a guest who may type (repeat for more)")
-    direct.add_argument("--viewer", action="append", metavar="SOURCE", help="a guest who may only watch (repeat for more)")
+    direct.add_argument("--guest", action="append", metavar="[NAME=]SOURCE", help=GUEST_HELP)
+    direct.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
     direct.add_argument("--listen", type=listen_address, required=True, metavar="ADDRESS[:PORT]",
                         help="the one address of this machine the sshd listens on (default port: a free one, "
                              "said at start and in the invite)")
