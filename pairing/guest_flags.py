@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from .keysources import Found, KeySourceError, find
 from .names import GuestNameError, check_name, from_comment, split_name, unique
 from .sshkeys import PublicKey, shorten
+from .text import unprintable
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./@%+=,:~-]*[A-Za-z0-9_./@%+=,~-]")  # a trailing ':' (gh:) reads as ours
 
 
 def as_typed(flag: str, value: str) -> str:
-    """`--guest gh:alice`, or quoted as a shell would take it back: `--guest "Al ice=gh:alice"`."""
+    """`--guest gh:alice`, or quoted as a shell would take it back: `--guest "Al ice=gh:alice"`. A value
+    holding a control or format character is shown escaped (repr): it goes to a terminal."""
     text = shorten(value.strip(), 48 if " " in value.strip() else 200)  # a key line cut short, a path whole
+    if unprintable(text) is not None:
+        return f"{flag} {text!r}"
     if _PLAIN.fullmatch(text):
         return f"{flag} {text}"
     return f'{flag} "{text}"' if not set(text) & set('"$`\\!') else f"{flag} {shlex.quote(text)}"
@@ -53,7 +57,8 @@ def named_keys(guests: list[str], viewers: list[str]) -> tuple[list[PublicKey], 
                 try:
                     check_name(name)
                 except GuestNameError as exc:
-                    problems.append(f"{value}: {exc}; e.g. {flag} {from_comment(name) or 'alice'}={shorten(source)}")
+                    fixed = f"{from_comment(name) or 'alice'}={source}"
+                    problems.append(f"{value}: {exc}; e.g. {as_typed(flag, fixed)}")
                     continue
                 if name in given:
                     problems.append(f"{value}: the name {name} is taken ({given[name]}); give each guest "
@@ -67,17 +72,18 @@ def named_keys(guests: list[str], viewers: list[str]) -> tuple[list[PublicKey], 
     taken = set(given)
     named: dict[str, dict[str, PublicKey]] = {"--guest": {}, "--viewer": {}}
     for value, keys in found:
-        role = named[value.flag]
-        for index, key in enumerate(keys.keys):
+        role, first = named[value.flag], True
+        for key in keys.keys:
             if key.blob in role:
                 continue  # given twice: the first source names it
-            name = value.name if value.name and index == 0 else unique(_base(value, keys, key), taken)
+            name = value.name if value.name and first else unique(_base(value, keys, key), taken)
             if name is None:
                 problems.append(f"{value}: {_base(value, keys, key)!r} is too long for a guest name (at most 32 "
-                                f"characters, -2, -3 added for more keys); name them: {value.flag} "
-                                f"NAME={shorten(value.source)}")
+                                f"characters, -2, -3 added for more keys); name them: "
+                                f"{as_typed(value.flag, f'NAME={value.source}')}")
                 continue
             taken.add(name)
+            first = False
             role[key.blob] = PublicKey(key.kind, key.blob, name)
     return list(named["--guest"].values()), list(named["--viewer"].values()), problems
 

@@ -214,3 +214,15 @@ def test_help_says_how_guests_are_named(keys, tmp_path):
                "gh:USER, gl:USER, https://github.com/USER.keys or https://gitlab.com/USER.keys." in text
         assert "default: USER (USER-2... for more keys), else the key's comment (alice@laptop: alice)" in text
         assert "--viewer [NAME=]SOURCE a guest who may only watch (repeat for more); [NAME=]SOURCE as for --guest" in text
+
+
+def test_what_is_shown_back_is_quoted_for_a_shell_and_escaped_for_a_terminal(keys, home):
+    line = keys["guest"].public_line
+    with pytest.raises(UpError) as refused:
+        planned(home, "--guest", f"Bob={line}", "--guest", "\x1b[2J/keys/x.pub", "--viewer", "$HOME/x=y.pub")
+    assert str(refused.value).splitlines() == [
+        f"--guest \"{('Bob=' + line)[:45]}...\": 'Bob' is not a guest name: {RULE}; e.g. "
+        f"--guest \"{('bob=' + line)[:45]}...\"",
+        "--guest '\\x1b[2J/keys/x.pub': no such file; give " + FORMS,
+        f"--viewer '$HOME/x=y.pub': no such file; give {FORMS}",
+    ]
