@@ -34,6 +34,9 @@ SITE_HOSTS = {"github.com": "github", "www.github.com": "github", "gitlab.com": 
 SHORT = {"github": "gh", "gitlab": "gl"}
 # GitHub and GitLab user names: letters, digits, '-', '_' and '.'.
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# Base64 of an SSH key blob starts AAAA (its type's length): a pasted line of another type, with options
+# in front, or the base64 alone is a key line gone wrong, not a file name.
+_KEYISH = re.compile(r"(^|\s)AAAA[0-9A-Za-z+/]")
 FETCH_TIMEOUT = 10  # seconds for the whole page, however slowly it arrives
 PAGE_LIMIT = 1 << 20  # a keys page is a few lines; more is not one
 FORMS = "a .pub file, a key line, gh:USER, gl:USER, https://github.com/USER.keys or https://gitlab.com/USER.keys"
@@ -69,9 +72,13 @@ def find(source: str, guest: bool = True) -> Found:
         return _from_site(PREFIXES[prefix.lower()], prefix, rest.strip(), guest)
     if "://" in source or prefix.lower() in ("http", "https"):
         return _from_url(source, guest)
-    if source.split(None, 1)[0] in ACCEPTED_TYPES or source.startswith("ssh-dss ") or "PRIVATE KEY" in source:
-        return Found([_parse(source, guest)])
-    path = Path(source).expanduser()
+    try:
+        path = Path(source).expanduser()
+    except RuntimeError:  # ~someone with no such account
+        raise KeySourceError(f"no such user as in {source.split('/')[0]}; give the file's full path") from None
+    if source.split(None, 1)[0] in ACCEPTED_TYPES or "PRIVATE KEY" in source or (_KEYISH.search(source)
+                                                                                 and not path.exists()):
+        return Found([_parse(source, guest)])  # pasted, or nearly: the parser says what is wrong with it
     return Found(_from_file(path, guest), stem=path.name.removesuffix(".pub"))
 
 

@@ -226,3 +226,15 @@ def test_what_is_shown_back_is_quoted_for_a_shell_and_escaped_for_a_terminal(key
         "--guest '\\x1b[2J/keys/x.pub': no such file; give " + FORMS,
         f"--viewer '$HOME/x=y.pub': no such file; give {FORMS}",
     ]
+
+
+def test_a_key_line_gone_wrong_is_said_as_one_not_as_a_missing_file(keys, home):
+    blob = keys["guest"].public_line.split()[1]
+    with pytest.raises(UpError) as refused:
+        planned(home, "--guest", f"ssh-xmss@openssh.com {blob} x", "--guest", blob, "--viewer", "~nosuchuser4242/a.pub")
+    expected = "is not an OpenSSH public key line; expected e.g. 'ssh-ed25519 AAAA... you@laptop' (no options in front, no certificates)"
+    assert str(refused.value).splitlines() == [
+        f"--guest \"ssh-xmss@openssh.com {blob[:24]}...\": 'ssh-xmss@openssh.com {blob[:24]}...' {expected}",
+        f"--guest {blob}: '{blob[:45]}...' {expected}",
+        "--viewer ~nosuchuser4242/a.pub: no such user as in ~nosuchuser4242; give the file's full path",
+    ]
