@@ -75,7 +75,7 @@ def find(source: str, guest: bool = True) -> Found:
     try:
         path = Path(source).expanduser()
     except RuntimeError:  # ~someone with no such account
-        raise KeySourceError(f"no such user as in {source.split('/')[0]}; give the file's full path") from None
+        raise KeySourceError("no such account as its ~USER names; give the file's full path") from None
     if source.split(None, 1)[0] in ACCEPTED_TYPES or "PRIVATE KEY" in source or (_KEYISH.search(source)
                                                                                  and not path.exists()):
         return Found([_parse(source, guest)])  # pasted, or nearly: the parser says what is wrong with it

@@ -236,5 +236,5 @@ def test_a_key_line_gone_wrong_is_said_as_one_not_as_a_missing_file(keys, home):
     assert str(refused.value).splitlines() == [
         f"--guest \"ssh-xmss@openssh.com {blob[:24]}...\": 'ssh-xmss@openssh.com {blob[:24]}...' {expected}",
         f"--guest {blob}: '{blob[:45]}...' {expected}",
-        "--viewer ~nosuchuser4242/a.pub: no such user as in ~nosuchuser4242; give the file's full path",
+        "--viewer ~nosuchuser4242/a.pub: no such account as its ~USER names; give the file's full path",
     ]
