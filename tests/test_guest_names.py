@@ -112,6 +112,7 @@ def test_url_forms_of_the_supported_sites(keys, home, sites):
     assert planned(home, "--guest", "https://github.com/octocat.keys", "--viewer", " https://gitlab.com/lab.keys ") == (
         [named(guest, "octocat")], [named(guest2, "lab")])
     assert planned(home, "--guest", "boss=https://github.com/octocat")[0] == [named(guest, "boss")]
+    assert planned(home, "--guest", "gh:octocat", "--viewer", "gl:@lab") == ([named(guest, "octocat")], [named(guest2, "lab")])
 
 
 def test_roster_names_the_keys_up_named(keys, home, sites):
