@@ -361,7 +361,8 @@ _FRAGMENTS = st.sampled_from([
     "ssh-rsa AAAAB3NzaC1yc2E alice", 'command="tmux attach -t pair",restrict ssh-ed25519 AAAA x', "   ",
     ak.END, "# <<< pairing is a phrase", "#" + ak.BEGIN, " " + ak.BEGIN, "\u2028", "\x00\x1b[0m", "\ufeff",
 ])
-_LINE = st.one_of(_FRAGMENTS, st.text(st.characters(blacklist_characters="\r\n"), max_size=60))
+# No lone surrogates here: no file holds one (invalid bytes come from _BYTES_LINE, as surrogateescape reads them).
+_LINE = st.one_of(_FRAGMENTS, st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=60))
 # Raw bytes too: files are read with surrogateescape, so invalid UTF-8 must round-trip.
 _BYTES_LINE = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").decode("utf-8", "surrogateescape"))
 
