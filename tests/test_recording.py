@@ -149,6 +149,21 @@ def test_the_recording_follows_the_window_guests_see_with_whole_characters(pairi
     assert not piped(pairing)
 
 
+def test_ctrl_c_ends_the_recording_with_the_hook(pairing, tmp_path):
+    cast = tmp_path / "interrupted.cast"
+    hook = recording_hook(pairing, cast)
+    try:
+        hook.wait_for(READY)
+        pairing.host_types("echo before-ctrl-c-$((8*8))")
+        wait_until(lambda: "before-ctrl-c-64" in shown(cast), 10, "the host's line in the recording")
+    finally:
+        assert hook.stop(signal.SIGINT) == 0, hook.text
+    assert f"recording ended: {cast}" in hook.text and "Traceback" not in hook.text, hook.text
+    assert not piped(pairing)
+    assert "before-ctrl-c-64" in asciinema_cat(cast)
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
 def test_a_killed_hook_leaves_a_valid_recording(pairing, tmp_path):
     """SIGKILL: no cleanup runs, yet every line written is a whole event, and the pipe's `cat` ends at the
     session's next output."""
