@@ -149,6 +149,24 @@ def test_the_recording_follows_the_window_guests_see_with_whole_characters(pairi
     assert not piped(pairing)
 
 
+def test_a_pane_piped_elsewhere_is_said_and_replaced(pairing, tmp_path):
+    """tmux has one pipe per pane (a logging plugin may hold it): the hook says it takes it over."""
+    other = tmp_path / "plugin.log"
+    if pairing.host_tmux.run("has-session", "-t", f"={pairing.session}", check=False).returncode:
+        pairing.host_tmux.run("new-session", "-d", "-s", pairing.session, "/bin/sh")  # as the hook would make it
+    pairing.host_tmux.run("pipe-pane", "-t", f"={pairing.session}:", f"exec cat > {other}")
+    cast = tmp_path / "replaced.cast"
+    hook = recording_hook(pairing, cast)
+    try:
+        hook.wait_for(READY)
+        assert "had a pipe-pane already; --record replaces it" in hook.text
+        pairing.host_types("echo replaced-$((3*3))")
+        wait_until(lambda: "replaced-9" in shown(cast), 10, "the host's line in the recording")
+    finally:
+        assert hook.stop() == 0, hook.text
+    assert "replaced-9" not in other.read_text()
+
+
 def test_ctrl_c_ends_the_recording_with_the_hook(pairing, tmp_path):
     cast = tmp_path / "interrupted.cast"
     hook = recording_hook(pairing, cast)

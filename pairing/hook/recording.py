@@ -78,7 +78,7 @@ class Recorder:
         self.stopping = threading.Event()
 
     def start(self) -> None:
-        pane, width, height, _ = self._visible()
+        pane, width, height, piped = self._visible()
         try:
             self.out = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -95,7 +95,7 @@ class Recorder:
         # Held open so the FIFO has a writer between two panes' `cat`s: no EOF until stop().
         self.keeper = os.open(self.fifo, os.O_WRONLY | os.O_CLOEXEC)
         self.wake_r, self.wake_w = os.pipe()
-        self._follow(pane, width, height, piped=False)
+        self._follow(pane, width, height, piped)
         self.thread = threading.Thread(target=self._run, name="pairing-record", daemon=True)
         self.thread.start()
         self.console.recording(self.path)
@@ -158,6 +158,8 @@ class Recorder:
             return
         if pane != self.pane:
             self._unpipe(self.pane)
+            if piped:  # tmux has one pipe per pane: say whose is replaced (a logging plugin's, a killed hook's)
+                self.console.warning(f"tmux pane {pane} had a pipe-pane already; --record replaces it")
         # One tmux command list, so no output of the pane falls between the snapshot and the pipe.
         cursor, _, screen = self.tmux.query(
             "display-message", "-p", "-t", pane, "#{cursor_x} #{cursor_y}", ";", "capture-pane", "-p", "-e", "-t", pane,
