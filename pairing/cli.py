@@ -60,6 +60,13 @@ def _authorized_keys(parser: argparse.ArgumentParser, help: str, default: Path |
 
 
 AUTHORIZED_KEYS = Path.home() / ".ssh" / "authorized_keys"
+RECORD_HELP = ("write the session as the guests see it to FILE.cast, a new file (mode 600, on this machine only), "
+               "in asciicast v2: `asciinema play FILE.cast` replays it; e.g. --record ~/pair-monday.cast")
+
+
+def _record(parser: argparse.ArgumentParser) -> None:
+    """host, up and direct; checked by hook.recording.check_target before anything is touched."""
+    parser.add_argument("--record", type=Path, metavar="FILE.cast", help=RECORD_HELP)
 
 
 def _common() -> dict[str, argparse.ArgumentParser]:
@@ -89,6 +96,7 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
                       help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
                            "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
+    _record(host)
     return {"source": source, "stack": stack, "backend": backend, "host": host}
 
 
@@ -170,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
                         help="your tmux session (default: pair)")
     direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="tmux socket of your session (default: tmux's own)")
+    _record(direct)
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
                                  help="write the guest's ssh config and print their command")

@@ -26,6 +26,7 @@ from .hook import PreflightError, forget_guests, open_session, watch
 from .hook.console import Console, direct_status_text
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
+from .hook.recording import RecordingError, check_target, start_recording
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invite import write_shareable
 from .sshkeys import PublicKey, shorten
@@ -71,6 +72,7 @@ def instructions(invite: Path, route: DirectRoute, fingerprint: str) -> str:
 
 def cmd_direct(args) -> int:
     """Check every flag and key source, then hold the sshd until Ctrl-C/SIGTERM."""
+    check_target(args.record)
     address, port = args.listen
     if _unspecified(address) and not args.listen_all:
         raise PreflightError(f"--listen {address} is every address of this machine, public ones too; give "
@@ -106,7 +108,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     sshd = PrivateSshd(lock_path(session, socket_path).parent, key_path(data_dir()), lines, port=port, address=address)
     stopped = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    console = None
+    console = recorder = None
     try:
         try:
             sshd.start()
@@ -118,6 +120,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         tmux = Tmux(socket_path)
         open_session(tmux, session, console)
+        recorder = start_recording(args.record, tmux, session, console)
         console.ready(instructions(args.invite, route, key.fingerprint))
         since = time.time()
         watch(tmux, session, console, bool(viewers), lambda: not stopped.is_set() and sshd.process.poll() is None,
@@ -125,12 +128,14 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         if not stopped.is_set():
             console.error(f"the host's sshd stopped on its own; its log: {sshd.log}")
             return 1
-    except TmuxError as exc:
+    except (TmuxError, RecordingError) as exc:
         console.error(str(exc))
         return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if recorder:
+            recorder.stop()
         sshd.stop()  # and every guest's session with it
         forget_guests(sshd)
         if console:

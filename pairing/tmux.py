@@ -41,12 +41,16 @@ class Tmux:
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         argv = ["tmux"] + (["-S", self.socket] if self.socket else []) + list(args)
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            result = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=10)
         except FileNotFoundError:
             raise TmuxError("tmux is not installed; install it (apt install tmux / brew install tmux)") from None
         if check and result.returncode != 0:
             raise TmuxError(f"tmux {' '.join(args)} failed: {result.stderr.strip()}")
         return result
+
+    def query(self, *args: str) -> str:
+        """Any tmux command list (hook/recording.py's), its output; TmuxError if it fails."""
+        return self._run(*args).stdout
 
     @staticmethod
     def installed() -> bool:

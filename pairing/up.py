@@ -17,6 +17,7 @@ from . import backend as backends
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
 from .hook import HostOptions, PreflightError, SingleHook, lock_path, run, system_sshd
+from .hook.recording import check_target
 from .invite import write_invite
 from .outputs import OutputsError, StackOutputs
 from .stack_cli import PROJECT_DIR
@@ -128,6 +129,7 @@ def cmd_up(args) -> int:
     # First of all: a session already running for this authorized_keys (its relay, its invite)
     # is left alone. The lock is held from here to the hook's end, so no second run slips in.
     # Without --target, the lock is on the own sshd's folder for the tmux session (settings' default: pair).
+    check_target(args.record)
     args.target, args.authorized_keys = system_sshd(args.target, args.authorized_keys)
     own = args.target is None
     lock = SingleHook(lock_path(args.session or "pair", args.tmux_socket) if own else args.authorized_keys, command="up")
@@ -154,7 +156,7 @@ def cmd_up(args) -> int:
         outputs = deploy(up_plan)
         print(write_invite(outputs, args.invite))
         return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
-                               invite=args.invite), lock=lock)
+                               invite=args.invite, record=args.record), lock=lock)
     finally:
         lock.release()  # before destroy, which takes it to clean up the guests' keys
         if ask_to_destroy(args.keep):

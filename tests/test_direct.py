@@ -6,6 +6,7 @@ No system sshd, no relay, nothing of this machine's ~/.ssh or /etc/ssh."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import pytest
 
 from .harness import Guest, Hook, Tmux, stop_process, wait_until
-from .harness.unprivileged import USER, UnprivilegedHost, ends_with_the_hook, listeners
+from .harness.unprivileged import NOBODY, USER, UnprivilegedHost, ends_with_the_hook, listeners
 
 READY = "ready: guests can join now"
 # Outside the relay harness's 10.213.0.0/16 (tests/harness/netns.py), so its random /30s never meet this one.
@@ -113,6 +114,27 @@ def test_a_guest_in_another_namespace_joins_over_the_veth_and_types(direct):
         assert hook.stop() == 0, hook.text
     assert hook.text.rstrip().endswith("stopped") and "Traceback" not in hook.text, hook.text
     assert not (direct.host.home / ".ssh").exists()
+
+
+def test_record_writes_what_the_guest_typed_as_the_host_user(direct):
+    """`pairing direct --record`: `pairing host`'s recorder (tests/test_recording.py), here made by uid 65534."""
+    cast = direct.host.home / "direct.cast"
+    hook = direct.start("--listen", HOST_IP, "--record", str(cast))
+    guest = None
+    try:
+        hook.wait_for(READY)
+        guest = land(direct)
+        guest.type("echo recorded-direct-$((6*7))")
+        wait_until(lambda: "recorded-direct-42" in cast.read_text(), 10, "the guest's line in the recording")
+        hook.wait_for(f"| recording to {cast}", 10)
+    finally:
+        if guest:
+            guest.disconnect()
+        assert hook.stop() == 0, hook.text
+    assert f"recording ended: {cast}" in hook.text and "Traceback" not in hook.text, hook.text
+    assert (cast.stat().st_uid, oct(cast.stat().st_mode & 0o777)) == (NOBODY, "0o600")
+    header, *events = [json.loads(line) for line in cast.read_text().splitlines()]
+    assert header["version"] == 2 and "recorded-direct-42" in "".join(e[2] for e in events if e[1] == "o")
 
 
 def test_the_invite_goes_straight_there_with_the_key_pinned(direct):

@@ -34,6 +34,7 @@ from .guests import LOOPBACK_SOURCES, guest_lines, instructions
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
+from .recording import RecordingError, check_target, start_recording
 from .sshd import PrivateSshd, SshdError, key_path
 
 STATUS_EVERY = 1.0
@@ -55,6 +56,7 @@ class HostOptions:
     tmux_socket: str | None = None
     tunnel: str = "paramiko"  # a key of CARRIERS
     invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
+    record: Path | None = None  # --record FILE.cast (checked by recording.check_target)
 
 
 class _Published:
@@ -118,6 +120,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     )
     tunnel = CARRIERS[options.tunnel](spec, events, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
     failure: list[BaseException] = []
+    recorder = None
 
     def hold() -> None:
         try:
@@ -129,19 +132,22 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
     try:
         open_session(tmux, outputs.tmux_session, console)
+        recorder = start_recording(options.record, tmux, outputs.tmux_session, console)  # before any guest is in
         if keys_file:
             keys_file.install(guest_lines(options))
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
         watch(tmux, outputs.tmux_session, console, bool(outputs.viewer_keys), worker.is_alive, worker.join,
               tunnel.stop, lambda clients: status_text(events.state.state, events.state.since, clients))
-    except (AuthorizedKeysError, TmuxError) as exc:
+    except (AuthorizedKeysError, TmuxError, RecordingError) as exc:
         tunnel.stop()
         console.error(str(exc))
         return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if recorder:
+            recorder.stop()
         if sshd:
             sshd.stop()  # and every guest's session with it
             forget_guests(sshd)
@@ -160,9 +166,11 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
 
 def cmd_host(args) -> int:
     """`pairing host`: the stack's outputs (Pulumi CLI or --outputs FILE), then the hook until it stops."""
+    check_target(args.record)
     target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel))
+    return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel,
+                           record=args.record))
 
 
 def open_session(tmux: Tmux, session: str, console: Console) -> None:

@@ -54,6 +54,16 @@ class Console:
 
     def __init__(self, stream: TextIO) -> None:
         self.line = StatusLine(stream)
+        self.recording_to = ""  # the status line's end while --record writes
+
+    def recording(self, path) -> None:
+        """--record's file is open: said once, and on the status line while it lasts."""
+        self.line.say(f"recording what guests see to {path} (asciicast v2, mode 600)")
+        self.recording_to = f" | recording to {path}"
+
+    def recorded(self, path) -> None:
+        self.recording_to = ""
+        self.line.say(f"recording ended: {path} (replay it: asciinema play {path})")
 
     def ready(self, instructions: str) -> None:
         """The tunnel is up for the first time: what to send the guests."""
@@ -82,7 +92,7 @@ class Console:
         self.line.say(text)
 
     def status(self, text: str) -> None:
-        self.line.show(text)
+        self.line.show(text + self.recording_to)
 
     def close(self) -> None:
         self.line.close()
