@@ -220,6 +220,6 @@ def report(checks: list[Check]) -> str:
 
 
 def cmd_doctor(args) -> int:
-    checks = run_checks(args.target)
+    checks = run_checks(args.target, args.identity)
     print(report(checks))
     return 0 if all(c.ok for c in checks) else 1

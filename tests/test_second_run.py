@@ -101,8 +101,9 @@ def status(pairing: Pairing) -> str:
         [sys.executable, "-m", "pairing", "status", "--outputs", str(pairing.outputs),
          "--authorized-keys", str(pairing.deployment.authorized_keys), "--tmux-socket", str(pairing.host_tmux.socket)],
         cwd=PROJECT, env=pairing.hook_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
-    return next(line for line in result.stdout.splitlines() if line.startswith("tunnel  "))
+    line = next(line for line in result.stdout.splitlines() if line.startswith("tunnel  "))
+    assert result.returncode == (3 if line == "tunnel  not held: run pairing host" else 0), result.stderr
+    return line
 
 
 def test_after_sigkill_status_believes_no_stale_file_and_the_next_start_cleans_up(pairing):

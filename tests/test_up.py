@@ -288,7 +288,7 @@ def test_status_from_outputs(tmp_path, home, keys):
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs))
     result = run_cli("status", "--outputs", str(path), "--tmux-socket", str(tmp_path / "none.sock"), home=home)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # up, not held (status.NOT_HELD)
     assert "relay   203.0.113.10" in result.stdout and "i-0abc" in result.stdout
     assert "(1 h 29 min left)" in result.stdout or "(1 h 30 min left)" in result.stdout
     assert "tunnel  not held: run pairing host" in result.stdout
