@@ -235,3 +235,45 @@ def test_status_help_and_readme_document_the_exit_codes(tmp_path):
     readme = (PROJECT / "README.md").read_text()
     for code, meaning in codes.items():
         assert f"| {code} | {meaning} |" in readme, (code, meaning)
+
+
+# --- the quick start ------------------------------------------------------------------------------
+
+
+def requirements(name: str) -> list[str]:
+    lines = (PROJECT / name).read_text().splitlines()
+    return [re.split(r"[<>=\s]", line.strip(), 1)[0] for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_the_quick_start_installs_what_running_needs_and_ci_the_tests_too():
+    run_time, tests = requirements("requirements.txt"), requirements("requirements-test.txt")
+    assert not {"pytest", "hypothesis", "ssh-audit"} & set(run_time)
+    assert "-r" in tests and {"pytest", "hypothesis", "ssh-audit"} <= set(tests)
+    assert "-r requirements.txt" in (PROJECT / "requirements-test.txt").read_text().splitlines()
+    ci = (PROJECT / ".ci" / "run").read_text()
+    assert "pip install -q --disable-pip-version-check -r requirements-test.txt" in ci
+    readme = (PROJECT / "README.md").read_text()
+    quick = readme.split("## Quick start")[1].split("```sh\n")
+    assert quick[1].startswith("python3 -m venv venv && venv/bin/pip install -q -r requirements.txt && venv/bin/pairing up")
+    assert quick[2].startswith("bash .ci/run\n")
+
+
+def test_the_invite_written_in_a_clone_leaves_git_status_clean(tmp_path, keys):
+    if shutil.which("git") is None:
+        pytest.fail("git is needed to check what `git status` shows")
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    git = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path), "PATH": NO_PULUMI_PATH}
+    subprocess.run(["git", "init", "-q"], cwd=clone, env=git, check=True)
+    shutil.copy(PROJECT / ".gitignore", clone / ".gitignore")
+    launched = dt.datetime.now(dt.timezone.utc)
+    path = outputs_file(tmp_path, keys, launched)
+    for extra in ([], ["--known-hosts"]):
+        result = run("invite", "--outputs", str(path), *extra, home=tmp_path, cwd=clone)
+        assert result.returncode == 0, result.stderr
+    (clone / "session.cast").write_text("{}\n")  # a recording
+    assert sorted(p.name for p in clone.iterdir()) == [".git", ".gitignore", "pairing.conf", "pairing.known_hosts",
+                                                       "session.cast"]
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, env=git,
+                            capture_output=True, text=True, check=True)
+    assert status.stdout == "?? .gitignore\n"
