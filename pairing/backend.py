@@ -109,7 +109,7 @@ def has_stack(backend: Backend, stack: str, home: Path | None = None,
     if not url or not url.startswith("file://"):
         return None
     path = url[len("file://"):]
-    root = home / path[2:] if path.startswith("~/") else Path(path)
+    root = home / path[1:].lstrip("/") if path == "~" or path.startswith("~/") else Path(path)  # Pulumi's ~: home
     name = glob.escape(stack.rsplit("/", 1)[-1])  # org/project/stack or stack
     stacks = root / ".pulumi" / "stacks"
     return any(stacks.glob(f"{name}.json*")) or any(stacks.glob(f"*/{name}.json*"))

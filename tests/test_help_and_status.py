@@ -146,6 +146,13 @@ def test_status_without_a_stack_is_no_relay_even_without_the_pulumi_cli(tmp_path
     other = run("status", "--stack", "dev", "--backend", f"file://{tmp_path}/state", home=home)
     assert (other.returncode, other.stdout) == (5, f"relay   none: no stack 'dev' in file://{tmp_path}/state; start "
                                                    "one: pairing up --guest SOURCE\n")
+    # Pulumi's file://~ is the home folder (`pulumi login --local`): state there is seen as state.
+    (home / ".pulumi" / "stacks" / "pairing").mkdir(parents=True)
+    (home / ".pulumi" / "stacks" / "pairing" / "dev.json").write_text("{}")
+    for url in ("file://~", "file://~/", f"file://{home}"):
+        seen = run("status", "--stack", "dev", "--backend", url, home=home)
+        assert (seen.returncode, seen.stdout) == (2, ""), url
+    shutil.rmtree(home / ".pulumi")
     # With state for that stack, only the CLI can read it: then (and only then) the CLI is what is missing.
     stacks = home / ".local" / "share" / "pairing" / "state" / ".pulumi" / "stacks" / "pairing"
     stacks.mkdir(parents=True)
