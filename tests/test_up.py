@@ -222,7 +222,10 @@ def test_doctor_sshd_key_unreadable_or_given(tmp_path):
     sshd.start()
     try:
         unreadable = doctor.check_sshd(("127.0.0.1", sshd.port), tmp_path / "no-such-key.pub")
-        assert not unreadable.ok and "is not readable" in unreadable.line() and "--sshd-key" in unreadable.line()
+        assert not unreadable.ok and "is not readable" in unreadable.line()
+        # The flag is pairing up's (doctor has none): the fix says whose.
+        assert unreadable.fix == ("pass its key line to pairing up with --sshd-key (ssh-keyscan -t ed25519 localhost), "
+                                  "or make the file readable")
         given = doctor.check_sshd(("127.0.0.1", sshd.port), None)  # --sshd-key LINE: no file needed
         assert given.ok and "given with --sshd-key" in given.detail
     finally:
