@@ -7,6 +7,7 @@ script can wait for a session; bad or unreadable outputs are 2, like every comma
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import shutil
 
 from . import backend as backends
@@ -14,6 +15,7 @@ from .hook import lock_path, read_state
 from .outputs import StackOutputs
 from .stack_cli import NoStack, read_outputs_json
 from .tmux import Tmux
+from .up_plan import default_stack
 
 HELD, NOT_HELD, EXPIRED, NO_RELAY = 0, 3, 4, 5  # 1 is left to Python's own crash, 2 to bad input
 EXIT_STATUS = f"""exit status:
@@ -50,6 +52,20 @@ def read_relay(args) -> StackOutputs | str:
     return StackOutputs.from_json(data, source=source)
 
 
+def hold_command(args) -> str:
+    """`pairing host` for the relay this status read: the same outputs (or stack), backend and tmux socket."""
+    words = ["pairing", "host"]
+    if args.outputs is not None:
+        words += ["--outputs", str(args.outputs)]
+    elif args.stack != default_stack():
+        words += ["--stack", args.stack]
+    if args.backend:
+        words += ["--backend", args.backend]
+    if args.tmux_socket:
+        words += ["--tmux-socket", args.tmux_socket]
+    return shlex.join(words)
+
+
 def cmd_status(args) -> int:
     outputs = read_relay(args)
     if isinstance(outputs, str):
@@ -70,7 +86,7 @@ def cmd_status(args) -> int:
         hook = read_state(args.authorized_keys)
     record = hook.record
     if not hook.running:
-        tunnel = "not held: run pairing host"
+        tunnel = f"not held: run {hold_command(args)}"
     elif record is None or record.state is None:
         tunnel = f"held by a running `pairing host`{f' (pid {hook.pid})' if hook.pid else ''}"
     else:

@@ -54,7 +54,7 @@ def test_status_shows_the_running_tunnel(pairing, guests):
     assert "tunnel  up since " in shown and f"(pairing host --tunnel {pairing.tunnel}, pid {hook.process.pid})" in shown
     assert "guests  1 typing, 0 watching" in shown
     assert hook.stop() == 0, hook.text
-    assert "tunnel  not held: run pairing host" in status(held=False)
+    assert f"tunnel  not held: run pairing host --outputs {pairing.outputs} --tmux-socket " in status(held=False)
     assert not list((pairing.folder / "home" / ".local" / "state" / "pairing").glob("*"))  # nothing left behind
 
 

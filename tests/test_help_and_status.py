@@ -191,7 +191,7 @@ def test_status_of_a_live_relay_no_hook_is_not_held(tmp_path, keys):
     assert result.stdout.splitlines() == [
         relay_line(keys),
         f"ends    {ends} (3 h 29 min left)",  # under 3 h 30 min from the second it was read
-        "tunnel  not held: run pairing host",
+        f"tunnel  not held: run pairing host --outputs {path} --tmux-socket {tmp_path}/none.sock",  # the same relay
         "guests  0 typing, 0 watching in tmux session 'pair'",
     ]
 
@@ -231,7 +231,8 @@ def test_status_of_a_held_relay(tmp_path, keys):
             assert holder.wait(10) == 0
     gone = run("status", "--outputs", str(path), "--tmux-socket", socket, home=tmp_path,
                XDG_STATE_HOME=env["XDG_STATE_HOME"])
-    assert gone.returncode == 3 and "tunnel  not held: run pairing host" in gone.stdout
+    assert gone.returncode == 3
+    assert gone.stdout.splitlines()[2] == f"tunnel  not held: run pairing host --outputs {path} --tmux-socket {socket}"
 
 
 def test_status_help_and_readme_document_the_exit_codes(tmp_path):

@@ -294,7 +294,7 @@ def test_status_from_outputs(tmp_path, home, keys):
     assert result.returncode == 3, result.stderr  # up, not held (status.NOT_HELD)
     assert "relay   203.0.113.10" in result.stdout and "i-0abc" in result.stdout
     assert "(1 h 29 min left)" in result.stdout or "(1 h 30 min left)" in result.stdout
-    assert "tunnel  not held: run pairing host" in result.stdout
+    assert f"tunnel  not held: run pairing host --outputs {path} --tmux-socket {tmp_path / 'none.sock'}\n" in result.stdout
     assert "guests  0 typing, 0 watching" in result.stdout
 
 
