@@ -9,6 +9,7 @@ no account is needed to start.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
@@ -96,3 +97,19 @@ def ensure_passphrase(path: Path) -> None:
                 os.replace(temp, path)
     finally:
         Path(temp).unlink(missing_ok=True)
+
+
+def has_stack(backend: Backend, stack: str, home: Path | None = None,
+              environ: dict[str, str] | None = None) -> bool | None:
+    """Whether a file backend holds state for this stack (Pulumi's layout: .pulumi/stacks/PROJECT/STACK.json,
+    or the older .pulumi/stacks/STACK.json, maybe .gz); None for a backend only the Pulumi CLI can read."""
+    home = home or Path.home()
+    environ = dict(os.environ if environ is None else environ)
+    url = backend.url or environ.get("PULUMI_BACKEND_URL") or logged_in_backend(home)
+    if not url or not url.startswith("file://"):
+        return None
+    path = url[len("file://"):]
+    root = home / path[1:].lstrip("/") if path == "~" or path.startswith("~/") else Path(path)  # Pulumi's ~: home
+    name = glob.escape(stack.rsplit("/", 1)[-1])  # org/project/stack or stack
+    stacks = root / ".pulumi" / "stacks"
+    return any(stacks.glob(f"{name}.json*")) or any(stacks.glob(f"*/{name}.json*"))

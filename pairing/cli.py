@@ -12,6 +12,7 @@ from pathlib import Path
 from .authorized_keys import AuthorizedKeysError
 from .direct import cmd_direct, listen_address
 from .doctor import cmd_doctor
+from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples
 from .hook import PreflightError, cmd_host
 from .hook.own_sshd import cmd_sshd_key
 from .invite import cmd_invite
@@ -19,7 +20,7 @@ from .outputs import OutputsError
 from .relays import cmd_ls
 from .settings import _tmux_session
 from .sshkeys import shorten
-from .status import cmd_status
+from .status import EXIT_STATUS, cmd_status
 from .text import UnsafeText, unprintable
 from .tunnel import CARRIERS
 from .up import cmd_down, cmd_up
@@ -69,16 +70,25 @@ def _record(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", type=Path, metavar="FILE.cast", help=RECORD_HELP)
 
 
+def _invite(parser: argparse.ArgumentParser) -> None:
+    """The guest's file: one flag, one default, in every command that writes it."""
+    parser.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
+                        help="where to write the guest's ssh config (default: ./pairing.conf; git ignores that name)")
+
+
+def _stack_help(what: str) -> str:
+    return f"the Pulumi stack {what} (default: pair-USER-MACHINE, one per user and machine; here {default_stack()})"
+
+
 def _common() -> dict[str, argparse.ArgumentParser]:
     source = argparse.ArgumentParser(add_help=False)
     group = source.add_mutually_exclusive_group()
-    group.add_argument("--stack", help="the Pulumi stack to read outputs from (default: the selected stack)")
+    group.add_argument("--stack", default=default_stack(), help=_stack_help("to read outputs from"))
     group.add_argument("--outputs", type=Path, metavar="FILE",
                        help="read the outputs from FILE (JSON of `pulumi stack output --json --show-secrets`) "
                             "instead of the Pulumi CLI; also for a relay Pulumi did not make")
     stack = argparse.ArgumentParser(add_help=False)
-    stack.add_argument("--stack", default=default_stack(),
-                       help=f"the Pulumi stack (default: {default_stack()}, one per user and machine)")
+    stack.add_argument("--stack", default=default_stack(), help=_stack_help("of the relay"))
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", metavar="URL",
                          help="Pulumi backend (file://..., s3://..., https://api.pulumi.com); default: the one you "
@@ -118,17 +128,24 @@ def version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pairing", description="Share your tmux with a guest through your own relay.")
+    top = argparse.ArgumentParser(prog="pairing", description="Share your tmux with a guest through your own relay.",
+                                  formatter_class=Help, epilog=_examples("pairing up --guest gh:octocat",
+                                                                         "pairing COMMAND --help"))
     top.add_argument("--version", action="version", version=f"pairing {version()}")
-    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     common = _common()
 
     up = commands.add_parser(
         "up", parents=[common["stack"], common["backend"], common["host"]],
         help="create the relay, hold the tunnel, print the invite; Ctrl-C ends it",
-        description="Check this machine, create or update the relay, then run the hook (`pairing host`). "
-                    "A key source is a .pub file, a key line, gh:USER or gl:USER.")
-    up.add_argument("--guest", action="append", metavar="[NAME=]SOURCE", help=GUEST_HELP)
+        description="Check the flags, then this machine (pairing doctor), create or update the relay, write the "
+                    "guest's invite, then run the hook (`pairing host`) until Ctrl-C. A key SOURCE is a .pub file, a "
+                    "key line, gh:USER or gl:USER.",
+        epilog=_examples("pairing up --guest gh:octocat --region eu-central-1",
+                         "pairing up --guest alice=~/alice.pub --viewer gl:bob --ttl 60 --allow 203.0.113.0/24"))
+    guest = up.add_argument("--guest", action="append", metavar="[NAME=]SOURCE",
+                            help="(required: at least one) " + GUEST_HELP)
+    setattr(guest, SHOWN_REQUIRED, True)  # checked with every other flag by up_plan, not by argparse
     up.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
     up.add_argument("--host-key", type=Path, metavar="FILE.pub", help="your public key (default: ~/.ssh/id_ed25519.pub)")
     up.add_argument("--allow", action="append", metavar="CIDR", help="who may reach the relay (default: anyone)")
@@ -139,41 +156,47 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--session", metavar="NAME", help="your tmux session (default: pair)")
     up.add_argument("--sshd-key", metavar="LINE", help="your sshd's host key line (default: that of pairing's own sshd, `pairing sshd-key`; "
                          "with --target: /etc/ssh/ssh_host_ed25519_key.pub)")
-    up.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
-                    help="where to write the guest's ssh config (default: ./pairing.conf)")
+    _invite(up)
     up.add_argument("--keep", action="store_true", help="keep the relay when you stop (default: ask, or destroy)")
 
     down = commands.add_parser("down", parents=[common["stack"], common["backend"]],
-                               help="destroy the relay and remove any guest keys left behind")
+                               help="destroy the relay and remove any guest keys left behind",
+                               description="Destroy the relay of the stack (its instance, network, security group "
+                                           "and host key), after taking out any guest keys a crashed `pairing host "
+                                           "--target` left in authorized_keys.",
+                               epilog=_examples("pairing down", "pairing down --stack pair-alice-laptop"))
     _authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)", AUTHORIZED_KEYS)
 
     commands.add_parser("ls", parents=[common["backend"]],
                         help="list the relays in the backend: owner, region, address, time left",
                         description="List every relay (stack) of this project in the backend, e.g. a team's S3 "
-                                    "bucket: whose it is, its region and address, and how long it has left.")
+                                    "bucket: whose it is, its region and address, and how long it has left.",
+                        epilog=_examples("pairing ls", "pairing ls --backend s3://our-team-pulumi-state"))
 
     commands.add_parser("host", parents=[common["source"], common["backend"], common["host"]],
                         help="run the hook: hold the tunnel and let guests into your tmux",
                         description="The hook: run your own sshd for the guests (their keys forced to tmux attach), "
                                     "hold the reverse tunnel from the relay to it, until you stop it. With --target: "
-                                    "your system's sshd, the guests' keys in authorized_keys meanwhile.")
+                                    "your system's sshd, the guests' keys in authorized_keys meanwhile.",
+                        epilog=_examples("pairing host", "pairing host --outputs outputs.json --tunnel openssh",
+                                         "pairing host --target localhost:22"))
 
     direct = commands.add_parser(
         "direct", help="no relay: your own sshd on a LAN or VPN address, an invite straight to it",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run pairing's own sshd (as you, publickey only, guests forced to tmux attach) on one address "
-                    "of this machine\nthat your guests reach (a LAN or VPN one, e.g. Tailscale's), write an invite "
-                    "straight to it with its\nhost key pinned, and let guests in until Ctrl-C. No relay, no AWS.\n\n"
-                    "example:\n    pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222")
-    direct.add_argument("--guest", action="append", metavar="[NAME=]SOURCE", help=GUEST_HELP)
+                    "of this machine that your guests reach (a LAN or VPN one, e.g. Tailscale's), write an invite "
+                    "straight to it with its host key pinned, and let guests in until Ctrl-C. No relay, no AWS.",
+        epilog=_examples("pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222"))
+    guest = direct.add_argument("--guest", action="append", metavar="[NAME=]SOURCE",
+                                help="(required: at least one) " + GUEST_HELP)
+    setattr(guest, SHOWN_REQUIRED, True)  # checked with the keys by cmd_direct, not by argparse
     direct.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
     direct.add_argument("--listen", type=listen_address, required=True, metavar="ADDRESS[:PORT]",
                         help="the one address of this machine the sshd listens on (default port: a free one, "
                              "said at start and in the invite)")
     direct.add_argument("--listen-all", action="store_true",
                         help="allow --listen 0.0.0.0 or ::, every address of this machine, public ones too")
-    direct.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
-                        help="where to write the guest's ssh config (default: ./pairing.conf)")
+    _invite(direct)
     direct.add_argument("--session", type=_session_name, default="pair", metavar="NAME",
                         help="your tmux session (default: pair)")
     direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
@@ -181,28 +204,47 @@ def parser() -> argparse.ArgumentParser:
     _record(direct)
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
-                                 help="write the guest's ssh config and print their command")
-    invite.add_argument("--out", type=Path, default=Path("pairing.conf"), metavar="FILE",
-                        help="where to write the guest's ssh config (default: ./pairing.conf)")
+                                 help="write the guest's ssh config and print their command",
+                                 description="Write the guest's ssh config (pairing.conf: both hops pinned, no "
+                                             "secret in it) from the stack's outputs, and print the command they "
+                                             "run and the fingerprints to compare.",
+                                 epilog=_examples("pairing invite", "pairing invite --invite ~/alice.conf --known-hosts"))
+    _invite(invite)
+    # --out: its name before it was --invite as in up and direct; kept, unlisted, for scripts that use it.
+    invite.add_argument("--out", dest="invite", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     invite.add_argument("--known-hosts", action="store_true",
                         help="for guests with OpenSSH before 8.5: pin both hops in FILE's .known_hosts beside it")
     invite.add_argument("--ipv6", action="store_true",
                         help="send the guest to the relay's IPv6 address (relayIpv6Address), for an IPv6-only network")
 
     status = commands.add_parser("status", parents=[common["source"], common["backend"]],
-                                 help="the relay, its time left, the tunnel and the guests")
+                                 help="the relay, its time left, the tunnel and the guests",
+                                 description="Say whether there is a relay, how long it has left, whether a "
+                                             "`pairing host` holds its tunnel, and who is attached to the tmux "
+                                             "session; the exit status tells the four cases apart.",
+                                 epilog=f"{EXIT_STATUS}\n\n" + _examples("pairing status",
+                                                                          "pairing status --outputs outputs.json"))
     _authorized_keys(status, argparse.SUPPRESS, AUTHORIZED_KEYS)
     status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="tmux socket of your session (default: tmux's own)")
 
     commands.add_parser("sshd-key", help="print the host key of pairing's own sshd (made the first time): what guests pin",
                         description="The public line of the ED25519 host key pairing host's own sshd presents, made "
-                                    "once under ~/.local/share/pairing/sshd; the default of pairing:hostSshdKey.")
+                                    "once under ~/.local/share/pairing/sshd; the default of pairing:hostSshdKey.",
+                        epilog=_examples("pairing sshd-key", "pulumi config set pairing:hostSshdKey \"$(pairing sshd-key)\""))
 
-    doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem")
+    doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem",
+                                 description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary (or a "
+                                             "running sshd with --target), tmux, OpenSSH and your key: one line "
+                                             "each, every failure with its fix, and a last line counting them "
+                                             "(exit 1 if any failed).",
+                                 epilog=_examples("pairing doctor", "pairing doctor --target localhost:22",
+                                                  "pairing doctor --identity ~/.ssh/work_ed25519"))
     doctor.add_argument("--target", type=_target, metavar="HOST:PORT",
                         help="check your system's sshd there, for `pairing host --target` (default: check the sshd "
                              "binary pairing runs on its own)")
+    doctor.add_argument("--identity", type=Path, metavar="PATH",
+                        help="check this private key, as `pairing host --identity` would use it (default: ~/.ssh/id_*)")
     return top
 
 

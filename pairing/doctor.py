@@ -113,7 +113,8 @@ def check_sshd(target: tuple[str, int] = ("localhost", 22), host_key: Path | Non
         return Check("sshd", True, f"{banner} on {host}:{port}; host key given with --sshd-key")
     if not os.access(host_key, os.R_OK):
         return Check("sshd", False, f"{banner} on {host}:{port}, but {host_key} is not readable",
-                     "pass its key line with --sshd-key (ssh-keyscan -t ed25519 localhost)")
+                     "pass its key line to pairing up with --sshd-key (ssh-keyscan -t ed25519 localhost), "
+                     "or make the file readable")
     return Check("sshd", True, f"{banner} on {host}:{port}; host key {host_key}")
 
 
@@ -220,6 +221,6 @@ def report(checks: list[Check]) -> str:
 
 
 def cmd_doctor(args) -> int:
-    checks = run_checks(args.target)
+    checks = run_checks(args.target, args.identity)
     print(report(checks))
     return 0 if all(c.ok for c in checks) else 1

@@ -76,5 +76,5 @@ def write_shareable(path: Path, text: str) -> None:
 
 def cmd_invite(args) -> int:
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    print(write_invite(outputs, args.out, args.known_hosts, args.ipv6))
+    print(write_invite(outputs, args.invite, args.known_hosts, args.ipv6))
     return 0

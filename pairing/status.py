@@ -1,20 +1,83 @@
-"""`pairing status`: the relay, its time left, the tunnel as the running hook reports it, and the guests."""
+"""`pairing status`: the relay, its time left, the tunnel as the running hook reports it, and the guests.
+
+Its exit status says which of four states holds (EXIT_STATUS, shown by `pairing status --help`), so a
+script can wait for a session; bad or unreadable outputs are 2, like every command's bad input.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import shlex
+import shutil
 
 from . import backend as backends
 from .hook import lock_path, read_state
-from .stack_cli import read_outputs
+from .outputs import StackOutputs
+from .stack_cli import NoStack, read_outputs_json
 from .tmux import Tmux
+from .up_plan import default_stack
+
+HELD, NOT_HELD, EXPIRED, NO_RELAY = 0, 3, 4, 5  # 1 is left to Python's own crash, 2 to bad input
+EXIT_STATUS = f"""exit status:
+  {HELD}  a relay is up and a running `pairing host` holds its tunnel
+  2  the outputs could not be read (a bad --outputs file, the Pulumi CLI missing or failing)
+  {NOT_HELD}  a relay is up, but no `pairing host` holds its tunnel
+  {EXPIRED}  the relay is past its end (expiresAt): it has ended itself
+  {NO_RELAY}  no relay: no such stack, or one with no outputs (never deployed, or destroyed)"""
+
+
+def no_relay(args) -> str | None:
+    """Why there is no relay, if there is none; None when there is something to read (or only the CLI can tell)."""
+    if args.outputs is not None:
+        return None
+    backend = backends.choose(args.backend)
+    # Without the Pulumi CLI a file backend's state can still be looked at: no state, no relay.
+    if shutil.which("pulumi") is None and backends.has_stack(backend, args.stack) is False:
+        return f"no stack {args.stack!r} in {backend.describe()}"
+    return None
+
+
+def read_relay(args) -> StackOutputs | str:
+    """The relay's outputs, or why there is no relay."""
+    missing = no_relay(args)
+    if missing:
+        return missing
+    try:
+        data = read_outputs_json(args.outputs, args.stack, backends.choose(args.backend).env)
+    except NoStack:
+        return f"no stack {args.stack!r} in {backends.choose(args.backend).describe()}"
+    source = str(args.outputs) if args.outputs is not None else f"stack {args.stack}"
+    if data == {}:  # what `pulumi stack output --json` prints for a stack with no relay
+        return f"{source} has no outputs (never deployed, or destroyed)"
+    return StackOutputs.from_json(data, source=source)
+
+
+def hold_command(args) -> str:
+    """`pairing host` for the relay this status read: the same outputs (or stack), backend and tmux socket."""
+    words = ["pairing", "host"]
+    if args.outputs is not None:
+        words += ["--outputs", str(args.outputs)]
+    elif args.stack != default_stack():
+        words += ["--stack", args.stack]
+    if args.backend:
+        words += ["--backend", args.backend]
+    if args.tmux_socket:
+        words += ["--tmux-socket", args.tmux_socket]
+    return shlex.join(words)
 
 
 def cmd_status(args) -> int:
-    outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    outputs = read_relay(args)
+    if isinstance(outputs, str):
+        print(f"relay   none: {outputs}; start one: pairing up --guest SOURCE")
+        return NO_RELAY
+    print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
+    ends = f"{outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}"
     left = outputs.expires_at - dt.datetime.now(dt.timezone.utc)
+    if left.total_seconds() <= 0:  # gone, whatever a hook still says: nothing to hold
+        print(f"ends    {ends} (expired: the relay has ended itself; a new one: pairing up --guest SOURCE)")
+        return EXPIRED
     minutes = int(left.total_seconds() // 60)
-    remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
     clients = Tmux(args.tmux_socket).snapshot(outputs.tmux_session).clients if Tmux.installed() else ()
     typing = sum(1 for c in clients if not c.read_only)
     # The hook with its own sshd (locked on its folder), else one with --target (on authorized_keys).
@@ -23,14 +86,13 @@ def cmd_status(args) -> int:
         hook = read_state(args.authorized_keys)
     record = hook.record
     if not hook.running:
-        tunnel = "not held: run pairing host"
+        tunnel = f"not held: run {hold_command(args)}"
     elif record is None or record.state is None:
         tunnel = f"held by a running `pairing host`{f' (pid {hook.pid})' if hook.pid else ''}"
     else:
         since = dt.datetime.fromtimestamp(record.since).strftime("%H:%M:%S")
         tunnel = f"{record.state.value} since {since} (pairing host --tunnel {record.tunnel}, pid {record.pid})"
-    print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
-    print(f"ends    {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ} ({remaining})")
+    print(f"ends    {ends} ({minutes // 60} h {minutes % 60} min left)")
     print(f"tunnel  {tunnel}")
     print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmux_session!r}")
-    return 0
+    return HELD if hook.running else NOT_HELD

@@ -39,12 +39,12 @@ def test_guest_types_and_sees_the_host(pairing, hook, guests):
 
 
 def test_status_shows_the_running_tunnel(pairing, guests):
-    def status() -> str:
+    def status(held: bool = True) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "pairing", "status", "--outputs", str(pairing.outputs),
              "--authorized-keys", str(pairing.deployment.authorized_keys), "--tmux-socket", str(pairing.host_tmux.socket)],
             cwd=PROJECT, env=pairing.hook_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == (0 if held else 3), result.stderr  # status.HELD, NOT_HELD
         return result.stdout
 
     hook = pairing.start_hook()
@@ -54,7 +54,7 @@ def test_status_shows_the_running_tunnel(pairing, guests):
     assert "tunnel  up since " in shown and f"(pairing host --tunnel {pairing.tunnel}, pid {hook.process.pid})" in shown
     assert "guests  1 typing, 0 watching" in shown
     assert hook.stop() == 0, hook.text
-    assert "tunnel  not held: run pairing host" in status()
+    assert f"tunnel  not held: run pairing host --outputs {pairing.outputs} --tmux-socket " in status(held=False)
     assert not list((pairing.folder / "home" / ".local" / "state" / "pairing").glob("*"))  # nothing left behind
 
 

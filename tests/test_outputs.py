@@ -123,8 +123,8 @@ def test_status_reads_a_valid_expiry(good, tmp_path):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(good))
     result = pairing_cli("status", "--outputs", str(outputs), cwd=tmp_path, home=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "ends    2026-11-26T19:00:00Z (expired: the relay has ended itself)" in result.stdout
+    assert result.returncode == 4, result.stderr  # expired (status.EXPIRED)
+    assert "ends    2026-11-26T19:00:00Z (expired: the relay has ended itself; " in result.stdout
 
 
 def test_the_invite_renders_its_own_config_and_ssh_runs_nothing_from_the_outputs(good, tmp_path):

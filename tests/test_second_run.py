@@ -101,8 +101,9 @@ def status(pairing: Pairing) -> str:
         [sys.executable, "-m", "pairing", "status", "--outputs", str(pairing.outputs),
          "--authorized-keys", str(pairing.deployment.authorized_keys), "--tmux-socket", str(pairing.host_tmux.socket)],
         cwd=PROJECT, env=pairing.hook_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
-    return next(line for line in result.stdout.splitlines() if line.startswith("tunnel  "))
+    line = next(line for line in result.stdout.splitlines() if line.startswith("tunnel  "))
+    assert result.returncode == (3 if line.startswith("tunnel  not held: run pairing host ") else 0), result.stderr
+    return line
 
 
 def test_after_sigkill_status_believes_no_stale_file_and_the_next_start_cleans_up(pairing):
@@ -116,7 +117,7 @@ def test_after_sigkill_status_believes_no_stale_file_and_the_next_start_cleans_u
     assert json.loads(record.read_text())["pid"] == killed.process.pid
     (ssh / ".authorized_keys.q7_0zk3m.pairing").write_bytes(ORIGINAL_KEYS[:40])
     (ssh / ".authorized_keys.q7_0zk3m.pairing").chmod(0o640)
-    assert status(pairing) == "tunnel  not held: run pairing host"
+    assert status(pairing) == f"tunnel  not held: run pairing host --outputs {pairing.outputs} --tmux-socket {pairing.host_tmux.socket}"
     # Something else holds the lock (a new hook not yet past its first line, here flock(1)):
     # the dead hook's word is still not taken for its.
     holder = subprocess.Popen(["flock", "--nonblock", "--no-fork", str(ssh), "sleep", "600"])
