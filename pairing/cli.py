@@ -110,7 +110,7 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     return {"source": source, "stack": stack, "backend": backend, "host": host}
 
 
-GUEST_HELP = ("a guest who may type (repeat for more). SOURCE: a .pub file, a key line, gh:USER, gl:USER, "
+GUEST_HELP = ("a guest who may type (required: at least one; repeat for more). SOURCE: a .pub file, a key line, gh:USER, gl:USER, "
               "https://github.com/USER.keys or https://gitlab.com/USER.keys. NAME (a-z, 0-9, '.', '_', '-'; at most "
               "32) is what pairing calls them; default: USER (USER-2... for more keys), else the key's comment "
               "(alice@laptop: alice), else the file's name without .pub")
@@ -144,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=_examples("pairing up --guest gh:octocat --region eu-central-1",
                          "pairing up --guest alice=~/alice.pub --viewer gl:bob --ttl 60 --allow 203.0.113.0/24"))
     guest = up.add_argument("--guest", action="append", metavar="[NAME=]SOURCE",
-                            help="(required: at least one) " + GUEST_HELP)
+                            help=GUEST_HELP)
     setattr(guest, SHOWN_REQUIRED, True)  # checked with every other flag by up_plan, not by argparse
     up.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
     up.add_argument("--host-key", type=Path, metavar="FILE.pub", help="your public key (default: ~/.ssh/id_ed25519.pub)")
@@ -188,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
                     "straight to it with its host key pinned, and let guests in until Ctrl-C. No relay, no AWS.",
         epilog=_examples("pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222"))
     guest = direct.add_argument("--guest", action="append", metavar="[NAME=]SOURCE",
-                                help="(required: at least one) " + GUEST_HELP)
+                                help=GUEST_HELP)
     setattr(guest, SHOWN_REQUIRED, True)  # checked with the keys by cmd_direct, not by argparse
     direct.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
     direct.add_argument("--listen", type=listen_address, required=True, metavar="ADDRESS[:PORT]",

@@ -211,7 +211,7 @@ def test_direct_says_bad_names_the_same(keys, tmp_path):
 def test_help_says_how_guests_are_named(keys, tmp_path):
     for command in ("up", "direct"):
         text = " ".join(run(command, "--help", home=new_home(tmp_path / command, keys), cwd=tmp_path).stdout.split())
-        assert "--guest [NAME=]SOURCE a guest who may type (repeat for more). SOURCE: a .pub file, a key line, " \
+        assert "--guest [NAME=]SOURCE a guest who may type (required: at least one; repeat for more). SOURCE: a .pub file, a key line, " \
                "gh:USER, gl:USER, https://github.com/USER.keys or https://gitlab.com/USER.keys." in text
         assert "default: USER (USER-2... for more keys), else the key's comment (alice@laptop: alice)" in text
         assert "--viewer [NAME=]SOURCE a guest who may only watch (repeat for more); [NAME=]SOURCE as for --guest" in text

@@ -70,8 +70,8 @@ def usage_of(command: str, tmp_path: Path) -> str:
 def test_guest_shows_as_required_yet_up_says_every_problem(tmp_path):
     for command in ("up", "direct"):
         usage = usage_of(command, tmp_path)
-        assert " --guest SOURCE " in usage and "[--guest SOURCE]" not in usage, usage
-        assert "[--viewer SOURCE]" in usage
+        assert " --guest [NAME=]SOURCE " in usage and "[--guest [NAME=]SOURCE]" not in usage, usage
+        assert "[--viewer [NAME=]SOURCE]" in usage
     # argparse does not stop at it alone: `pairing up` says it with the other problems (one line each).
     result = run("up", "--ttl", "0", home=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
