@@ -23,6 +23,11 @@ KEY_PATH = re.compile(r"[A-Za-z0-9._/:][A-Za-z0-9._/:-]*")
 PLAIN = re.compile(r"[A-Za-z0-9._/:+ -]+")  # every word of the command, and the proxy command with its spaces
 
 
+# The name plink is given for the host: any but localhost, which PuTTY connects to straight, never through
+# a proxy (its "Consider proxying local host connections" is off). The proxy command alone is dialled.
+HOST_NAME = "pairing-host"
+
+
 class PuttyKeyError(ValueError):
     """A --putty path the command cannot carry as it is; the message says what to give instead."""
 
@@ -51,14 +56,14 @@ def relay_proxy(route: GuestRoute, key_path: str) -> str:
 def plink_command(route: GuestRoute, key_path: str) -> str:
     """The whole command: the host's sshd through the relay, a terminal, both hops pinned."""
     words = ["plink", "-ssh", "-t", "-batch", "-i", key_path, "-l", route.host_user, "-P", str(route.tunnel_port),
-             "-hostkey", route.host_sshd_key.fingerprint, "-proxycmd", f'"{relay_proxy(route, key_path)}"', "localhost"]
+             "-hostkey", route.host_sshd_key.fingerprint, "-proxycmd", f'"{relay_proxy(route, key_path)}"', HOST_NAME]
     return printable(" ".join(_plain(w) if not w.startswith('"') else w for w in words), "the plink command")
 
 
 def window_steps(route: GuestRoute, key_path: str) -> list[str]:
     """The same in PuTTY's configuration window (PuTTY 0.77 and later; before, Credentials was Auth)."""
     return [
-        f"Session: Host Name localhost, Port {route.tunnel_port}, Connection type SSH",
+        f"Session: Host Name {HOST_NAME}, Port {route.tunnel_port}, Connection type SSH",
         f"Connection > Data: Auto-login username {route.host_user}",
         "Connection > Proxy: Proxy type Local, and as the local proxy command:",
         f"    {relay_proxy(route, key_path)}",

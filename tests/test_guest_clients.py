@@ -113,3 +113,49 @@ def test_the_windows_invite_needs_no_bin_echo(pairing, hook, guests, tmp_path):
     windows = GuestTerminal(home, "ssh -F pairing.conf pairing", cwd=folder, hide=echo, name="windows")
     guests.append(windows)
     lands_and_types(pairing, windows, "no-echo")
+
+
+def putty_guest(pairing, tmp_path, outputs: Path | None = None, name: str = "putty", proxy_only: bool = False):
+    """A guest holding the PuTTY form of their key (puttygen's), running exactly the line `--putty` printed
+    (proxy_only: its relay hop alone, the local proxy command of the PuTTY window's steps)."""
+    home = tmp_path / name
+    home.mkdir()
+    subprocess.run(["puttygen", str(pairing.deployment.keys["guest2"].path), "-O", "private", "-o",
+                    str(home / "work.ppk")], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    printed = invite(pairing, "--putty", "work.ppk", outputs=outputs).stdout.splitlines()
+    command = [line.strip() for line in printed if line.startswith("    plink ")]
+    assert len(command) == 1, printed
+    line = command[0].split('"')[1] if proxy_only else command[0]
+    # plink keeps its random seed under ~/.putty: the guest's own home, never this machine's.
+    return GuestTerminal(home, line, cwd=home, name=name)
+
+
+def test_a_putty_guest_joins_with_the_printed_command(pairing, hook, guests, tmp_path):
+    guest = putty_guest(pairing, tmp_path)
+    guests.append(guest)
+    lands_and_types(pairing, guest, "plink")
+
+
+def refused(guest: GuestTerminal) -> str:
+    wait_until(lambda: "GUEST-EXITED" in guest.screen, 30, "plink to give up", show=lambda: guest.screen)
+    return guest.screen.strip()
+
+
+def test_plink_refuses_a_host_sshd_key_other_than_the_pinned_one(pairing, hook, guests, tmp_path):
+    stranger = " ".join(pairing.deployment.keys["stranger"].public_line.split()[:2])
+    guest = putty_guest(pairing, tmp_path, pairing.deployment.outputs_file("wrong-sshd.json", hostSshdKey=stranger))
+    guests.append(guest)
+    assert refused(guest) == "FATAL ERROR: Host key not in manually configured list\nGUEST-EXITED 1"
+
+
+def test_plink_refuses_a_relay_key_other_than_the_pinned_one(pairing, hook, guests, tmp_path):
+    """The relay hop's plink refuses (its own words, seen when it runs alone, as PuTTY's window runs it);
+    the whole command then says its proxy closed."""
+    stranger = " ".join(pairing.deployment.keys["stranger"].public_line.split()[:2])
+    wrong = pairing.deployment.outputs_file("wrong-relay.json",
+                                            relayKnownHosts=f"{pairing.deployment.relay.address} {stranger}\n")
+    whole = putty_guest(pairing, tmp_path, wrong)
+    hop = putty_guest(pairing, tmp_path, wrong, name="relay-hop", proxy_only=True)
+    guests.extend([whole, hop])
+    assert refused(whole) == "FATAL ERROR: Remote side unexpectedly closed network connection\nGUEST-EXITED 1"
+    assert refused(hop) == "FATAL ERROR: Host key not in manually configured list\nGUEST-EXITED 1"

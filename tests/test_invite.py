@@ -165,7 +165,7 @@ def test_the_putty_command(outputs, keys, tmp_path):
              "203.0.113.10")
     lines = result.stdout.splitlines()
     assert f"    plink -ssh -t -batch -i C:/Users/bob/work.ppk -l dana -P 1337 -hostkey {sshd} -proxycmd \"{proxy}\" " \
-           "localhost" in lines
+           "pairing-host" in lines
     assert f"        {proxy}" in lines and f"    Connection > SSH > Host keys: Manually configure host keys: add {sshd}" in lines
     assert list(tmp_path.iterdir()) == []  # the command is the whole invite: no file
 
