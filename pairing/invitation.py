@@ -48,7 +48,8 @@ def notes(invitation: Invitation) -> list[str]:
         whom = [f"For {i.guest.name}, who {_role(i.guest.typing)}; your key: {i.guest.key.fingerprint}",
                 "    (see yours with: ssh-keygen -lf YOUR_KEY.pub)"]
     files = ([f"It names {i.known_hosts}, relative to the folder you run ssh in: keep both files there."]
-             if i.known_hosts else [])
+             if i.known_hosts else ["Needs OpenSSH 8.5+ (Linux, macOS). On Windows or older: ask your host for "
+                                    "`pairing invite --known-hosts`."])
     return [
         f"pairing: an invitation to join {where}.",
         f"Connect, in the folder holding this file:  ssh -F {i.file_name} pairing",

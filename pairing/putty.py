@@ -61,13 +61,13 @@ def plink_command(route: GuestRoute, key_path: str) -> str:
 
 
 def window_steps(route: GuestRoute, key_path: str) -> list[str]:
-    """The same in PuTTY's configuration window (PuTTY 0.77 and later; before, Credentials was Auth)."""
+    """The same in PuTTY's configuration window: the settings plink is given, one by one."""
     return [
         f"Session: Host Name {HOST_NAME}, Port {route.tunnel_port}, Connection type SSH",
         f"Connection > Data: Auto-login username {route.host_user}",
         "Connection > Proxy: Proxy type Local, and as the local proxy command:",
         f"    {relay_proxy(route, key_path)}",
         f"Connection > SSH > Host keys: Manually configure host keys: add {route.host_sshd_key.fingerprint}",
-        f"Connection > SSH > Auth > Credentials: Private key file {key_path}",
+        f"Connection > SSH > Auth > Credentials (Auth before PuTTY 0.77): Private key file {key_path}",
         "then Open (save the session first to use it again)",
     ]

@@ -96,6 +96,15 @@ def test_ssh_i_reaches_the_second_hop_only_as_the_invite_says(pairing, hook, gue
     assert "GUEST-EXITED 255" in guest.screen
 
 
+def test_ssh_add_as_the_invite_says_for_a_key_elsewhere(pairing, hook, guests, tmp_path):
+    """The header's other way: the key in the guest's ssh-agent (one that ends with the command)."""
+    home = guest_home(tmp_path, pairing.deployment.keys["guest"], "Host *\n    BatchMode yes\n")
+    line = "ssh-agent sh -c 'ssh-add -q ~/keys/work && ssh -F pairing.conf pairing'"
+    guest = GuestTerminal(home, line, cwd=pairing.invite.parent)
+    guests.append(guest)
+    lands_and_types(pairing, guest, "agent")
+
+
 def test_the_windows_invite_needs_no_bin_echo(pairing, hook, guests, tmp_path):
     """`pairing invite --known-hosts` names no program and no path but its own two files: where /bin/echo is
     not (as on Windows) the default invite fails and this one joins, both hops pinned by the file beside it."""

@@ -76,6 +76,7 @@ def test_the_invite_explains_itself(outputs, keys, tmp_path):
     assert header((tmp_path / "pairing.conf").read_text()) == [
         f"# pairing: an invitation to join {where}.",
         "# Connect, in the folder holding this file:  ssh -F pairing.conf pairing",
+        "# Needs OpenSSH 8.5+ (Linux, macOS). On Windows or older: ask your host for `pairing invite --known-hosts`.",
         "# Who may type: alice, bob. Who may only watch: carol.",
         "# The relay, and this invitation, end at 2026-11-26T19:00:00Z (UTC).",
         "# Both hops are pinned below; to double-check with your host by voice or chat:",
@@ -97,7 +98,7 @@ def test_an_invite_for_one_guest(outputs, keys, tmp_path, name, role, key):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"wrote pairing.conf for {name}: send it to your guest")
     lines = header((tmp_path / "pairing.conf").read_text())
-    assert lines[2:4] == [f"# For {name}, who {role}; your key: {fingerprint(keys[key])}",
+    assert lines[3:5] == [f"# For {name}, who {role}; your key: {fingerprint(keys[key])}",
                           "#     (see yours with: ssh-keygen -lf YOUR_KEY.pub)"]
 
 
