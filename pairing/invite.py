@@ -18,6 +18,7 @@ from .invitation import LEAVE, Invitation, notes
 from .names import NamedKey, roster
 from .outputs import HOST_NAME, OutputsError, StackOutputs
 from .stack_cli import read_outputs
+from .text import printable
 
 
 class InviteError(ValueError):
@@ -39,6 +40,16 @@ def guest_named(outputs: StackOutputs, name: str) -> NamedKey:
     return found[0]
 
 
+def guest_route(outputs: StackOutputs, ipv6: bool) -> guest_documents.GuestRoute:
+    """The guest's route, to the relay's IPv6 address with ipv6."""
+    if not ipv6:
+        return outputs.guest_route
+    if outputs.relay_ipv6_address is None:
+        raise OutputsError("this relay has no IPv6 address (the outputs lack relayIpv6Address: a stack from "
+                           "before pairing gave relays one); run `pairing up` again, or leave out --ipv6")
+    return dataclasses.replace(outputs.guest_route, relay_address=outputs.relay_ipv6_address)
+
+
 def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, ipv6: bool = False,
                  for_name: str | None = None) -> str:
     """Write the guest's ssh config and return what to tell the guest.
@@ -50,12 +61,7 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, i
     for_name: that guest's own invite (their role, their key's fingerprint in the header).
     """
     guest = guest_named(outputs, for_name) if for_name is not None else None
-    route = outputs.guest_route
-    if ipv6:
-        if outputs.relay_ipv6_address is None:
-            raise OutputsError("this relay has no IPv6 address (the outputs lack relayIpv6Address: a stack from "
-                               "before pairing gave relays one); run `pairing up` again, or leave out --ipv6")
-        route = dataclasses.replace(route, relay_address=outputs.relay_ipv6_address)
+    route = guest_route(outputs, ipv6)
     keys_path = path.with_suffix(".known_hosts") if known_hosts else None
     invitation = Invitation(
         host_user=outputs.host_user, machine=machine_name(), guests=roster(outputs.guest_keys, outputs.viewer_keys),
@@ -93,10 +99,10 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, i
     )
 
 
-def putty_invite(outputs: StackOutputs, key_path: str) -> str:
+def putty_invite(outputs: StackOutputs, key_path: str, ipv6: bool = False) -> str:
     """`--putty KEY.ppk`: what to tell a guest with PuTTY. Writes nothing: the command is the whole invite."""
-    route = outputs.guest_route
-    return "\n".join([
+    route = guest_route(outputs, ipv6)
+    return "\n".join(printable(line, "the PuTTY guest's instructions") for line in [
         f"For a guest with PuTTY holding {key_path} (plink on their PATH; a key with a passphrase: load it",
         "into Pageant and leave out both -i), in the folder the key's path is relative to:",
         f"    {putty.plink_command(route, key_path)}",
@@ -127,7 +133,7 @@ def cmd_invite(args) -> int:
     key_path = putty.check_key_path(args.putty) if args.putty is not None else None  # before reading anything
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
     if key_path is not None:
-        print(putty_invite(outputs, key_path))
+        print(putty_invite(outputs, key_path, args.ipv6))
     else:
         print(write_invite(outputs, args.out, args.known_hosts, args.ipv6, args.for_name))
     return 0

@@ -179,3 +179,11 @@ def test_a_putty_path_the_command_cannot_carry_is_refused_in_one_line(outputs, t
     assert result.stderr.startswith("pairing invite: --putty ") and result.stderr.count("\n") == 1
     assert result.stderr.endswith("(no spaces, no ~, / for \\ on Windows too), e.g. run the command in the key's "
                                   "folder and give --putty KEY.ppk\n")
+
+
+def test_the_putty_command_to_the_relays_ipv6_address(outputs, tmp_path):
+    dual = tmp_path / "dual.json"
+    dual.write_text(json.dumps({**json.loads(outputs.read_text()), "relayIpv6Address": "2001:db8:10::5"}))
+    result = invite("--outputs", str(dual), "--putty", "work.ppk", "--ipv6", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '-nc localhost:1337 2001:db8:10::5" pairing-host' in result.stdout  # plink takes the bare address
