@@ -15,8 +15,8 @@ from .doctor import cmd_doctor
 from .hook import PreflightError, cmd_host
 from .hook.own_sshd import cmd_sshd_key
 from .invite import InviteError, cmd_invite
-from .putty import PuttyKeyError
 from .outputs import OutputsError
+from .putty import PuttyKeyError
 from .relays import cmd_ls
 from .settings import _tmux_session
 from .sshkeys import shorten

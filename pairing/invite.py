@@ -17,6 +17,7 @@ from . import guest_documents, putty
 from .invitation import LEAVE, Invitation, notes
 from .names import NamedKey, roster
 from .outputs import HOST_NAME, OutputsError, StackOutputs
+from .sshkeys import shorten
 from .stack_cli import read_outputs
 from .text import printable
 
@@ -36,7 +37,7 @@ def guest_named(outputs: StackOutputs, name: str) -> NamedKey:
     guests = roster(outputs.guest_keys, outputs.viewer_keys)
     found = [g for g in guests if g.name == name]
     if not found:
-        raise InviteError(f"--for {name}: no guest of that name; the guests are {', '.join(g.name for g in guests)}")
+        raise InviteError(f"--for {shorten(name)!r}: no guest of that name; the guests are {', '.join(g.name for g in guests)}")
     return found[0]
 
 

@@ -12,17 +12,15 @@ proxy command, would act on. So the key's path is held to a plain character set,
 from __future__ import annotations
 
 import re
-import shlex
 
 from .accounts import GUEST_USER
 from .guest_documents import GuestRoute
-from .text import printable
+from .sshkeys import shorten
+from .text import UnsafeText, printable
 
 # Letters, digits and . _ - / : (C:/Users/bob/key.ppk works on Windows too), never a leading "-".
 KEY_PATH = re.compile(r"[A-Za-z0-9._/:][A-Za-z0-9._/:-]*")
 PLAIN = re.compile(r"[A-Za-z0-9._/:+ -]+")  # every word of the command, and the proxy command with its spaces
-
-
 # The name plink is given for the host: any but localhost, which PuTTY connects to straight, never through
 # a proxy (its "Consider proxying local host connections" is off). The proxy command alone is dialled.
 HOST_NAME = "pairing-host"
@@ -33,16 +31,16 @@ class PuttyKeyError(ValueError):
 
 
 def check_key_path(text: str) -> str:
-    if KEY_PATH.fullmatch(text) and "//" not in text:
+    if KEY_PATH.fullmatch(text):
         return text
-    raise PuttyKeyError(f"--putty {shlex.quote(text)}: use a path of letters, digits and . _ - / : only (no spaces, "
-                        "no ~, / for \\ on Windows too), e.g. run the command in the key's folder and give --putty "
+    raise PuttyKeyError(f"--putty {shorten(text)!r}: use a path of letters, digits and . _ - / : only (no spaces, "
+                        "no ~; on Windows write / for \\), e.g. run the command in the key's folder and give --putty "
                         "KEY.ppk")
 
 
 def _plain(word: str) -> str:
     if not PLAIN.fullmatch(word):
-        raise ValueError(f"{word!r} does not belong in the plink command")  # validated values never get here
+        raise UnsafeText(f"{word!r} does not belong in the plink command; refusing to write it")  # validated values never do
     return printable(word, "the plink command")
 
 

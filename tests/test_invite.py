@@ -5,7 +5,6 @@ Windows variant, and `--putty`'s command and its refusals. Real `python -m pairi
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -105,7 +104,7 @@ def test_an_invite_for_one_guest(outputs, keys, tmp_path, name, role, key):
 def test_an_unknown_name_lists_the_names_there_are(outputs, tmp_path):
     result = invite("--outputs", str(outputs), "--for", "zed", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == "pairing invite: --for zed: no guest of that name; the guests are alice, bob, carol\n"
+    assert result.stderr == "pairing invite: --for 'zed': no guest of that name; the guests are alice, bob, carol\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
@@ -172,12 +171,12 @@ def test_the_putty_command(outputs, keys, tmp_path):
 
 
 @pytest.mark.parametrize("path", ["C:\\Users\\bob\\work.ppk", "my key.ppk", "~/work.ppk", "-oops.ppk", 'a"b.ppk',
-                                  "%TEMP%/k.ppk", "$HOME/k.ppk"])
+                                  "%TEMP%/k.ppk", "$HOME/k.ppk", "k.ppk\x1b[2J"])
 def test_a_putty_path_the_command_cannot_carry_is_refused_in_one_line(outputs, tmp_path, path):
     result = invite("--outputs", str(outputs), f"--putty={path}", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.startswith("pairing invite: --putty ") and result.stderr.count("\n") == 1
-    assert result.stderr.endswith("(no spaces, no ~, / for \\ on Windows too), e.g. run the command in the key's "
+    assert result.stderr.startswith(f"pairing invite: --putty {path!r}: ") and result.stderr.count("\n") == 1
+    assert result.stderr.endswith("(no spaces, no ~; on Windows write / for \\), e.g. run the command in the key's "
                                   "folder and give --putty KEY.ppk\n")
 
 
