@@ -15,8 +15,9 @@ from .doctor import cmd_doctor
 from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples
 from .hook import PreflightError, cmd_host
 from .hook.own_sshd import cmd_sshd_key
-from .invite import cmd_invite
+from .invite import InviteError, cmd_invite
 from .outputs import OutputsError
+from .putty import PuttyKeyError
 from .relays import cmd_ls
 from .settings import _tmux_session
 from .sshkeys import shorten
@@ -213,7 +214,14 @@ def parser() -> argparse.ArgumentParser:
     # --out: its name before it was --invite as in up and direct; kept, unlisted, for scripts that use it.
     invite.add_argument("--out", dest="invite", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     invite.add_argument("--known-hosts", action="store_true",
-                        help="for guests with OpenSSH before 8.5: pin both hops in FILE's .known_hosts beside it")
+                        help="for guests on Windows (10/11's OpenSSH) or with OpenSSH before 8.5: pin both hops in "
+                             "FILE's .known_hosts beside it, the one other file the config names")
+    invite.add_argument("--for", dest="for_name", metavar="NAME",
+                        help="that guest's own invite: their role and their key's fingerprint (NAME: their key's "
+                             "comment; a wrong one lists the names there are)")
+    invite.add_argument("--putty", metavar="KEY.ppk",
+                        help="print the plink command (and the PuTTY window's settings) for a guest holding that "
+                             "PuTTY key, both hops pinned; writes no file")
     invite.add_argument("--ipv6", action="store_true",
                         help="send the guest to the relay's IPv6 address (relayIpv6Address), for an IPv6-only network")
 
@@ -252,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, OSError) as exc:
+    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, OSError) as exc:
         for line in str(exc).splitlines() or [""]:  # several problems: one line each
             print(f"pairing {args.command}: {line}", file=sys.stderr)
         return 2

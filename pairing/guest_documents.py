@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import Sequence
 
 from .accounts import GUEST_USER
 from .sshkeys import PublicKey
@@ -21,6 +22,13 @@ RELAY_ALIAS = "pairing-relay"
 HOST_ALIAS = "pairing-host"
 GUEST_HOST = "pairing"  # what the guest types: ssh -F FILE pairing
 ECHO = "/bin/echo"  # KnownHostsCommand needs an absolute path; this one is on Linux and macOS
+CONNECT = "pairing: connect with  ssh -F THIS_FILE pairing"
+# -F skips the guest's own ~/.ssh/config, and with it a key kept elsewhere and named there (IdentityFile,
+# IdentityAgent): read it after the invite's own lines. ssh takes each option's first value, so the pins,
+# addresses and users above win; what it adds is what the guest's plain `ssh` would use anyway. The
+# jump host's ssh gets the same -F, so the relay hop sees it too. A missing file is no error.
+OWN_CONFIG = ("# Then your own ssh config: your keys and agent (the lines above win).", "Host *",
+              "    Include ~/.ssh/config")
 # Guests notice a dead path within 15 s instead of hanging on a frozen screen.
 SERVER_ALIVE = (("ServerAliveInterval", "5"), ("ServerAliveCountMax", "3"))
 
@@ -56,11 +64,13 @@ def known_hosts_line(pattern: str, key: PublicKey) -> str:
 
 def _pinning(alias: str, key: PublicKey, known_hosts: str | None) -> list[tuple[str, str]]:
     """known_hosts: a file of known_hosts_file()'s lines, for OpenSSH before 8.5; None: the key inline."""
-    inline = [("UserKnownHostsFile", "/dev/null"), ("KnownHostsCommand", f"{ECHO} {known_hosts_line(alias, key)}")]
+    inline = [("UserKnownHostsFile", "/dev/null"), ("KnownHostsCommand", f"{ECHO} {known_hosts_line(alias, key)}"),
+              ("GlobalKnownHostsFile", "/dev/null")]
+    # The file variant names no path but its own, so it means the same on Windows (no /bin/echo, no /dev/null).
+    in_file = [("UserKnownHostsFile", known_hosts), ("GlobalKnownHostsFile", known_hosts)]
     return [
         ("HostKeyAlias", alias),
-        *(inline if known_hosts is None else [("UserKnownHostsFile", known_hosts)]),
-        ("GlobalKnownHostsFile", "/dev/null"),
+        *(inline if known_hosts is None else in_file),
         ("StrictHostKeyChecking", "yes"),
         ("UpdateHostKeys", "no"),
     ]
@@ -98,18 +108,23 @@ def _host_hop(route: GuestRoute | DirectRoute, known_hosts: str | None = None) -
     ]
 
 
-def ssh_config(route: GuestRoute, known_hosts: str | None = None) -> str:
+def ssh_config(route: GuestRoute, known_hosts: str | None = None, notes: Sequence[str] = (CONNECT,)) -> str:
     """An ssh_config for `ssh -F FILE pairing`: ProxyJump through the relay.
 
     -J cannot carry the relay hop's options; a config file can. known_hosts: the
-    path of known_hosts_file() for clients before OpenSSH 8.5 (relative to where
-    the guest runs ssh); None pins both keys inline.
+    path of known_hosts_file() for Windows and clients before OpenSSH 8.5 (relative
+    to where the guest runs ssh); None pins both keys inline. notes: the header's
+    lines (invitation.notes), each written as a comment.
     """
-    lines = ["# pairing: connect with  ssh -F THIS_FILE pairing", f"Host {GUEST_HOST}"]
+    lines = [*_comments(notes), f"Host {GUEST_HOST}"]
     lines += [_option_line(k, v) for k, v in _host_hop(route, known_hosts)]
     lines += [f"    ProxyJump {RELAY_ALIAS}", "", f"Host {RELAY_ALIAS}"]
     lines += [_option_line(k, v) for k, v in _relay_hop(route, known_hosts)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *OWN_CONFIG]) + "\n"
+
+
+def _comments(notes: Sequence[str]) -> list[str]:
+    return [printable(f"# {note}".rstrip(), "the invite's header") for note in notes]
 
 
 def direct_config(route: DirectRoute) -> str:

@@ -8,46 +8,86 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 from . import backend as backends
-from . import guest_documents
-from .outputs import OutputsError, StackOutputs
+from . import guest_documents, putty
+from .invitation import LEAVE, Invitation, notes
+from .names import NamedKey, roster
+from .outputs import HOST_NAME, OutputsError, StackOutputs
+from .sshkeys import shorten
 from .stack_cli import read_outputs
+from .text import printable
 
 
-def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, ipv6: bool = False) -> str:
+class InviteError(ValueError):
+    """A flag of `pairing invite` that cannot be followed; the message names it and the fix."""
+
+
+def machine_name() -> str | None:
+    """This machine's name for the guest's header, if it is a plain host name (it is read from outside)."""
+    name = socket.gethostname()
+    return name if HOST_NAME.fullmatch(name) else None
+
+
+def guest_named(outputs: StackOutputs, name: str) -> NamedKey:
+    """`--for NAME`: one of the guests the outputs name, else one line listing them."""
+    guests = roster(outputs.guest_keys, outputs.viewer_keys)
+    found = [g for g in guests if g.name == name]
+    if not found:
+        raise InviteError(f"--for {shorten(name)!r}: no guest of that name; the guests are {', '.join(g.name for g in guests)}")
+    return found[0]
+
+
+def guest_route(outputs: StackOutputs, ipv6: bool) -> guest_documents.GuestRoute:
+    """The guest's route, to the relay's IPv6 address with ipv6."""
+    if not ipv6:
+        return outputs.guest_route
+    if outputs.relay_ipv6_address is None:
+        raise OutputsError("this relay has no IPv6 address (the outputs lack relayIpv6Address: a stack from "
+                           "before pairing gave relays one); run `pairing up` again, or leave out --ipv6")
+    return dataclasses.replace(outputs.guest_route, relay_address=outputs.relay_ipv6_address)
+
+
+def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, ipv6: bool = False,
+                 for_name: str | None = None) -> str:
     """Write the guest's ssh config and return what to tell the guest.
 
     known_hosts: for guests with OpenSSH before 8.5, the keys of both hops go in
     a file of their own beside the config (PATH.known_hosts), which it names.
     ipv6: the relay's IPv6 address in place of its IPv4 one, for a guest on an IPv6-only
     network (the relay's key is pinned under an alias, so the pin is the same).
+    for_name: that guest's own invite (their role, their key's fingerprint in the header).
     """
-    route = outputs.guest_route
-    if ipv6:
-        if outputs.relay_ipv6_address is None:
-            raise OutputsError("this relay has no IPv6 address (the outputs lack relayIpv6Address: a stack from "
-                               "before pairing gave relays one); run `pairing up` again, or leave out --ipv6")
-        route = dataclasses.replace(route, relay_address=outputs.relay_ipv6_address)
-    if known_hosts:
-        keys_path = path.with_suffix(".known_hosts")
-        config = guest_documents.ssh_config(route, known_hosts=keys_path.name)
+    guest = guest_named(outputs, for_name) if for_name is not None else None
+    route = guest_route(outputs, ipv6)
+    keys_path = path.with_suffix(".known_hosts") if known_hosts else None
+    invitation = Invitation(
+        host_user=outputs.host_user, machine=machine_name(), guests=roster(outputs.guest_keys, outputs.viewer_keys),
+        relay=f"relay {route.relay_address}", relay_fingerprint=outputs.relay_fingerprint,
+        host_fingerprint=outputs.host_sshd_key.fingerprint, expires_at=outputs.expires_at, file_name=path.name,
+        known_hosts=keys_path.name if keys_path else None, guest=guest,
+    )
+    config = guest_documents.ssh_config(route, invitation.known_hosts, notes(invitation))
+    whose = f" for {guest.name}" if guest else ""
+    if keys_path:
         write_shareable(keys_path, guest_documents.known_hosts_file(route))
         write_shareable(path, config)
         sent = [
-            f"wrote {path} and {keys_path}: send both to your guest (they hold no secret). In the folder",
-            "holding both (the config names the other file), with any OpenSSH since 7.3, they run:",
+            f"wrote {path} and {keys_path}{whose}: send both to your guest (they hold no secret). In the folder",
+            "holding both (the config names the other file), with any OpenSSH since 7.3, Windows 10/11's too, they run:",
             f"    ssh -F {path.name} pairing",
         ]
     else:
-        write_shareable(path, guest_documents.ssh_config(route))
+        write_shareable(path, config)
         sent = [
-            f"wrote {path}: send it to your guest (it holds no secret). They run:",
+            f"wrote {path}{whose}: send it to your guest (it holds no secret). They run:",
             f"    ssh -F {path.name} pairing",
             "or, with no file at all (OpenSSH 8.5+):",
             f"    {guest_documents.command(route)}",
+            "A guest on Windows, or with OpenSSH before 8.5: pairing invite --known-hosts (two files).",
         ]
     return "\n".join(
         [
@@ -58,6 +98,22 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, i
             f"The relay ends at {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}.",
         ]
     )
+
+
+def putty_invite(outputs: StackOutputs, key_path: str, ipv6: bool = False) -> str:
+    """`--putty KEY.ppk`: what to tell a guest with PuTTY. Writes nothing: the command is the whole invite."""
+    route = guest_route(outputs, ipv6)
+    return "\n".join(printable(line, "the PuTTY guest's instructions") for line in [
+        f"For a guest with PuTTY holding {key_path} (plink on their PATH; a key with a passphrase: load it",
+        "into Pageant and leave out both -i), in the folder the key's path is relative to:",
+        f"    {putty.plink_command(route, key_path)}",
+        "or in PuTTY's window:",
+        *(f"    {step}" for step in putty.window_steps(route, key_path)),
+        "Both hops are pinned (plink refuses any other key); to double-check by voice or chat:",
+        f"    relay {route.relay_address}: {outputs.relay_fingerprint}",
+        f"    host sshd:   {outputs.host_sshd_key.fingerprint}",
+        f"The relay ends at {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}. {LEAVE}",
+    ])
 
 
 def write_shareable(path: Path, text: str) -> None:
@@ -75,6 +131,10 @@ def write_shareable(path: Path, text: str) -> None:
 
 
 def cmd_invite(args) -> int:
+    key_path = putty.check_key_path(args.putty) if args.putty is not None else None  # before reading anything
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    print(write_invite(outputs, args.invite, args.known_hosts, args.ipv6))
+    if key_path is not None:
+        print(putty_invite(outputs, key_path, args.ipv6))
+    else:
+        print(write_invite(outputs, args.invite, args.known_hosts, args.ipv6, args.for_name))
     return 0

@@ -29,6 +29,8 @@ REQUIRED_TOOLS = {
     "dash": "dash",
     "zsh": "zsh",
     "fish": "fish",
+    "plink": "putty-tools",  # a PuTTY guest (tests/test_guest_clients.py)
+    "puttygen": "putty-tools",
 }
 
 

@@ -10,6 +10,7 @@ import getpass
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import runpy
 import secrets
@@ -480,7 +481,8 @@ def test_guest_ssh_config_is_valid_for_openssh(keys, tmp_path):
     route = GuestRoute(PUBLIC_IP, 22, parse_public_key(keys["sshd"].public_line), 1337, "alice", parse_public_key(keys["host"].public_line))
     path = tmp_path / "pairing.conf"
     path.write_text(ssh_config(route))
-    result = subprocess.run(["ssh", "-G", "-F", str(path), "pairing"], capture_output=True, text=True, check=True)
+    result = subprocess.run(["ssh", "-G", "-F", str(path), "pairing"], capture_output=True, text=True, check=True,
+                            env={**os.environ, "HOME": str(tmp_path)})  # the config includes ~/.ssh/config
     seen = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     assert seen["hostname"] == "localhost" and seen["port"] == "1337" and seen["user"] == "alice"
     assert seen["proxyjump"] == "pairing-relay"

@@ -171,7 +171,8 @@ class Guest:
     """A guest at their own terminal, running OpenSSH with only the invite's file.
 
     The wrapper config stands in for the guest's own ~/.ssh: their key as the
-    identity, and the invite's config included unchanged.
+    identity, and the invite's config included unchanged. HOME is the guest's folder
+    (no .ssh in it): the invite includes ~/.ssh/config, never this machine's.
     """
 
     def __init__(self, folder: Path, name: str, key: KeyFile, invite: Path, wrap: tuple[str, ...] = ()) -> None:
@@ -183,6 +184,7 @@ class Guest:
         self.config.write_text(
             f"Host *\n    IdentityFile {key.path}\n    IdentitiesOnly yes\n    BatchMode yes\n\nInclude {invite}\n"
         )
+        self.home = folder
         self.terminal = Tmux(folder / f"{name}.tmux")
         self.log = folder / f"{name}.ssh.log"
 
@@ -193,7 +195,8 @@ class Guest:
         """cwd: the folder the guest runs ssh in (default: the tests')."""
         self.terminal.run(
             "new-session", "-d", "-s", "guest", "-x", "100", "-y", "30", *(["-c", str(cwd)] if cwd else []),
-            "env -u SSH_AUTH_SOCK TERM=screen " + " ".join(self.command()) + "; echo GUEST-SSH-EXITED $?; sleep 600",
+            f"env -u SSH_AUTH_SOCK HOME={self.home} TERM=screen " + " ".join(self.command())
+            + "; echo GUEST-SSH-EXITED $?; sleep 600",
         )
 
     @property
