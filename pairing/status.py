@@ -1,13 +1,13 @@
-"""`pairing status`: the relay, its time left, the tunnel as the running hook reports it, and the guests."""
+"""`pairing status`: the relay, its time left, the tunnel as the running hook reports it, and the guests (its room's)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from . import backend as backends
+from .control_cli import guests_line
 from .hook import lock_path, read_state
 from .stack_cli import read_outputs
-from .tmux import Tmux
 
 
 def cmd_status(args) -> int:
@@ -15,8 +15,6 @@ def cmd_status(args) -> int:
     left = outputs.expires_at - dt.datetime.now(dt.timezone.utc)
     minutes = int(left.total_seconds() // 60)
     remaining = f"{minutes // 60} h {minutes % 60} min left" if minutes > 0 else "expired: the relay has ended itself"
-    clients = Tmux(args.tmux_socket).snapshot(outputs.tmux_session).clients if Tmux.installed() else ()
-    typing = sum(1 for c in clients if not c.read_only)
     # The hook with its own sshd (locked on its folder), else one with --target (on authorized_keys).
     hook = read_state(lock_path(outputs.tmux_session, args.tmux_socket, make=False))
     if not hook.running:
@@ -32,5 +30,6 @@ def cmd_status(args) -> int:
     print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
     print(f"ends    {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ} ({remaining})")
     print(f"tunnel  {tunnel}")
-    print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmux_session!r}")
+    # The running hook's guests, by name: the host's own tmux clients are nobody's.
+    print(f"guests  {guests_line(outputs.tmux_session, args.tmux_socket)}")
     return 0
