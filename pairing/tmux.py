@@ -26,6 +26,7 @@ class Snapshot:
     session: str
     sessions: tuple[str, ...]
     clients: tuple[Client, ...]
+    everywhere: tuple[Client, ...] = ()  # every client of the server: a read-only one may switch sessions
 
     @property
     def exists(self) -> bool:
@@ -80,7 +81,7 @@ class Tmux:
                            "list-clients", "-F",
                            "C #{client_readonly} #{client_pid} #{client_activity} #{client_session} #{client_tty}",
                            check=False)
-        sessions, clients = [], []
+        sessions, clients, everywhere = [], [], []
         for line in result.stdout.splitlines() if result.returncode == 0 else []:
             kind, _, rest = line.partition(" ")
             if kind == "S":
@@ -88,9 +89,10 @@ class Tmux:
             elif kind == "C":
                 read_only, pid, activity, rest = rest.split(" ", 3)
                 session, _, tty = rest.rpartition(" ")  # a session name may hold spaces; a tty does not
+                everywhere.append(Client(tty, read_only == "1", int(pid), float(activity)))
                 if session == name:
-                    clients.append(Client(tty, read_only == "1", int(pid), float(activity)))
-        return Snapshot(name, tuple(sessions), tuple(clients))
+                    clients.append(everywhere[-1])
+        return Snapshot(name, tuple(sessions), tuple(clients), tuple(everywhere))
 
     def detach(self, tty: str) -> None:
         """That client leaves tmux, and so its guest's ssh session ends."""

@@ -203,3 +203,22 @@ def test_a_guest_is_refused_when_no_hook_runs(pairing, guests):
         pairing.deployment.authorized_keys.write_bytes(ORIGINAL_KEYS)
         pairing.deployment.authorized_keys.chmod(ORIGINAL_MODE)
 
+
+
+def test_a_watcher_who_switched_sessions_is_still_listed_and_kicked(pairing, hook, guests):
+    """tmux lets a read-only client switch to another session (C-b )): the room follows her there."""
+    tmux = pairing.host_tmux
+    tmux.run("new-session", "-d", "-s", "host-private", "-x", "80", "-y", "24")
+    try:
+        tmux.type("host-private", "echo HOST-PRIVATE-$((16*16))")
+        carol = join(pairing, guests, "carol")
+        hook.wait_for("carol joined the session (watching)", 10)
+        tmux.run("set-option", "-g", "assume-paste-time", "0")
+        carol.terminal.run("send-keys", "-t", "guest", "C-b", ")")
+        wait_until(lambda: "HOST-PRIVATE-256" in carol.screen, 10, "carol in the other session", show=lambda: carol.screen)
+        assert who(lambda *a: pairing_cli(pairing, *a)) == [("carol", "watching")]
+        assert "carol left the session" not in hook.text
+        assert pairing_cli(pairing, "kick", "carol").stdout.startswith("kicked carol (1 connection ended)")
+        wait_until(lambda: "GUEST-SSH-EXITED" in carol.screen, 2, "carol's connection to end", show=lambda: carol.screen)
+    finally:
+        tmux.run("kill-session", "-t", "=host-private")

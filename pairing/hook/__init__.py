@@ -208,7 +208,7 @@ def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Ca
             if viewers:
                 warned = _warn_about_other_sessions(now.others, warned, console)
             if room:  # guests by name; the host's own clients are nobody's
-                console.status(status(room.tick(now.clients)))
+                console.status(status(room.tick(now)))
                 continue
             _say_comings_and_goings(attached, now.clients, console)
             attached = now.clients

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from ..names import NamedKey
-from ..tmux import Client, Tmux
+from ..tmux import Client, Snapshot, Tmux
 from .console import Console
 
 ASK_FOR = 60.0  # s a joining guest waits for the host's yes (--ask)
@@ -147,7 +147,7 @@ class Room:
     def _clients_of(self, name: str) -> list[Client]:
         """That guest's tmux clients now (a fresh look: a stale one could toggle a flag twice)."""
         pids = {pid for pid, gate in self.gates.items() if gate.name == name}
-        return [c for c in self.tmux.snapshot(self.session).clients if c.pid in pids]
+        return [c for c in self.tmux.snapshot(self.session).everywhere if c.pid in pids]
 
     def _connected_text(self) -> str:
         names = sorted({g.name for g in self.gates.values()} | {p.name for p in self.pending})
@@ -156,7 +156,7 @@ class Room:
     # --- what is shown ---------------------------------------------------------------
 
     def guests(self) -> list[Guest]:
-        clients = {c.pid: c for c in self.tmux.snapshot(self.session).clients}
+        clients = {c.pid: c for c in self.tmux.snapshot(self.session).everywhere}
         now = time.time()
         with self.lock:
             rows = [Guest(g.name, "watching" if clients[pid].read_only else "typing", g.since,
@@ -165,10 +165,12 @@ class Room:
             rows += [Guest(p.name, "waiting", p.since) for p in self.pending]
         return sorted(rows, key=lambda g: (g.since, g.name))
 
-    def tick(self, clients: tuple[Client, ...]) -> tuple[Client, ...]:
-        """tmux's clients of the session now: joins and leaves said, kicked guests' clients detached, a
-        client whose read-only flag is not what the host chose set right. Returns the guests' clients."""
-        by_pid = {c.pid: c for c in clients}
+    def tick(self, now_seen: Snapshot) -> tuple[Client, ...]:
+        """What tmux has now: joins and leaves said, kicked guests' clients detached, a client whose
+        read-only flag is not what the host chose set right. A guest is followed into whichever session
+        (a watcher may switch: C-b ( and C-b )). Returns the guests' clients."""
+        clients = now_seen.clients
+        by_pid = {c.pid: c for c in now_seen.everywhere}
         now = time.time()
         joined: list[tuple[str, bool]] = []
         left: list[str] = []
@@ -190,7 +192,7 @@ class Room:
                     fresh = [c for c in self._clients_of(gate.name) if c.pid == pid]
                     for c in fresh:
                         self.tmux.set_read_only(c, not self.typing[gate.name])
-            ours = tuple(c for c in clients if c.pid in self.gates)
+            ours = tuple(c for c in now_seen.everywhere if c.pid in self.gates)
         for name, typing in joined:
             self.console.guest_joined(name, typing)
             self.tmux.tell(clients, f"pairing: {name} joined ({'typing' if typing else 'watching'})")
