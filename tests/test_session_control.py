@@ -75,6 +75,8 @@ def test_who_names_the_guests_not_the_host_and_kick_ends_one(pairing, hook, gues
         # The tmux message in the shared session, on everyone's status line.
         wait_until(lambda: "pairing: bob joined (typing)" in alice.screen, 10, "the notice on alice's screen",
                    show=lambda: alice.screen)
+        listed = pairing_cli(pairing, "who")
+        print(f"$ pairing who\n{listed.stdout}", end="")  # what README.md shows
         assert who(lambda *a: pairing_cli(pairing, *a)) == [("alice", "typing"), ("bob", "typing")]
         wait_until(lambda: hook.text.rstrip().endswith("2 typing, 0 watching"), 10, "the status line to count 2",
                    show=lambda: hook.text)
@@ -99,6 +101,7 @@ def test_who_names_the_guests_not_the_host_and_kick_ends_one(pairing, hook, gues
         assert who(lambda *a: pairing_cli(pairing, *a)) == [("alice", "typing")]
         alice.type("echo still-in-$((5*5))")
         wait_until(lambda: "still-in-25" in pairing.host_screen(), 10, "alice still typing")
+        print(f"the hook's terminal:\n{hook.text}", end="")
     finally:
         terminal.kill_server()
 
