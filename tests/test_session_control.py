@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
+from .test_host_preflight import Terminal
 from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Tmux, join, make_key, pairing_session, wait_until
 
 READY = "ready: guests can join now"
@@ -49,9 +51,10 @@ def pairing_cli(pairing, *argv: str) -> subprocess.CompletedProcess:
 def host_terminal(pairing) -> Tmux:
     """The host's own terminal attached to the shared session: never a guest."""
     terminal = Tmux(pairing.folder / f"host-terminal-{time.monotonic_ns()}.tmux")
+    before = len(pairing.host_tmux.run("list-clients", "-F", "#{client_tty}").stdout.split())
     terminal.run("new-session", "-d", "-s", "host", "-x", "100", "-y", "30",
                  f"env -u TMUX tmux -S {pairing.host_tmux.socket} attach -t ={pairing.session}")
-    wait_until(lambda: len(pairing.host_tmux.run("list-clients", "-F", "#{client_tty}").stdout.split()) == 1, 10,
+    wait_until(lambda: len(pairing.host_tmux.run("list-clients", "-F", "#{client_tty}").stdout.split()) == before + 1, 10,
                "the host's own client")
     return terminal
 
@@ -225,3 +228,49 @@ def test_a_watcher_who_switched_sessions_is_still_listed_and_kicked(pairing, hoo
         wait_until(lambda: "GUEST-SSH-EXITED" in carol.screen, 2, "carol's connection to end", show=lambda: carol.screen)
     finally:
         tmux.run("kill-session", "-t", "=host-private")
+
+
+def test_ask_answered_in_the_hooks_terminal_and_in_a_tmux_prompt(pairing, guests):
+    """--ask on a real terminal: y lets the guest in, Enter (N) turns them away; the host's own tmux
+    client gets a y/n prompt (guests do not), whose y lets a guest in too."""
+    terminal = Terminal([*pairing.hook_argv(), "--ask"], pairing.hook_env())
+    host = None
+    try:
+        terminal.wait_for(b"ready: guests can join now")
+        alice = pairing.guest("alice")
+        guests.append(alice)
+        alice.connect()
+        terminal.wait_for(b"alice wants to join (typing): let them in? [y/N] (or pairing allow alice / pairing deny "
+                          b"alice, within 60 s)", 30)
+        terminal.type("y\n")
+        wait_until(lambda: "#" in alice.screen, 10, "alice in tmux", show=lambda: alice.screen)
+        terminal.wait_for(b"alice joined the session (typing)", 10)
+
+        bob = pairing.guest("bob")
+        guests.append(bob)
+        bob.connect()
+        terminal.wait_for(b"bob wants to join (typing)", 30)
+        terminal.type("\n")
+        wait_until(lambda: "GUEST-SSH-EXITED 1" in bob.screen, 10, "bob turned away", show=lambda: bob.screen)
+        assert "pairing: root did not let you in" in bob.screen
+        terminal.wait_for(b"bob was not let in (denied)", 5)
+
+        host = host_terminal(pairing)
+        carol = pairing.guest("carol")
+        guests.append(carol)
+        carol.connect()
+        prompt = "pairing: let carol in (watching)? (y/n)"
+        wait_until(lambda: prompt in host.screen("host"), 30, "the prompt on the host's tmux client",
+                   show=lambda: host.screen("host"))
+        assert prompt not in alice.screen  # a guest is never asked
+        host.run("send-keys", "-t", "host", "y")
+        wait_until(lambda: "#" in carol.screen, 10, "carol in tmux", show=lambda: carol.screen)
+        terminal.wait_for(b"carol joined the session (watching)", 10)
+        os.killpg(terminal.process.pid, signal.SIGINT)
+        assert terminal.process.wait(30) == 0, terminal.read().decode(errors="replace")
+    finally:
+        if host:
+            host.kill_server()
+        terminal.close()
+    assert b"Traceback" not in terminal.seen
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)

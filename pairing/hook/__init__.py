@@ -38,6 +38,7 @@ from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
+from .prompt import on_terminal
 from .room import Room
 from .sshd import PrivateSshd, SshdError, key_path
 
@@ -110,6 +111,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         console.close()
         lock.release()
         return 1
+    answers = on_terminal(sys.stdin, room.answer_oldest) if options.ask else None  # --ask's y/N
+    room.terminal = answers is not None
     sshd = None
     if own:  # before the tunnel: its target is this sshd's port
         sshd = PrivateSshd(lock_path(outputs.tmux_session, options.tmux_socket).parent, key_path(data_dir()),
@@ -159,6 +162,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         control.close()  # gates asking from now on are refused
+        if answers:
+            answers.stop()  # the terminal is `pairing up`'s again
         if sshd:
             sshd.stop()  # and every guest's session with it
             forget_guests(sshd)

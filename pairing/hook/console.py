@@ -88,9 +88,11 @@ class Console:
     def mode(self, name: str, typing: bool) -> None:
         self.line.say(f"{name} is {'typing' if typing else 'watching'} now")
 
-    def asks(self, name: str, typing: bool, within: float) -> None:
-        self.line.say(f"{name} wants to join ({'typing' if typing else 'watching'}): "
-                      f"pairing allow {name} / pairing deny {name} (within {within:.0f} s)")
+    def asks(self, name: str, typing: bool, within: float, terminal: bool) -> None:
+        commands = f"pairing allow {name} / pairing deny {name}"
+        how = f"let them in? [y/N] (or {commands}, within {within:.0f} s)" if terminal else \
+            f"{commands} (within {within:.0f} s)"
+        self.line.say(f"{name} wants to join ({'typing' if typing else 'watching'}): {how}")
 
     def turned_away(self, name: str, why: str) -> None:
         self.line.say(f"{name} was not let in ({'kicked' if why == 'kick' else 'denied' if why == 'deny' else 'no answer'})")

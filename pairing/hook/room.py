@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from ..names import NamedKey
 from ..tmux import Client, Snapshot, Tmux
 from .console import Console
+from .prompt import allow_option
 
 ASK_FOR = 60.0  # s a joining guest waits for the host's yes (--ask)
 FORGET_UNSEEN = 15.0  # s: a gate let in whose tmux client never showed (no terminal, say) is forgotten
@@ -58,6 +59,7 @@ class Room:
         self.gates: dict[int, _Gate] = {}  # by PID
         self.pending: list[_Pending] = []
         self.lock = threading.RLock()
+        self.terminal = False  # whether a line typed in the hook's terminal answers (prompt.TerminalAnswers)
 
     def handle(self, request: dict, pid: int, reply: Callable[[dict], None]) -> None:
         op, name = request.get("op"), request.get("name")
@@ -94,9 +96,20 @@ class Room:
         waiting = _Pending(name, time.time())
         with self.lock:
             self.pending.append(waiting)
-        self.console.asks(name, self.typing[name], ASK_FOR)
+            guests = set(self.gates)
+        option, mode = allow_option(name), "typing" if self.typing[name] else "watching"
+        self.tmux.unset(option)  # a yes from an earlier prompt is not this one's
+        self.console.asks(name, self.typing[name], ASK_FOR, self.terminal)
+        hosts = tuple(c for c in self.tmux.snapshot(self.session).everywhere if c.pid not in guests)
+        self.tmux.confirm(hosts, f"pairing: let {name} in ({mode})? (y/n)", f"set-option -g {option} 1")
         reply({"answer": "wait", "host": self.host})
-        waiting.decided.wait(ASK_FOR)
+        deadline = time.monotonic() + ASK_FOR
+        while not waiting.decided.wait(0.25) and time.monotonic() < deadline:
+            if self.tmux.option(option) == "1":  # the host's y in the tmux prompt
+                with self.lock:
+                    waiting.verdict = "allow" if waiting.verdict == "unanswered" else waiting.verdict
+                break
+        self.tmux.unset(option)
         with self.lock:
             self.pending.remove(waiting)
             verdict = waiting.verdict
@@ -143,6 +156,16 @@ class Room:
             self.console.mode(name, typing)
             now = "typing" if typing else "watching"
             return {"ok": f"{name} is {now} now" if clients else f"{name} is not connected; will be {now} on joining"}
+
+    def answer_oldest(self, yes: bool) -> None:
+        """The host's y or n in the hook's terminal: for the guest waiting longest."""
+        with self.lock:
+            waiting = [p for p in self.pending if not p.decided.is_set()]
+            if not waiting:
+                self.console.said("nobody is waiting to join")
+                return
+            waiting[0].verdict = "allow" if yes else "deny"
+            waiting[0].decided.set()
 
     def _clients_of(self, name: str) -> list[Client]:
         """That guest's tmux clients now (a fresh look: a stale one could toggle a flag twice)."""
