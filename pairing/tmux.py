@@ -94,9 +94,12 @@ class Tmux:
                     clients.append(everywhere[-1])
         return Snapshot(name, tuple(sessions), tuple(clients), tuple(everywhere))
 
-    def detach(self, tty: str) -> None:
-        """That client leaves tmux, and so its guest's ssh session ends."""
-        self._run("detach-client", "-t", tty, check=False)
+    def detach(self, tty: str, farewell: str = "") -> None:
+        """That client leaves tmux, and so its guest's ssh session ends; farewell, a line of plain words
+        (no quote), is what their terminal shows last (the client execs `echo 'farewell'`)."""
+        if "'" in farewell or any(ord(c) < 0x20 for c in farewell):
+            raise TmuxError(f"a farewell line must be plain words: {farewell!r}")
+        self._run("detach-client", "-t", tty, *(["-E", f"echo '{farewell}'"] if farewell else []), check=False)
 
     def set_read_only(self, client: Client, read_only: bool) -> None:
         """Watching or typing, at once, without reconnecting. Setting is `refresh-client -f`; tmux 3.3

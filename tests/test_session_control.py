@@ -93,6 +93,7 @@ def test_who_names_the_guests_not_the_host_and_kick_ends_one(pairing, hook, gues
                    show=lambda: bob.screen)
         took = time.monotonic() - started
         print(f"kick: bob's ssh ended {took:.2f} s after `pairing kick bob` started")
+        assert "pairing: root removed you from this session" in bob.screen  # told why, last thing on his screen
         assert (kicked.returncode, kicked.stdout, kicked.stderr) == (
             0, "kicked bob (1 connection ended); kept out until this hook stops\n", "")
         hook.wait_for("kicked bob (1 connection ended); kept out until this hook stops", 5)

@@ -103,6 +103,7 @@ def test_kick_and_another_uid_refused_with_the_own_sshd(own):
         wait_until(lambda: "GUEST-SSH-EXITED" in bob.screen, 2, "bob's connection to end", interval=0.01)
         print(f"kick (own sshd): bob's ssh ended {time.monotonic() - started:.2f} s after `pairing kick bob` started")
         assert kicked.returncode == 0, kicked
+        assert f"pairing: {USER} removed you from this session" in bob.screen
         bob.disconnect()
         bob = Guest(own.deployment.folder / "guests" / "bob-again", "bob", own.deployment.keys["bob"], own.invite)
         bob.connect()

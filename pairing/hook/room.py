@@ -9,6 +9,7 @@ and leaves by name, and a kicked guest's or a mode's drift set right. Everything
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,7 +53,10 @@ class _Pending:
 class Room:
     def __init__(self, roster: Sequence[NamedKey], tmux: Tmux, session: str, console: Console, ask: bool,
                  host: str) -> None:
+        # The host's login name goes into lines guests see (and a farewell tmux echoes): plain, else "the host".
+        host = host if re.fullmatch(r"[A-Za-z0-9._-]{1,32}", host) else "the host"
         self.tmux, self.session, self.console, self.ask, self.host = tmux, session, console, ask, host
+        self.removed = f"pairing: {host} removed you from this session"
         self.names = [k.name for k in roster]
         self.typing = {k.name: k.typing for k in roster}  # what each is to be: the host may switch it
         self.banned: set[str] = set()
@@ -82,7 +86,7 @@ class Room:
             return
         if name in self.banned:
             self.console.kept_out(name)
-            reply({"answer": "out", "reason": f"{self.host} removed you from this session"})
+            reply({"answer": "out", "reason": self.removed.removeprefix("pairing: ")})
             return
         if self.ask and not self._consent(name, reply):
             return
@@ -116,7 +120,7 @@ class Room:
         if verdict == "allow":
             return True
         self.console.turned_away(name, verdict)
-        reasons = {"deny": f"{self.host} did not let you in", "kick": f"{self.host} removed you from this session",
+        reasons = {"deny": f"{self.host} did not let you in", "kick": self.removed.removeprefix("pairing: "),
                    "unanswered": f"{self.host} did not answer within {ASK_FOR:.0f} s"}
         reply({"answer": "out", "reason": reasons[verdict]})
         return False
@@ -145,7 +149,7 @@ class Room:
                         p.verdict = "kick"
                         p.decided.set()
                 for client in clients:
-                    self.tmux.detach(client.tty)
+                    self.tmux.detach(client.tty, self.removed)
                 self.console.kicked(name, len(clients))
                 return {"ok": f"kicked {name} ({len(clients)} connection{'s' * (len(clients) != 1)} ended); "
                               "kept out until this hook stops"}
@@ -210,7 +214,7 @@ class Room:
                     joined.append((gate.name, self.typing[gate.name]))
                 gate.client = client
                 if gate.name in self.banned:
-                    self.tmux.detach(client.tty)
+                    self.tmux.detach(client.tty, self.removed)
                 elif client.read_only == self.typing[gate.name]:
                     fresh = [c for c in self._clients_of(gate.name) if c.pid == pid]
                     for c in fresh:
