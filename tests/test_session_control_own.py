@@ -48,17 +48,21 @@ def attached(own) -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
-def test_ask_keeps_a_guest_waiting_until_allowed_and_deny_ends_the_connection(own):
+def test_ask_keeps_a_guest_waiting_until_allowed_and_deny_or_no_answer_ends_it(own):
     hook = own.start_hook("--ask")
-    alice = bob = None
+    alice = bob = carol = None
     try:
         hook.wait_for(READY)
+        carol = own.guest("carol")  # never answered: turned away after 60 s, while the rest goes on
+        carol.connect()
+        wait_until(lambda: f"waiting for {USER} to let you in" in carol.screen, 30, "carol to be told to wait")
+        asked = time.monotonic()
         alice = own.guest("alice")
         alice.connect()
         wait_until(lambda: f"waiting for {USER} to let you in" in alice.screen, 30, "alice to be told to wait",
                    show=lambda: alice.screen)
         hook.wait_for("alice wants to join (typing): pairing allow alice / pairing deny alice (within 60 s)", 5)
-        assert who(own.host.pairing) == [("alice", "waiting")]
+        assert who(own.host.pairing) == [("carol", "waiting"), ("alice", "waiting")]
         assert attached(own) == [] and "GUEST-SSH-EXITED" not in alice.screen  # connected, not in tmux
 
         started = time.monotonic()
@@ -80,9 +84,16 @@ def test_ask_keeps_a_guest_waiting_until_allowed_and_deny_ends_the_connection(ow
         wait_until(lambda: "GUEST-SSH-EXITED" in bob.screen, 5, "bob's connection to end", show=lambda: bob.screen)
         assert f"pairing: {USER} did not let you in" in bob.screen and "GUEST-SSH-EXITED 1" in bob.screen
         hook.wait_for("bob was not let in (denied)", 5)
+        assert who(own.host.pairing) == [("carol", "waiting"), ("alice", "typing")]
+
+        wait_until(lambda: "GUEST-SSH-EXITED" in carol.screen, 75, "carol to be turned away unanswered",
+                   show=lambda: carol.screen)
+        print(f"unanswered: carol turned away {time.monotonic() - asked:.1f} s after she was told to wait")
+        assert f"pairing: {USER} did not answer within 60 s" in carol.screen and "GUEST-SSH-EXITED 1" in carol.screen
+        hook.wait_for("carol was not let in (no answer)", 5)
         assert who(own.host.pairing) == [("alice", "typing")]
     finally:
-        for guest in (alice, bob):
+        for guest in (alice, bob, carol):
             if guest:
                 guest.disconnect()
         assert hook.stop() == 0, hook.text
