@@ -140,6 +140,16 @@ def test_watch_then_drive_without_reconnecting(pairing, hook, guests):
     assert "typed-while-watching" not in screen and "after-the-prompt" not in screen and "switch-client" not in screen
     assert pairing.host_tmux.run("list-windows", "-t", "=pair", "-F", "#{window_index}").stdout == "0\n"
 
+    # A binding of the host's that toggles read-only (switch-client -r works for read-only clients):
+    # she may make herself typing, and the hook sets her back within a second.
+    pairing.host_tmux.run("bind-key", "-n", "F5", "switch-client", "-r")
+    alice.terminal.run("send-keys", "-t", "guest", "F5")
+    hook.wait_for("warning: alice made their tmux client typing (a key bound to switch-client -r?); set back to "
+                  "watching", 5)
+    wait_until(lambda: pairing.host_tmux.run("list-clients", "-F", "#{client_readonly}").stdout == "1\n", 3,
+               "alice watching again")
+    pairing.host_tmux.run("unbind-key", "-n", "F5")
+
     driven = pairing_cli(pairing, "drive", "alice")
     assert (driven.returncode, driven.stdout) == (0, "alice is typing now\n"), driven
     alice.type("echo typed-while-driving-$((3*3))")

@@ -216,8 +216,10 @@ class Room:
                 if gate.name in self.banned:
                     self.tmux.detach(client.tty, self.removed)
                 elif client.read_only == self.typing[gate.name]:
-                    fresh = [c for c in self._clients_of(gate.name) if c.pid == pid]
-                    for c in fresh:
+                    for c in [c for c in self._clients_of(gate.name) if c.pid == pid and c.read_only == client.read_only]:
+                        if not c.read_only:  # a binding of the host's to switch-client -r, pressed by a watcher
+                            self.console.warning(f"{gate.name} made their tmux client typing (a key bound to "
+                                                 "switch-client -r?); set back to watching")
                         self.tmux.set_read_only(c, not self.typing[gate.name])
             ours = tuple(c for c in now_seen.everywhere if c.pid in self.gates)
         for name, typing in joined:
