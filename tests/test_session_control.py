@@ -16,7 +16,7 @@ import time
 import pytest
 
 from .test_host_preflight import Terminal
-from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Tmux, join, make_key, pairing_session, wait_until
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Hook, Tmux, join, make_key, pairing_session, wait_until
 
 READY = "ready: guests can join now"
 WHO = re.compile(r"(?P<name>\S+) +(?P<state>typing|watching|waiting) +since \d\d:\d\d:\d\d(  idle \d+ (s|min \d+ s))?")
@@ -62,6 +62,8 @@ def host_terminal(pairing) -> Tmux:
 def who(run) -> list[tuple[str, str]]:
     result = run("who")
     assert result.returncode == 0 and result.stderr == "", result
+    if result.stdout == "nobody is connected to tmux session 'pair'\n":
+        return []
     rows = [WHO.fullmatch(line) for line in result.stdout.splitlines()]
     assert all(rows), result.stdout
     return [(row["name"], row["state"]) for row in rows]
@@ -285,3 +287,22 @@ def test_ask_answered_in_the_hooks_terminal_and_in_a_tmux_prompt(pairing, guests
         terminal.close()
     assert b"Traceback" not in terminal.seen
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+def test_a_guest_who_stops_waiting_is_no_longer_listed(pairing, guests):
+    hook = Hook(pairing.folder / "hooks", [*pairing.hook_argv(), "--ask"], pairing.hook_env())
+    try:
+        hook.wait_for(READY)
+        bob = pairing.guest("bob")
+        guests.append(bob)
+        bob.connect()
+        wait_until(lambda: "waiting for root to let you in" in bob.screen, 30, "bob told to wait", show=lambda: bob.screen)
+        assert who(lambda *a: pairing_cli(pairing, *a)) == [("bob", "waiting")]
+        bob.disconnect()  # his terminal closed: ssh, and so his gate, are gone
+        hook.wait_for("bob stopped waiting to join", 10)
+        assert who(lambda *a: pairing_cli(pairing, *a)) == []
+        late = pairing_cli(pairing, "allow", "bob")
+        assert (late.returncode, late.stderr) == (2, "pairing allow: bob is not waiting to join; nobody is waiting\n")
+    finally:
+        assert hook.stop() == 0, hook.text
+    assert "Traceback" not in hook.text, hook.text

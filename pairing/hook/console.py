@@ -97,6 +97,9 @@ class Console:
     def turned_away(self, name: str, why: str) -> None:
         self.line.say(f"{name} was not let in ({'kicked' if why == 'kick' else 'denied' if why == 'deny' else 'no answer'})")
 
+    def gave_up(self, name: str) -> None:
+        self.line.say(f"{name} stopped waiting to join")
+
     def control_refused(self, uid: int) -> None:
         self.warning(f"refused a control connection from uid {uid}: only you may control this hook")
 

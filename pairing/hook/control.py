@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -23,7 +24,7 @@ from typing import Callable
 from .own_sshd import state_base
 
 Reply = Callable[[dict], None]
-Handler = Callable[[dict, int, Reply], None]  # (request, the peer's PID, reply)
+Handler = Callable[[dict, int, Reply, Callable[[], bool]], None]  # (request, the peer's PID, reply, gone)
 MAX_REQUEST = 4096
 UNIX_PATH_MAX = 104  # macOS's sun_path; Linux's is 108
 
@@ -107,7 +108,7 @@ class ControlServer:
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise ValueError("not an object")
-                self.handler(request, pid, lambda answer: conn.sendall(_line(answer)))
+                self.handler(request, pid, lambda answer: conn.sendall(_line(answer)), lambda: _gone(conn))
             except (OSError, ValueError):
                 return  # a peer that went away or spoke nonsense: nothing to answer
 
@@ -118,6 +119,14 @@ class ControlServer:
             self.path.unlink()
         with contextlib.suppress(OSError):
             self.path.parent.rmdir()  # if no other hook's socket is in it: nothing left behind
+
+
+def _gone(conn: socket.socket) -> bool:
+    """Whether the peer hung up (a waiting guest who gave up): readable, yet nothing to read."""
+    try:
+        return bool(select.select([conn], [], [], 0)[0]) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _line(answer: dict) -> bytes:

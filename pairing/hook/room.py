@@ -65,12 +65,13 @@ class Room:
         self.lock = threading.RLock()
         self.terminal = False  # whether a line typed in the hook's terminal answers (prompt.TerminalAnswers)
 
-    def handle(self, request: dict, pid: int, reply: Callable[[dict], None]) -> None:
+    def handle(self, request: dict, pid: int, reply: Callable[[dict], None],
+               gone: Callable[[], bool] = lambda: False) -> None:
         op, name = request.get("op"), request.get("name")
         if op == "hello":
             reply({"session": self.session, "tmux_socket": self.tmux.socket})
         elif op == "join" and isinstance(name, str):
-            self._join(name, pid, reply)
+            self._join(name, pid, reply, gone)
         elif op == "who":
             reply({"session": self.session, "guests": [asdict(g) for g in self.guests()]})
         elif op in COMMANDS and isinstance(name, str):
@@ -80,7 +81,7 @@ class Room:
 
     # --- a guest's gate --------------------------------------------------------------
 
-    def _join(self, name: str, pid: int, reply: Callable[[dict], None]) -> None:
+    def _join(self, name: str, pid: int, reply: Callable[[dict], None], gone: Callable[[], bool]) -> None:
         if name not in self.typing:
             reply({"answer": "out", "reason": "this key's name is not one of this session's guests"})
             return
@@ -88,15 +89,15 @@ class Room:
             self.console.kept_out(name)
             reply({"answer": "out", "reason": self.removed.removeprefix("pairing: ")})
             return
-        if self.ask and not self._consent(name, reply):
+        if self.ask and not self._consent(name, reply, gone):
             return
         with self.lock:
             self.gates[pid] = _Gate(name, time.time())
             read_only = not self.typing[name]
         reply({"answer": "in", "read_only": read_only})
 
-    def _consent(self, name: str, reply: Callable[[dict], None]) -> bool:
-        """The host's yes within ASK_FOR s; else the guest is told why and let go."""
+    def _consent(self, name: str, reply: Callable[[dict], None], gone: Callable[[], bool]) -> bool:
+        """The host's yes within ASK_FOR s; else the guest is told why and let go (or gave up: gone())."""
         waiting = _Pending(name, time.time())
         with self.lock:
             self.pending.append(waiting)
@@ -113,12 +114,19 @@ class Room:
                 with self.lock:
                     waiting.verdict = "allow" if waiting.verdict == "unanswered" else waiting.verdict
                 break
+            if gone():
+                with self.lock:
+                    waiting.verdict = "gone" if waiting.verdict == "unanswered" else waiting.verdict
+                break
         self.tmux.unset(option)
         with self.lock:
             self.pending.remove(waiting)
             verdict = waiting.verdict
-        if verdict == "allow":
+        if verdict == "allow" and not gone():
             return True
+        if verdict in ("allow", "gone"):
+            self.console.gave_up(name)
+            return False
         self.console.turned_away(name, verdict)
         reasons = {"deny": f"{self.host} did not let you in", "kick": self.removed.removeprefix("pairing: "),
                    "unanswered": f"{self.host} did not answer within {ASK_FOR:.0f} s"}
