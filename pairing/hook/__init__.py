@@ -6,6 +6,10 @@ attach`; guests), the reverse tunnel is held and proven end to end, and the
 console shows the tunnel and who is attached. On exit, authorized_keys gets
 back exactly what it had. One hook per authorized_keys file (lock).
 
+Guests are known by name: each key's forced command is a gate that asks the
+hook's control socket (control.py) before it becomes `tmux attach`; the room
+(room.py) answers it and the host's commands (`pairing who`, `kick`, ...).
+
 Without --target the guests' sshd is the hook's own (sshd.py, own_sshd.py): the
 system's sshd binary run as the host user on 127.0.0.1, its guests' keys in a
 private folder; ~/.ssh/authorized_keys is not touched, and the lock is on that folder.

@@ -57,7 +57,6 @@ class Room:
         host = host if re.fullmatch(r"[A-Za-z0-9._-]{1,32}", host) else "the host"
         self.tmux, self.session, self.console, self.ask, self.host = tmux, session, console, ask, host
         self.removed = f"pairing: {host} removed you from this session"
-        self.names = [k.name for k in roster]
         self.typing = {k.name: k.typing for k in roster}  # what each is to be: the host may switch it
         self.banned: set[str] = set()
         self.gates: dict[int, _Gate] = {}  # by PID
