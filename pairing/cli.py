@@ -1,4 +1,5 @@
-"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct` (also `python -m pairing ...`).
+"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct|who|watch|drive|kick|allow|deny`
+(also `python -m pairing ...`).
 
 Only the arguments and a table of handlers: each command's code lives with its concern.
 """
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .authorized_keys import AuthorizedKeysError
+from .control_cli import cmd_guest, cmd_who
 from .direct import cmd_direct, listen_address
 from .doctor import cmd_doctor
 from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples
@@ -28,7 +30,18 @@ from .up import cmd_down, cmd_up
 from .up_plan import UpError, default_stack
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
-            "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct}
+            "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct,
+            "who": cmd_who, "watch": cmd_guest, "drive": cmd_guest, "kick": cmd_guest, "allow": cmd_guest,
+            "deny": cmd_guest}
+
+# The commands that reach the running hook's guests (control_cli.py): what each does, an example.
+GUEST_COMMANDS = {
+    "watch": ("switch a connected guest to watching (read-only) at once, without reconnecting", "pairing watch alice"),
+    "drive": ("let a guest type, at once (a viewer key too)", "pairing drive alice"),
+    "kick": ("end a guest's connection and keep them out until the hook stops", "pairing kick bob"),
+    "allow": ("let in a guest waiting to join (pairing host --ask)", "pairing allow carol"),
+    "deny": ("turn away a guest waiting to join (pairing host --ask)", "pairing deny carol"),
+}
 
 
 def _target(text: str) -> tuple[str, int]:
@@ -107,8 +120,16 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
                       help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
                            "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
+    host.add_argument("--ask", action="store_true",
+                      help="each joining guest waits (told so) until you let them in: pairing allow NAME, or "
+                           "turn them away: pairing deny NAME; no answer within 60 s turns them away")
+    control = argparse.ArgumentParser(add_help=False)
+    control.add_argument("--session", type=_session_name, metavar="NAME",
+                         help="the running hook's tmux session, when several hooks run (default: the one running)")
+    control.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
+                         help="with --session: that session's tmux socket, as the hook was given it")
     _record(host)
-    return {"source": source, "stack": stack, "backend": backend, "host": host}
+    return {"source": source, "stack": stack, "backend": backend, "host": host, "control": control}
 
 
 GUEST_HELP = ("a guest who may type (required: at least one; repeat for more). SOURCE: a .pub file, a key line, gh:USER, gl:USER, "
@@ -240,6 +261,17 @@ def parser() -> argparse.ArgumentParser:
                         description="The public line of the ED25519 host key pairing host's own sshd presents, made "
                                     "once under ~/.local/share/pairing/sshd; the default of pairing:hostSshdKey.",
                         epilog=_examples("pairing sshd-key", "pulumi config set pairing:hostSshdKey \"$(pairing sshd-key)\""))
+
+    commands.add_parser("who", parents=[common["control"]],
+                        help="who is connected to the running hook: name, typing or watching, since, idle",
+                        description="One line a guest connected to the running `pairing host` (or waiting to be "
+                                    "let in): their name, typing or watching,\nsince when, and how long since their "
+                                    "last key. Your own tmux clients are never listed.",
+                        epilog=_examples("pairing who", "pairing who --session pair"))
+    for name, (what, example) in GUEST_COMMANDS.items():
+        command = commands.add_parser(name, parents=[common["control"]], help=what,
+                                      description=f"{what[0].upper()}{what[1:]}.", epilog=_examples(example))
+        command.add_argument("name", metavar="NAME", help="the guest's name, as `pairing who` shows it")
 
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem",
                                  description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary (or a "

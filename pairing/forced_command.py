@@ -1,4 +1,5 @@
-"""One guest's line in authorized_keys: the key, forced to `tmux attach` of one session.
+"""One guest's line in authorized_keys: the key, forced to `tmux attach` of one session, or to the
+gate (pairing/gate.py) that asks the running hook first, then execs that same `tmux attach`.
 
 Rendered only from validated values, and every part refuses what sshd or a login
 shell would read otherwise than written (control characters, backslashes).
@@ -30,6 +31,13 @@ def tmux_attach_command(session: str, read_only: bool, socket: str | None = None
     # with it, so while `pair` is gone a guest would land in, say, `pairing-notes`.
     argv = ["tmux"] + (["-S", socket] if socket else []) + ["attach"] + (["-r"] if read_only else []) + ["-t", f"={session}"]
     return " ".join(_shell_word(word) for word in argv)
+
+
+def gate_command(python: str, gate: str, control: str, name: str, session: str, socket: str | None = None) -> str:
+    """The guest's forced command when the hook runs a control channel: its gate, isolated from the
+    environment and site (-I -S: stdlib only, fast to start), told who it is by this line alone."""
+    argv = ["exec", python, "-I", "-S", gate, "--control", control, "--name", name, "--session", session]
+    return " ".join(_shell_word(word) for word in argv + (["--tmux-socket", socket] if socket else []))
 
 
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_/.-")

@@ -1,4 +1,4 @@
-"""`pairing status`: the relay, its time left, the tunnel as the running hook reports it, and the guests.
+"""`pairing status`: the relay, its time left, the tunnel as the running hook reports it, and the guests, by name (the room's).
 
 Its exit status says which of four states holds (EXIT_STATUS, shown by `pairing status --help`), so a
 script can wait for a session; bad or unreadable outputs are 2, like every command's bad input.
@@ -11,10 +11,10 @@ import shlex
 import shutil
 
 from . import backend as backends
+from .control_cli import guests_line
 from .hook import lock_path, read_state
 from .outputs import StackOutputs
 from .stack_cli import NoStack, read_outputs_json
-from .tmux import Tmux
 from .up_plan import default_stack
 
 HELD, NOT_HELD, EXPIRED, NO_RELAY = 0, 3, 4, 5  # 1 is left to Python's own crash, 2 to bad input
@@ -78,8 +78,6 @@ def cmd_status(args) -> int:
         print(f"ends    {ends} (expired: the relay has ended itself; a new one: pairing up --guest SOURCE)")
         return EXPIRED
     minutes = int(left.total_seconds() // 60)
-    clients = Tmux(args.tmux_socket).snapshot(outputs.tmux_session).clients if Tmux.installed() else ()
-    typing = sum(1 for c in clients if not c.read_only)
     # The hook with its own sshd (locked on its folder), else one with --target (on authorized_keys).
     hook = read_state(lock_path(outputs.tmux_session, args.tmux_socket, make=False))
     if not hook.running:
@@ -94,5 +92,6 @@ def cmd_status(args) -> int:
         tunnel = f"{record.state.value} since {since} (pairing host --tunnel {record.tunnel}, pid {record.pid})"
     print(f"ends    {ends} ({minutes // 60} h {minutes % 60} min left)")
     print(f"tunnel  {tunnel}")
-    print(f"guests  {typing} typing, {len(clients) - typing} watching in tmux session {outputs.tmux_session!r}")
+    # The running hook's guests, by name: the host's own tmux clients are nobody's.
+    print(f"guests  {guests_line(outputs.tmux_session, args.tmux_socket)}")
     return HELD if hook.running else NOT_HELD

@@ -15,6 +15,8 @@ class TmuxError(RuntimeError):
 class Client:
     tty: str
     read_only: bool
+    pid: int = 0  # the client process's: a guest's is its gate's (pairing/gate.py execs tmux)
+    activity: float = 0.0  # when it last sent a key (tmux's client_activity)
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Snapshot:
     session: str
     sessions: tuple[str, ...]
     clients: tuple[Client, ...]
+    everywhere: tuple[Client, ...] = ()  # every client of the server: a read-only one may switch sessions
 
     @property
     def exists(self) -> bool:
@@ -79,15 +82,58 @@ class Tmux:
     def snapshot(self, name: str) -> Snapshot:
         """What the status line needs every second, for one fork instead of three."""
         result = self._run("list-sessions", "-F", "S #{session_name}", ";",
-                           "list-clients", "-F", "C #{client_readonly} #{client_session} #{client_tty}", check=False)
-        sessions, clients = [], []
+                           "list-clients", "-F",
+                           "C #{client_readonly} #{client_pid} #{client_activity} #{client_session} #{client_tty}",
+                           check=False)
+        sessions, clients, everywhere = [], [], []
         for line in result.stdout.splitlines() if result.returncode == 0 else []:
             kind, _, rest = line.partition(" ")
             if kind == "S":
                 sessions.append(rest)
             elif kind == "C":
-                read_only, _, rest = rest.partition(" ")
+                read_only, pid, activity, rest = rest.split(" ", 3)
                 session, _, tty = rest.rpartition(" ")  # a session name may hold spaces; a tty does not
+                everywhere.append(Client(tty, read_only == "1", int(pid), float(activity)))
                 if session == name:
-                    clients.append(Client(tty, read_only == "1"))
-        return Snapshot(name, tuple(sessions), tuple(clients))
+                    clients.append(everywhere[-1])
+        return Snapshot(name, tuple(sessions), tuple(clients), tuple(everywhere))
+
+    def detach(self, tty: str, farewell: str = "") -> None:
+        """That client leaves tmux, and so its guest's ssh session ends; farewell, a line of plain words
+        (no quote), is what their terminal shows last (the client execs `echo 'farewell'`)."""
+        if "'" in farewell or any(ord(c) < 0x20 for c in farewell):
+            raise TmuxError(f"a farewell line must be plain words: {farewell!r}")
+        self._run("detach-client", "-t", tty, *(["-E", f"echo '{farewell}'"] if farewell else []), check=False)
+
+    def set_read_only(self, client: Client, read_only: bool) -> None:
+        """Watching or typing, at once, without reconnecting. Setting is `refresh-client -f`; tmux 3.3
+        refuses `-f !read-only`, so typing is switch-client -r, a toggle: only from read-only."""
+        if read_only and not client.read_only:
+            self._run("refresh-client", "-t", client.tty, "-f", "read-only,ignore-size", check=False)
+        elif not read_only and client.read_only:
+            self._run("switch-client", "-c", client.tty, "-r", check=False)
+
+    def option(self, name: str) -> str | None:
+        """A global user option's value (None: unset)."""
+        result = self._run("show-options", "-gv", name, check=False)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def unset(self, name: str) -> None:
+        self._run("set-option", "-gu", name, check=False)
+
+    def confirm(self, clients: tuple[Client, ...], prompt: str, command: str) -> None:
+        """A y/n prompt on each client's status line (in the background: this returns at once); y runs command."""
+        args: list[str] = []
+        for client in clients:
+            args += [*([";"] if args else []), "confirm-before", "-b", "-p", prompt.replace("#", "##"), "-t",
+                     client.tty, command]
+        if args:
+            self._run(*args, check=False)
+
+    def tell(self, clients: tuple[Client, ...], message: str) -> None:
+        """A line on each client's status line (display-message shows it on one client only)."""
+        args: list[str] = []
+        for client in clients:
+            args += [*([";"] if args else []), "display-message", "-c", client.tty, message.replace("#", "##")]
+        if args:
+            self._run(*args, check=False)

@@ -156,7 +156,7 @@ def cmd_up(args) -> int:
         outputs = deploy(up_plan)
         print(write_invite(outputs, args.invite))
         return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
-                               invite=args.invite, record=args.record), lock=lock)
+                               invite=args.invite, record=args.record, ask=args.ask), lock=lock)
     finally:
         lock.release()  # before destroy, which takes it to clean up the guests' keys
         if ask_to_destroy(args.keep):

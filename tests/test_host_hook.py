@@ -14,7 +14,7 @@ from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Guest, Tmux, join, w
 
 def test_viewer_sees_but_cannot_type(pairing, hook, guests):
     viewer = join(pairing, guests, "viewer")
-    wait_until(lambda: "a viewer (read-only) joined the session" in hook.text, 10, "the hook to announce the viewer")
+    wait_until(lambda: "joined the session (watching)" in hook.text, 10, "the hook to announce the viewer")
     pairing.host_types("echo shown-to-viewer-$((4*4))")
     wait_until(lambda: "shown-to-viewer-16" in viewer.screen, 10, "the host's output on the viewer's screen")
     # Keys arrive in order: once the viewer's detach key (which read-only

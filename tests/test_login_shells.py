@@ -10,12 +10,13 @@ through a private /etc/passwd in its own mount namespace. Fixtures: conftest.py.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from pairing.forced_command import tmux_attach_command
+from pairing.forced_command import gate_command, tmux_attach_command
 
 from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, HostSshd, Tmux, join, make_key, wait_until
 
@@ -60,6 +61,22 @@ def test_every_login_shell_reads_the_command_back(shell, socket, read_only):
     assert (result.stdout, result.stderr) == ("".join(f"[{word}]\n" for word in argv), "")
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_every_login_shell_runs_the_gate_with_the_words_rendered(shell, tmp_path):
+    """The guest's forced command is its gate (pairing/gate.py) run by `exec python -I -S`: a stand-in
+    gate that prints its arguments gets, under each shell, exactly the words rendered."""
+    folder = tmp_path / AWKWARD_FOLDER
+    folder.mkdir()
+    gate = folder / "gate.py"
+    gate.write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    control, socket = str(folder / "control.sock"), str(folder / "tmux")
+    command = gate_command("/usr/bin/python3", str(gate), control, "alice", "pair", socket)
+    result = subprocess.run([SHELLS[shell], "-c", command], capture_output=True, text=True, timeout=10,
+                            stdin=subprocess.DEVNULL)
+    assert result.stderr == "" and json.loads(result.stdout) == [
+        "--control", control, "--name", "alice", "--session", "pair", "--tmux-socket", socket]
+
+
 @pytest.mark.parametrize("word", ["a\\b", "a\nb", "a\rb", "a\x1bb", "a\x7fb"], ids=["backslash", "LF", "CR", "ESC", "DEL"])
 def test_command_words_no_shell_reads_alike_are_refused(word):
     """A backslash no word can carry (fish's single quotes have escapes, and sshd keeps every
@@ -80,7 +97,7 @@ def test_guest_lands_and_types_under_every_login_shell(pairing, login_shell, hoo
 @pytest.mark.parametrize("login_shell", ["zsh", "fish"], indirect=True)
 def test_viewer_watches_under_zsh_and_fish(pairing, login_shell, hook, guests):
     viewer = join(pairing, guests, "viewer")
-    wait_until(lambda: "a viewer (read-only) joined the session" in hook.text, 10, "the hook to announce the viewer")
+    wait_until(lambda: "joined the session (watching)" in hook.text, 10, "the hook to announce the viewer")
     pairing.host_types("echo shown-under-login-shell-$((4*4))")
     wait_until(lambda: "shown-under-login-shell-16" in viewer.screen, 10, "the host's output on the viewer's screen")
     assert client_shells(pairing.host_tmux) == {login_shell}

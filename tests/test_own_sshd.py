@@ -91,7 +91,7 @@ def test_a_guest_lands_and_types_with_no_system_sshd_and_no_dot_ssh(own):
         guest.type("echo own-$((6*7))")
         wait_until(lambda: "own-42" in own.tmux.screen("pair"), 10, "the guest's line in the host's pane",
                    show=lambda: own.tmux.screen("pair"))
-        hook.wait_for("someone who can type joined the session", 10)
+        hook.wait_for("joined the session (typing)", 10)
     finally:
         if guest:
             guest.disconnect()

@@ -6,6 +6,10 @@ attach`; guests), the reverse tunnel is held and proven end to end, and the
 console shows the tunnel and who is attached. On exit, authorized_keys gets
 back exactly what it had. One hook per authorized_keys file (lock).
 
+Guests are known by name: each key's forced command is a gate that asks the
+hook's control socket (control.py) before it becomes `tmux attach`; the room
+(room.py) answers it and the host's commands (`pairing who`, `kick`, ...).
+
 Without --target the guests' sshd is the hook's own (sshd.py, own_sshd.py): the
 system's sshd binary run as the host user on 127.0.0.1, its guests' keys in a
 private folder; ~/.ssh/authorized_keys is not touched, and the lock is on that folder.
@@ -13,6 +17,8 @@ private folder; ~/.ssh/authorized_keys is not touched, and the lock is on that f
 
 from __future__ import annotations
 
+import os
+import pwd
 import signal
 import sys
 import threading
@@ -25,16 +31,20 @@ from .. import backend as backends
 from ..accounts import GUEST_USER, TUNNEL_USER
 from ..authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
 from ..backend import data_dir
+from ..names import roster
 from ..outputs import StackOutputs
 from ..stack_cli import read_outputs
 from ..tmux import Tmux, TmuxError
 from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
-from .guests import LOOPBACK_SOURCES, guest_lines, instructions
+from .control import ControlError, ControlServer
+from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
 from .recording import RecordingError, check_target, start_recording
+from .prompt import on_terminal
+from .room import Room
 from .sshd import PrivateSshd, SshdError, key_path
 
 STATUS_EVERY = 1.0
@@ -57,6 +67,7 @@ class HostOptions:
     tunnel: str = "paramiko"  # a key of CARRIERS
     invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
     record: Path | None = None  # --record FILE.cast (checked by recording.check_target)
+    ask: bool = False  # each joining guest waits for the host's yes
 
 
 class _Published:
@@ -97,6 +108,17 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
+    room = Room(roster(outputs.guest_keys, outputs.viewer_keys), tmux, outputs.tmux_session, console, options.ask,
+                pwd.getpwuid(os.geteuid()).pw_name)
+    try:  # before the guests' keys: their gates connect to it
+        control = ControlServer(control_socket(options), room.handle, console.control_refused)
+    except (ControlError, OSError) as exc:
+        console.error(f"the control channel: {exc}")
+        console.close()
+        lock.release()
+        return 1
+    answers = on_terminal(sys.stdin, room.answer_oldest) if options.ask else None  # --ask's y/N
+    room.terminal = answers is not None
     sshd = None
     if own:  # before the tunnel: its target is this sshd's port
         sshd = PrivateSshd(lock_path(outputs.tmux_session, options.tmux_socket).parent, key_path(data_dir()),
@@ -105,6 +127,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             sshd.start()
         except (SshdError, OSError) as exc:
             console.error(str(exc))
+            control.close()
             console.close()
             lock.release()
             return 1
@@ -138,7 +161,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
         watch(tmux, outputs.tmux_session, console, bool(outputs.viewer_keys), worker.is_alive, worker.join,
-              tunnel.stop, lambda clients: status_text(events.state.state, events.state.since, clients))
+              tunnel.stop, lambda clients: status_text(events.state.state, events.state.since, clients), room)
     except (AuthorizedKeysError, TmuxError, RecordingError) as exc:
         tunnel.stop()
         console.error(str(exc))
@@ -146,6 +169,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        control.close()  # gates asking from now on are refused
+        if answers:
+            answers.stop()  # the terminal is `pairing up`'s again
         if recorder:
             recorder.stop()
         if sshd:
@@ -170,7 +196,7 @@ def cmd_host(args) -> int:
     target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
     return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel,
-                           record=args.record))
+                           record=args.record, ask=args.ask))
 
 
 def open_session(tmux: Tmux, session: str, console: Console) -> None:
@@ -182,10 +208,11 @@ def open_session(tmux: Tmux, session: str, console: Console) -> None:
 
 
 def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Callable[[], bool],
-          wait: Callable[[float], object], stop: Callable[[], None], status: Callable[[tuple], str]) -> None:
+          wait: Callable[[float], object], stop: Callable[[], None], status: Callable[[tuple], str],
+          room: Room | None = None) -> None:
     """The hook's loop (`pairing host` and `pairing direct`), while running(): each STATUS_EVERY s (wait), the
-    session made again if gone, viewers' way to other sessions warned about, joins and leaves said, the status
-    line (status(clients)) redrawn. A Ctrl-C calls stop(), which ends running()."""
+    session made again if gone, viewers' way to other sessions warned about, joins and leaves said (by name,
+    given the room), the status line (status(clients)) redrawn. A Ctrl-C calls stop(), which ends running()."""
     warned: set[str] = set()
     attached: tuple = ()
     while running():
@@ -196,6 +223,9 @@ def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Ca
                 console.said(f"tmux session {session!r} was gone; created a new one for guests to attach to")
             if viewers:
                 warned = _warn_about_other_sessions(now.others, warned, console)
+            if room:  # guests by name; the host's own clients are nobody's
+                console.status(status(room.tick(now)))
+                continue
             _say_comings_and_goings(attached, now.clients, console)
             attached = now.clients
             console.status(status(now.clients))

@@ -1,8 +1,8 @@
 """The hook's presentation: one Console, one method per event, on one status line.
 
 The tunnel reports to it (it is a TunnelEvents) and so does the hook's own
-loop; nothing else writes to the host's terminal while the hook runs. Later
-events (named guests, consent) are new methods here.
+loop, and the room (room.py: named guests, kicks, consent) from the control
+channel's threads; nothing else writes to the host's terminal while the hook runs.
 """
 
 from __future__ import annotations
@@ -81,6 +81,37 @@ class Console:
 
     def left(self, client: Client) -> None:
         self.line.say(f"{_who(client)} left the session ({client.tty})")
+
+    def guest_joined(self, name: str, typing: bool) -> None:
+        self.line.say(f"{name} joined the session ({'typing' if typing else 'watching'})")
+
+    def guest_left(self, name: str) -> None:
+        self.line.say(f"{name} left the session")
+
+    def kicked(self, name: str, connections: int) -> None:
+        ended = f"{connections} connection{'s' * (connections != 1)} ended" if connections else "not connected"
+        self.line.say(f"kicked {name} ({ended}); kept out until this hook stops")
+
+    def kept_out(self, name: str) -> None:
+        self.line.say(f"{name} tried to join again: kept out (kicked)")
+
+    def mode(self, name: str, typing: bool) -> None:
+        self.line.say(f"{name} is {'typing' if typing else 'watching'} now")
+
+    def asks(self, name: str, typing: bool, within: float, terminal: bool) -> None:
+        commands = f"pairing allow {name} / pairing deny {name}"
+        how = f"let them in? [y/N] (or {commands}, within {within:.0f} s)" if terminal else \
+            f"{commands} (within {within:.0f} s)"
+        self.line.say(f"{name} wants to join ({'typing' if typing else 'watching'}): {how}")
+
+    def turned_away(self, name: str, why: str) -> None:
+        self.line.say(f"{name} was not let in ({'kicked' if why == 'kick' else 'denied' if why == 'deny' else 'no answer'})")
+
+    def gave_up(self, name: str) -> None:
+        self.line.say(f"{name} stopped waiting to join")
+
+    def control_refused(self, uid: int) -> None:
+        self.warning(f"refused a control connection from uid {uid}: only you may control this hook")
 
     def warning(self, text: str) -> None:
         self.line.say(f"warning: {text}")

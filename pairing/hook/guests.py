@@ -8,33 +8,45 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import guest_documents
-from ..forced_command import guest_line, tmux_attach_command
+from ..forced_command import gate_command, guest_line
+from ..names import roster
 from ..outputs import StackOutputs
+from .control import socket_path
+from .own_sshd import lock_path
 
 if TYPE_CHECKING:
     from . import HostOptions
 
 
+GATE = Path(__file__).resolve().parent.parent / "gate.py"
+
+
 def guest_lines(options: HostOptions) -> list[str]:
-    session, socket_path = options.outputs.tmux_session, options.tmux_socket
-    typing = tmux_attach_command(session, read_only=False, socket=socket_path)
-    watching = tmux_attach_command(session, read_only=True, socket=socket_path)
-    outputs = options.outputs
+    """Each key forced to its gate, which asks the hook (by the guest's name) before it becomes
+    `tmux attach`, read-only or not as the hook says."""
+    outputs, tmux_socket = options.outputs, options.tmux_socket
+    control = str(control_socket(options))
     # Guests reach a loopback sshd only through the tunnel, whose connections
     # the hook opens from this machine: their keys then work from nowhere else
     # (not from the LAN your sshd may also listen on).
     # The own sshd (no --target) listens on 127.0.0.1 only.
     sources = LOOPBACK_SOURCES if options.target is None or _is_loopback(options.target[0]) else ()
-    return [guest_line(k, typing, sources) for k in outputs.guest_keys] + [
-        guest_line(k, watching, sources) for k in outputs.viewer_keys
-    ]
+    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, outputs.tmux_session, tmux_socket),
+                       sources) for k in roster(outputs.guest_keys, outputs.viewer_keys)]
 
 
 LOOPBACK_SOURCES = ("127.0.0.1", "::1")
+
+
+def control_socket(options: HostOptions) -> Path:
+    """The hook's control socket, one per lock (own sshd's folder, or authorized_keys), as hooks are."""
+    own = options.target is None
+    return socket_path(lock_path(options.outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys)
 
 
 def _is_loopback(host: str) -> bool:
