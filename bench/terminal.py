@@ -67,6 +67,7 @@ class GuestTerminal:
         finally:
             os.close(client_side)
         self.text = VisibleText()
+        self.last = b""  # the latest visible text, for the error if ssh exits
 
     def read(self) -> bytes:
         """What arrived, as visible text (blocks until something does)."""
@@ -75,8 +76,11 @@ class GuestTerminal:
         except OSError:  # EIO: ssh has exited and closed the terminal
             data = b""
         if not data:
-            raise TerminalError(f"ssh exited ({self.process.wait()}): {self.log_tail()}")
-        return self.text.feed(data)
+            raise TerminalError(f"ssh exited ({self.process.wait()}): {self.log_tail()}; "
+                                f"its terminal last showed {self.last[-200:]!r}")
+        visible = self.text.feed(data)
+        self.last = (self.last + visible)[-200:]
+        return visible
 
     def write(self, data: bytes) -> None:
         os.write(self.fd, data)

@@ -26,7 +26,7 @@ from typing import Iterator
 
 from pairing.accounts import TUNNEL_USER
 from pairing.forced_command import guest_line, tmux_attach_command
-from pairing.hook import HostOptions, guest_lines
+from pairing.hook.guests import LOOPBACK_SOURCES
 from pairing.sshkeys import parse_public_key
 from tests.harness import (Deployment, Guest, Hook, Tmux, client_env, deploy, hook_argv, hook_env, make_key, stop_process,
                            wait_until)
@@ -38,6 +38,10 @@ ECHO_PANE = Path(__file__).resolve().parent / "echo_pane.py"
 ROUTES = ("pairing", "openssh", "direct")  # through our tunnel, through OpenSSH's, straight to the host sshd
 READY = "ready: guests can join now"
 TUNNEL_TIMEOUT = 60.0
+
+
+# The key of the shared session's guests, by route: pairing's come in through the hook's gate.
+SHARED = {"pairing": "guest", "openssh": "guest2"}
 
 
 def solo(route: str) -> str:
@@ -54,7 +58,7 @@ class World:
         names = ("guest", "guest2", "viewer", "host", *map(solo, ROUTES))
         self.keys = {name: make_key(folder / "keys", name) for name in names}
         self.alphabets = alphabets(guests)
-        guest_keys = [self.keys[name].public_line for name in ("guest", *map(solo, ROUTES))]
+        guest_keys = [self.keys[name].public_line for name in ("guest", "guest2", *map(solo, ROUTES))]
         self.pairing = deploy(folder / "relay-pairing", self.keys, suite=suite, guestKeys=guest_keys)
         self.sshd = self.pairing.host_sshd
         # The second relay's guests pin the one sshd that is started, the first deployment's.
@@ -95,16 +99,18 @@ class World:
     def _write_authorized_keys(self) -> None:
         """The host's authorized_keys, standing, so that every route finds it.
 
-        First the shared guest's line exactly as the hook writes it (while it
-        runs it adds its block too, and takes it away on exit; sshd goes by the
-        first line of a key); then each route's lone guest, sent to a session
-        of its own; then the host's key, which the relay admits as a guest for
-        the hook's self-test, with a forced command that sends the bulk payload.
+        First the line of the shared session's guest on OpenSSH's route (guest2):
+        the hook's options, with a bare `tmux attach` in place of the hook's gate,
+        since that route has no hook to ask (the gate costs once a join, not a
+        keystroke). The shared guest on pairing's route (guest) has no line here:
+        the hook's own block, written while it runs, lets them in through its gate,
+        as a real guest is. Then each route's lone guest, sent to a session of its
+        own (bare `tmux attach`, as above); then the host's key, which the relay
+        admits as a guest for the hook's self-test, with a forced command that
+        sends the bulk payload.
         """
-        options = HostOptions(outputs=self.pairing.stack_outputs, identity=None,
-                              target=("127.0.0.1", self.sshd.port), authorized_keys=self.pairing.authorized_keys,
-                              tmux_socket=str(self.tmux.socket))
-        shared = guest_lines(options)[0]  # the first of guestKeys: "guest"
+        shared = guest_line(parse_public_key(self.keys[SHARED["openssh"]].public_line),
+                            tmux_attach_command(self.session, False, str(self.tmux.socket)), LOOPBACK_SOURCES)
         lines = [shared, *(self._line(solo(route), tmux_attach_command(solo(route), False, str(self.tmux.socket)))
                          for route in ROUTES), self._line("host", f"cat {self.payload}")]
         path = self.pairing.authorized_keys
@@ -135,7 +141,7 @@ class World:
 
     def terminal(self, route: str, shared: bool) -> GuestTerminal:
         """A guest at a terminal: in the shared session, or alone in the route's own."""
-        argv, log = self.guest_argv(route, "guest" if shared else solo(route))
+        argv, log = self.guest_argv(route, SHARED[route] if shared else solo(route))
         return GuestTerminal(argv, {**client_env(), "TERM": "xterm"}, log)
 
     def bulk_argv(self, route: str) -> tuple[list[str], Path]:
