@@ -28,7 +28,9 @@ from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.recording import RecordingError, check_target, start_recording
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
-from .invite import write_shareable
+from .invitation import Invitation, notes
+from .invite import machine_name, write_shareable
+from .names import roster
 from .sshkeys import PublicKey, shorten
 from .tmux import Tmux, TmuxError
 
@@ -115,7 +117,10 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
         route = DirectRoute(address, sshd.port, sshd.user, key)
-        write_shareable(args.invite, guest_documents.direct_config(route))
+        invitation = Invitation(host_user=sshd.user, machine=machine_name(), guests=roster(guests, viewers), relay=None,
+                                relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
+                                file_name=args.invite.name)
+        write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
         console = Console(sys.stdout)
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         tmux = Tmux(socket_path)

@@ -127,11 +127,12 @@ def _comments(notes: Sequence[str]) -> list[str]:
     return [printable(f"# {note}".rstrip(), "the invite's header") for note in notes]
 
 
-def direct_config(route: DirectRoute) -> str:
-    """An ssh_config for `ssh -F FILE pairing` straight to the host's sshd, its key pinned inline."""
-    lines = ["# pairing: connect with  ssh -F THIS_FILE pairing", f"Host {GUEST_HOST}"]
+def direct_config(route: DirectRoute, notes: Sequence[str] = (CONNECT,)) -> str:
+    """An ssh_config for `ssh -F FILE pairing` straight to the host's sshd, its key pinned inline;
+    notes: the header's lines (invitation.notes), each written as a comment."""
+    lines = [*_comments(notes), f"Host {GUEST_HOST}"]
     lines += [_option_line(k, v) for k, v in _host_hop(route)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *OWN_CONFIG]) + "\n"
 
 
 def _option_line(key: str, value: str) -> str:

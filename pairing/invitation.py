@@ -20,10 +20,10 @@ class Invitation:
     host_user: str  # the account the guest lands as (a checked setting)
     machine: str | None  # the host's name, checked as a host name, or None when it is not one
     guests: tuple[NamedKey, ...]  # everyone invited, from names.roster
-    relay: str  # what the guest's ssh reaches first: "relay 203.0.113.10"
-    relay_fingerprint: str
+    relay: str | None  # what the guest's ssh reaches first: "relay 203.0.113.10"; None: `pairing direct`
+    relay_fingerprint: str | None
     host_fingerprint: str
-    expires_at: datetime  # aware, UTC
+    expires_at: datetime | None  # aware, UTC; None: no relay, it lasts while `pairing direct` runs
     file_name: str  # what the guest gives -F: this file's name
     known_hosts: str | None = None  # the .known_hosts file this config names, if any
     guest: NamedKey | None = None  # `pairing invite --for NAME`: the one guest this is for
@@ -47,17 +47,24 @@ def notes(invitation: Invitation) -> list[str]:
     else:
         whom = [f"For {i.guest.name}, who {_role(i.guest.typing)}; your key: {i.guest.key.fingerprint}",
                 "    (see yours with: ssh-keygen -lf YOUR_KEY.pub)"]
-    files = ([f"It names {i.known_hosts}, relative to the folder you run ssh in: keep both files there."]
-             if i.known_hosts else ["Needs OpenSSH 8.5+ (Linux, macOS). On Windows or older: ask your host for "
-                                    "`pairing invite --known-hosts`."])
+    if i.relay is None:  # pairing direct: one hop, its key inline (KnownHostsCommand: OpenSSH 8.5+)
+        files = ["Needs OpenSSH 8.5+ (Linux, macOS)."]
+        ends = ["It works while your host's `pairing direct` runs; there is no relay."]
+        pins = ["The host's key is pinned below; to double-check with your host by voice or chat:"]
+    else:
+        files = ([f"It names {i.known_hosts}, relative to the folder you run ssh in: keep both files there."]
+                 if i.known_hosts else ["Needs OpenSSH 8.5+ (Linux, macOS). On Windows or older: ask your host for "
+                                        "`pairing invite --known-hosts`."])
+        ends = [f"The relay, and this invitation, end at {i.expires_at:%Y-%m-%dT%H:%M:%SZ} (UTC)."]
+        pins = ["Both hops are pinned below; to double-check with your host by voice or chat:",
+                f"    {i.relay}: {i.relay_fingerprint}"]
     return [
         f"pairing: an invitation to join {where}.",
         f"Connect, in the folder holding this file:  ssh -F {i.file_name} pairing",
         *files,
         *whom,
-        f"The relay, and this invitation, end at {i.expires_at:%Y-%m-%dT%H:%M:%SZ} (UTC).",
-        "Both hops are pinned below; to double-check with your host by voice or chat:",
-        f"    {i.relay}: {i.relay_fingerprint}",
+        *ends,
+        *pins,
         f"    host sshd: {i.host_fingerprint}",
         LEAVE,
         "Your key: ssh offers the usual ones: ~/.ssh/id_*, your ssh-agent, and what your own ~/.ssh/config",

@@ -14,6 +14,8 @@ import subprocess
 
 import pytest
 
+from pairing.sshkeys import parse_public_key
+
 from .harness import Guest, Hook, Tmux, stop_process, wait_until
 from .harness.unprivileged import NOBODY, USER, UnprivilegedHost, ends_with_the_hook, listeners
 
@@ -143,10 +145,21 @@ def test_the_invite_goes_straight_there_with_the_key_pinned(direct):
         hook.wait_for(READY)
         key = direct.host.pairing("sshd-key").stdout.strip()
         seen = subprocess.run(["ssh", "-G", "-F", str(direct.invite), "pairing"], capture_output=True, text=True,
-                              check=True).stdout.splitlines()
+                              check=True, env={**os.environ, "HOME": str(direct.folder)}).stdout.splitlines()
         assert oct(direct.invite.stat().st_mode & 0o777) == "0o644"
+        header = [line for line in direct.invite.read_text().splitlines() if line.startswith("# ")]
     finally:
         assert hook.stop() == 0, hook.text
+    # The invite explains itself, as the relay's does: whose session, who may type, the key to compare.
+    fingerprint = parse_public_key(key).fingerprint
+    assert header[0].startswith(f"# pairing: an invitation to join {USER}'s tmux session"), header
+    for line in ("# Connect, in the folder holding this file:  ssh -F pairing.conf pairing",
+                 "# Who may type: guest. Who may only watch: viewer.",
+                 "# It works while your host's `pairing direct` runs; there is no relay.",
+                 f"#     host sshd: {fingerprint}",
+                 "# To leave: detach with C-b d (Ctrl-b, then d), or close the terminal; the host's session goes on."):
+        assert line in header, (line, header)
+    assert not [line for line in header if "relay " in line and "SHA256" in line]
     for line in (f"hostname {HOST_IP}", "port 2299", f"user {USER}", "hostkeyalias pairing-host",
                  "stricthostkeychecking true", "userknownhostsfile /dev/null", "globalknownhostsfile /dev/null",
                  f"knownhostscommand /bin/echo pairing-host {key}", "requesttty true", "forwardagent no",
