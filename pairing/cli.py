@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arg_types import session_name as _session_name, socket_path as _socket_path, target as _target
 from .authorized_keys import AuthorizedKeysError
 from .control_cli import cmd_guest, cmd_who
 from .direct import cmd_direct, listen_address
@@ -21,10 +22,8 @@ from .invite import InviteError, cmd_invite
 from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
-from .settings import _tmux_session
-from .sshkeys import shorten
 from .status import EXIT_STATUS, cmd_status
-from .text import UnsafeText, unprintable
+from .text import UnsafeText
 from .tunnel import CARRIERS
 from .up import cmd_down, cmd_up
 from .up_plan import UpError, default_stack
@@ -42,31 +41,6 @@ GUEST_COMMANDS = {
     "allow": ("let in a guest waiting to join (pairing host --ask)", "pairing allow carol"),
     "deny": ("turn away a guest waiting to join (pairing host --ask)", "pairing deny carol"),
 }
-
-
-def _target(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if (not sep or not host or unprintable(host) is not None or " " in host or host.startswith("-")
-            or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536):
-        raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not HOST:PORT, e.g. localhost:22")
-    return host, int(port)
-
-
-def _socket_path(text: str) -> str:
-    """It goes into the guests' forced command: one printable path."""
-    if not text or unprintable(text) is not None or "\\" in text:  # no shell reads a backslash alike (fish)
-        raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a usable path (it holds control or format "
-                                         "characters, or a backslash); give the path of your tmux socket, "
-                                         "e.g. /tmp/pair.sock")
-    return text
-
-
-def _session_name(text: str) -> str:
-    try:
-        return _tmux_session(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _authorized_keys(parser: argparse.ArgumentParser, help: str, default: Path | None = None) -> None:

@@ -10,6 +10,9 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -38,20 +41,20 @@ class OwnSession:
         return Guest(self.deployment.folder / "guests" / name, name, self.deployment.keys[name], self.invite)
 
 
-@pytest.fixture(scope="module")
-def own(keys, tmp_path_factory):
+@contextmanager
+def own_session(keys, folder: Path, **settings) -> Iterator[OwnSession]:
+    """A relay whose outputs pin the own sshd of uid 65534 (settings: more of the stack's), and its invite."""
     host = UnprivilegedHost()
     try:
         made = host.pairing("sshd-key")
         assert made.returncode == 0, made.stderr
-        folder = tmp_path_factory.mktemp("own")
-        deployment = deploy(folder, keys, hostUser=USER, hostSshdKey=made.stdout.strip())
+        deployment = deploy(folder, keys, hostUser=USER, hostSshdKey=made.stdout.strip(), **settings)
         with deployment.relay:
             outputs = host.top / "outputs.json"
             outputs.write_text(json.dumps(deployment.outputs()))
             outputs.chmod(0o644)
             invite = folder / "pairing.conf"
-            result = subprocess.run([sys.executable, "-m", "pairing", "invite", "--outputs", str(outputs), "--out",
+            result = subprocess.run([sys.executable, "-m", "pairing", "invite", "--outputs", str(outputs), "--invite",
                                      str(invite)], cwd=PROJECT, capture_output=True, text=True)
             assert result.returncode == 0, result.stderr
             session = OwnSession(host, deployment, outputs, invite, made.stdout.strip())
@@ -61,6 +64,12 @@ def own(keys, tmp_path_factory):
                 session.tmux.kill_server()
     finally:
         host.remove()
+
+
+@pytest.fixture(scope="module")
+def own(keys, tmp_path_factory):
+    with own_session(keys, tmp_path_factory.mktemp("own")) as session:
+        yield session
 
 
 def sshd_port(hook: Hook) -> int:

@@ -4,43 +4,23 @@ not stop). The --target mode's tests, and the helpers: tests/test_session_contro
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 
 import pytest
 
-from .harness import PROJECT, Guest, deploy, wait_until
-from .harness.unprivileged import NOBODY, USER, UnprivilegedHost
-from .test_own_sshd import OwnSession, land
+from .harness import PROJECT, Guest, wait_until
+from .harness.unprivileged import NOBODY, USER
+from .test_own_sshd import land, own_session
 from .test_session_control import READY, named_keys, names_config, who
 
 
 @pytest.fixture(scope="module")
 def own(keys, tmp_path_factory):
-    host = UnprivilegedHost()
-    try:
-        made = host.pairing("sshd-key")
-        assert made.returncode == 0, made.stderr
-        named = named_keys(keys, tmp_path_factory.mktemp("own-named-keys"))
-        deployment = deploy(tmp_path_factory.mktemp("own"), named, hostUser=USER, hostSshdKey=made.stdout.strip(),
-                            **names_config(named))
-        with deployment.relay:
-            outputs = host.top / "outputs.json"
-            outputs.write_text(json.dumps(deployment.outputs()))
-            outputs.chmod(0o644)
-            invite = deployment.folder / "pairing.conf"
-            result = subprocess.run([sys.executable, "-m", "pairing", "invite", "--outputs", str(outputs), "--out",
-                                     str(invite)], cwd=PROJECT, capture_output=True, text=True)
-            assert result.returncode == 0, result.stderr
-            session = OwnSession(host, deployment, outputs, invite, made.stdout.strip())
-            try:
-                yield session
-            finally:
-                session.tmux.kill_server()
-    finally:
-        host.remove()
+    named = named_keys(keys, tmp_path_factory.mktemp("own-named-keys"))
+    with own_session(named, tmp_path_factory.mktemp("own"), **names_config(named)) as session:
+        yield session
 
 
 def attached(own) -> list[str]:
