@@ -107,8 +107,10 @@ def _group_rows(keys: dict, group: dict) -> list[Row]:
 def _baseline_rows(results: dict) -> list[Row]:
     """--baseline: this tree's hook against the other tree's, key by key in the same run."""
     rows = []
-    for key, label in (("keystrokes_ms", "keystroke"), ("bare_keystrokes_ms", "bare tunnel")):
-        samples = results.get(key) or {}
+    for key, label in (("keystrokes_ms", "keystroke"), ("bare_keystrokes_ms", "bare tunnel"),
+                       ("group_keystrokes_ms", "guests typing at once,")):
+        samples = {route: ([s for guest in guests for s in guest] if key.startswith("group") else guests)
+                   for route, guests in (results.get(key) or {}).items()}
         if "baseline" in samples:
             rows += [_compare(f"A/B {label} p{p}: pairing / the baseline's pairing host", percentile(samples["pairing"], p),
                               percentile(samples["baseline"], p), None) for p in (50, 99)]

@@ -97,7 +97,7 @@ def measure(args: argparse.Namespace) -> dict:
         say(f"a bare echo (no tmux) through each tunnel, taking turns: {args.keys} keys each")
         bare = type_bare(world, args)
         group = {}
-        for route in ("pairing", "openssh"):
+        for route in ("pairing", "openssh", *routes(world)[len(ROUTES):]):
             say(f"{args.guests} guests typing at once through {route}")
             group[route] = type_together(world, args, route)
         say(f"bulk: {args.transfers} x {args.payload_mb:g} MB per tunnel, alternating")
