@@ -28,7 +28,7 @@ from .spec import TunnelEvents, TunnelLost, TunnelSpec, reason
 BUFFER = 64 * 1024
 # How long a thread may keep the GIL while another waits for it (Python's default: 5 ms). With
 # 8 guests, a forward's thread woken by an echo waited behind the others: p99 of their keys 0.79
-# and 0.81 x with the default, in two A/B runs (bench/README.md); one guest alone is unchanged.
+# and 0.81 x what it is with the default, in two A/B runs (bench/README.md); one guest: the same.
 SWITCH_INTERVAL = 0.0005
 
 
