@@ -157,7 +157,7 @@ def type_together(world: World, args: argparse.Namespace, route: str) -> list[li
 
 
 def bulk_rates(world: World, transfers: int) -> dict[str, list[float]]:
-    rates = {"pairing": [], "openssh": []}
+    rates = {route: [] for route in routes(world) if route != "direct"}
     for _ in range(transfers):
         for route, measured in rates.items():
             measured.append(download(*world.bulk_argv(route), client_env(), world.payload.stat().st_size))
