@@ -5,10 +5,11 @@ so the reverse forward is paramiko's request_port_forward.
 
 A key from a guest is decrypted on paramiko's transport thread. paramiko would
 put it in the channel's buffer and wake another thread to write it on, a thread
-hand-off per key that cost more than the rest of the carrier (bench/README.md);
-here the transport thread writes it to the host sshd's socket itself whenever
-that can be done at once (Forward.deliver), and the forward's own thread only
-takes what the socket could not.
+hand-off per key (2-5 % of a keystroke's round trip, bench/README.md); here the
+transport thread writes it to the host sshd's socket itself whenever that can
+be done at once (Forward.deliver), and the forward's own thread only takes
+what the socket could not. What is left of the carrier's cost per key is
+paramiko's own Python per packet.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from .pinning import CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, alive, connect
 from .spec import TunnelEvents, TunnelLost, TunnelSpec, reason
 
 BUFFER = 64 * 1024
-# How long a thread may keep the GIL while another waits for it (Python's default: 5 ms). With
-# 8 guests, a forward's thread woken by an echo waited behind the others: p99 of their keys 0.79
+# How long a thread may keep the GIL while another waits for it (Python's default: 5 ms): with
+# 8 guests, a forward's thread woken by an echo may wait on another's. Their keys' p99 was 0.79
 # and 0.81 x what it is with the default, in two A/B runs (bench/README.md); one guest: the same.
 SWITCH_INTERVAL = 0.0005
 
