@@ -4,7 +4,7 @@ Boots two real relays (our user data through cloud-init, tests/harness/),
 the host's private sshd and tmux; holds the tunnel with `pairing host` on one
 relay and with OpenSSH's `ssh -N -R` on the other; then times keystrokes (also
 straight to the host's sshd, the floor), bulk transfers, the hook at rest and
-through relay outages. Prints the table of ratios and goals and writes the raw
+through relay outages; and a bare echo (no tmux) through each tunnel. Prints the table of ratios and goals and writes the raw
 numbers as JSON. Needs root (namespaces); see bench/README.md.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
 import signal
 import sys
 import tempfile
@@ -23,13 +24,13 @@ from pathlib import Path
 from pairing.tunnel import CARRIERS
 from tests.harness import SUITES, Hook, client_env
 
-from . import report
+from . import plot, report
 from .bulk import download
 from .keystrokes import type_keys, wait_attached
 from .process import cpu_times, peak_rss_mb
 from .recovery import outage
 from .terminal import GuestTerminal
-from .world import ROUTES, World
+from .world import BASELINE, ROUTES, World
 
 FULL = dict(keys=1000, warmup=20, interval_ms=30.0, guests=8, payload_mb=64.0, transfers=3, idle=60.0, outages=3,
             relay_suite="trixie", tunnel="paramiko")
@@ -49,6 +50,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the relay's Debian release, which decides its OpenSSH (default trixie, what EC2 runs)")
     parser.add_argument("--tunnel", choices=CARRIERS,
                         help="what carries `pairing host`'s tunnel, as its own --tunnel (default paramiko)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also time a second pairing host run from the source tree DIR (e.g. an older commit's "
+                             "`git archive`), on a third relay: an A/B of two versions in one run")
     parser.add_argument("--out", type=Path, help="the JSON file (default bench/results/<date>-<host>.json)")
     args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop everything as on Ctrl-C
     options = {name: getattr(args, name) for name in FULL}
+    if args.baseline:
+        options["baseline"] = str(args.baseline)
     results = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": report.machine(),
                "options": options}
     try:
@@ -71,21 +77,27 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(results))
     path = args.out or report.default_path(results, args.quick)
     report.save(results, path)
-    print(f"\nraw numbers: {path}")
+    picture = plot.draw(results, path.with_suffix(".png"))
+    print(f"\nraw numbers: {path}\ndistributions: {picture}")
     return 0
 
 
 def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="pairing-bench-") as folder, ExitStack() as stack:
         say(f"booting two relays ({args.relay_suite}), the host's sshd and tmux")
-        world = World(Path(folder), stack, args.guests, int(args.payload_mb * 1e6), args.relay_suite)
+        world = World(Path(folder), stack, args.guests, int(args.payload_mb * 1e6), args.relay_suite, args.baseline)
         say(f"starting pairing host (--tunnel {args.tunnel}) on one relay and ssh -N -R on the other")
         hook = stack.enter_context(world.hook(args.tunnel))
+        if args.baseline:
+            say(f"starting the baseline's pairing host (from {args.baseline}) on a third relay")
+            stack.enter_context(world.hook(args.tunnel, BASELINE))
         stack.enter_context(world.openssh_tunnel())
         say(f"one guest per route, taking turns: {args.keys} keys each")
         alone = type_alone(world, args)
+        say(f"a bare echo (no tmux) through each tunnel, taking turns: {args.keys} keys each")
+        bare = type_bare(world, args)
         group = {}
-        for route in ("pairing", "openssh"):
+        for route in ("pairing", "openssh", *routes(world)[len(ROUTES):]):
             say(f"{args.guests} guests typing at once through {route}")
             group[route] = type_together(world, args, route)
         say(f"bulk: {args.transfers} x {args.payload_mb:g} MB per tunnel, alternating")
@@ -95,21 +107,45 @@ def measure(args: argparse.Namespace) -> dict:
         outages = [relay_outage(world, hook, number, args.outages) for number in range(1, args.outages + 1)]
         hook_numbers["peak_rss_mb"] = peak_rss_mb(hook.process.pid)
         relay_openssh = world.pairing.relay.run(["sshd", "-V"], check=False).stderr.split(",")[0].strip()
-    return {"relay_openssh": relay_openssh, "keystrokes_ms": alone, "group_keystrokes_ms": group,
-            "bulk_mb_s": bulk, "outages": outages, "hook": hook_numbers}
+    say("done")
+    return {"relay_openssh": relay_openssh, "keystrokes_ms": alone, "bare_keystrokes_ms": bare,
+            "group_keystrokes_ms": group, "bulk_mb_s": bulk, "outages": outages, "hook": hook_numbers,
+            "load": LOAD}
+
+
+# The machine's load average (1, 5, 15 min) as each phase began: the bench shares 2 cores with
+# whatever else runs, which weighs on absolute figures far more than on the ratios.
+LOAD: list[dict] = []
 
 
 def say(text: str) -> None:
-    print(f"[{dt.datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+    LOAD.append({"phase": text, "loadavg": [round(x, 2) for x in os.getloadavg()]})
+    print(f"[{dt.datetime.now():%H:%M:%S}] {text} (load {LOAD[-1]['loadavg'][0]:.2f})", file=sys.stderr, flush=True)
+
+
+def routes(world: World) -> tuple[str, ...]:
+    return (*ROUTES, BASELINE) if world.baseline else ROUTES
 
 
 def type_alone(world: World, args: argparse.Namespace) -> dict[str, list[float]]:
     """Each route's lone guest in its own session; one key in flight in all, the routes taking turns."""
     with ExitStack() as stack:
-        terminals = [guest(stack, world, route, shared=False) for route in ROUTES]
-        samples = type_keys(terminals, world.alphabets[:1] * len(ROUTES), args.keys, args.interval_ms / 1000,
+        terminals = [guest(stack, world, route, shared=False) for route in routes(world)]
+        samples = type_keys(terminals, world.alphabets[:1] * len(terminals), args.keys, args.interval_ms / 1000,
                             args.warmup, in_turn=True)
-    return dict(zip(ROUTES, samples))
+    return dict(zip(routes(world), samples))
+
+
+def type_bare(world: World, args: argparse.Namespace) -> dict[str, list[float]]:
+    """`cat` on the host's sshd, over each tunnel from inside its relay, and straight; the routes taking turns."""
+    with ExitStack() as stack:
+        terminals = [world.bare_terminal(route) for route in routes(world)]
+        for terminal in terminals:
+            stack.callback(terminal.stop)
+        # Nothing is drawn before the first key: the untimed first keys wait for the connections.
+        samples = type_keys(terminals, world.alphabets[:1] * len(terminals), args.keys, args.interval_ms / 1000,
+                            args.warmup, in_turn=True)
+    return dict(zip(routes(world), samples))
 
 
 def type_together(world: World, args: argparse.Namespace, route: str) -> list[list[float]]:
@@ -121,7 +157,7 @@ def type_together(world: World, args: argparse.Namespace, route: str) -> list[li
 
 
 def bulk_rates(world: World, transfers: int) -> dict[str, list[float]]:
-    rates = {"pairing": [], "openssh": []}
+    rates = {route: [] for route in routes(world) if route != "direct"}
     for _ in range(transfers):
         for route, measured in rates.items():
             measured.append(download(*world.bulk_argv(route), client_env(), world.payload.stat().st_size))

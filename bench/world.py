@@ -36,12 +36,18 @@ from .terminal import GuestTerminal
 
 ECHO_PANE = Path(__file__).resolve().parent / "echo_pane.py"
 ROUTES = ("pairing", "openssh", "direct")  # through our tunnel, through OpenSSH's, straight to the host sshd
+# With --baseline: also through a second `pairing host`, run from another source tree, on a third
+# relay; an A/B of two versions of the hook in one run.
+BASELINE = "baseline"
+ALL_ROUTES = (*ROUTES, BASELINE)
+BARE = "bare"  # the key whose forced command is `cat`: an echo without tmux or a terminal
 READY = "ready: guests can join now"
 TUNNEL_TIMEOUT = 60.0
 
 
-# The key of the shared session's guests, by route: pairing's come in through the hook's gate.
-SHARED = {"pairing": "guest", "openssh": "guest2"}
+# The key of the shared session's guests, by route: pairing's come in through the hook's gate (the
+# baseline hook, another tree's, may have none: a bare tmux attach, as OpenSSH's route).
+SHARED = {"pairing": "guest", "openssh": "guest2", BASELINE: "guest2"}
 
 
 def solo(route: str) -> str:
@@ -52,19 +58,25 @@ def solo(route: str) -> str:
 class World:
     """The relays, the host's sshd and tmux; guests and tunnels are made on demand."""
 
-    def __init__(self, folder: Path, stack: ExitStack, guests: int, payload_bytes: int, suite: str) -> None:
+    def __init__(self, folder: Path, stack: ExitStack, guests: int, payload_bytes: int, suite: str,
+                 baseline: Path | None = None) -> None:
         self.folder = folder
         # deploy() reads guest2 and viewer too, for its default guest and viewer keys.
-        names = ("guest", "guest2", "viewer", "host", *map(solo, ROUTES))
+        names = ("guest", "guest2", "viewer", "host", BARE, *map(solo, ALL_ROUTES))
         self.keys = {name: make_key(folder / "keys", name) for name in names}
         self.alphabets = alphabets(guests)
-        guest_keys = [self.keys[name].public_line for name in ("guest", "guest2", *map(solo, ROUTES))]
+        guest_keys = [self.keys[name].public_line for name in ("guest", "guest2", *map(solo, ALL_ROUTES))]
         self.pairing = deploy(folder / "relay-pairing", self.keys, suite=suite, guestKeys=guest_keys)
         self.sshd = self.pairing.host_sshd
         # The second relay's guests pin the one sshd that is started, the first deployment's.
         self.openssh = deploy(folder / "relay-openssh", self.keys, suite=suite, guestKeys=guest_keys,
                               hostSshdKey=self.sshd.host_key.public_line)
-        for deployment in (self.pairing, self.openssh):
+        self.relays = {"pairing": self.pairing, "openssh": self.openssh}
+        self.baseline = baseline
+        if baseline:
+            self.relays[BASELINE] = deploy(folder / "relay-baseline", self.keys, suite=suite, guestKeys=guest_keys,
+                                           hostSshdKey=self.sshd.host_key.public_line)
+        for deployment in self.relays.values():
             stack.enter_context(deployment.relay)
         stack.callback(self.sshd.stop)
         self.sshd.start()
@@ -72,7 +84,7 @@ class World:
         self.payload = folder / "payload"
         self.payload.write_bytes(os.urandom(payload_bytes))
         self._write_authorized_keys()
-        self.invites = {name: self._invite(name) for name in ("pairing", "openssh")}
+        self.invites = {name: self._invite(name) for name in self.relays}
         self._guests = 0
 
     @property
@@ -87,7 +99,7 @@ class World:
         """The host's sessions, each running the echo program; no config file of this machine is read."""
         tmux = Tmux(self.folder / "host.tmux")
         stack.callback(tmux.kill_server)
-        sessions = {self.session: self.alphabets, **{solo(route): self.alphabets[:1] for route in ROUTES}}
+        sessions = {self.session: self.alphabets, **{solo(route): self.alphabets[:1] for route in ALL_ROUTES}}
         for name, keys in sessions.items():
             subprocess.run(["tmux", "-S", str(tmux.socket), "-f", "/dev/null", "new-session", "-d", "-s", name,
                             "-x", "80", "-y", "24", sys.executable, str(ECHO_PANE), *keys],
@@ -107,12 +119,12 @@ class World:
         as a real guest is. Then each route's lone guest, sent to a session of its
         own (bare `tmux attach`, as above); then the host's key, which the relay
         admits as a guest for the hook's self-test, with a forced command that
-        sends the bulk payload.
+        sends the bulk payload; then the bare echo's key, whose command is `cat`.
         """
         shared = guest_line(parse_public_key(self.keys[SHARED["openssh"]].public_line),
                             tmux_attach_command(self.session, False, str(self.tmux.socket)), LOOPBACK_SOURCES)
         lines = [shared, *(self._line(solo(route), tmux_attach_command(solo(route), False, str(self.tmux.socket)))
-                         for route in ROUTES), self._line("host", f"cat {self.payload}")]
+                         for route in ALL_ROUTES), self._line("host", f"cat {self.payload}"), self._line(BARE, "cat")]
         path = self.pairing.authorized_keys
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
@@ -126,23 +138,39 @@ class World:
         return path
 
     def deployment(self, route: str) -> Deployment:
-        return self.openssh if route == "openssh" else self.pairing
+        return self.relays.get(route, self.pairing)
 
     # --- guests ----------------------------------------------------------------
 
-    def guest_argv(self, route: str, key: str, *extra: str) -> tuple[list[str], Path]:
+    def guest_argv(self, route: str, key: str, *extra: str, wrap: tuple[str, ...] = ()) -> tuple[list[str], Path]:
         """An OpenSSH command line with only the route's invite and one key; and its log file."""
         self._guests += 1
-        invite = self.invites["openssh" if route == "openssh" else "pairing"]
+        invite = self.invites.get(route, self.invites["pairing"])
         if route == "direct":  # the invite's host hop as it is, only without the jump through the relay
             extra = ("-o", "ProxyJump=none", "-o", "HostName=127.0.0.1", "-o", f"Port={self.sshd.port}", *extra)
-        guest = Guest(self.folder / "guests", f"g{self._guests}", self.keys[key], invite)
+        guest = Guest(self.folder / "guests", f"g{self._guests}", self.keys[key], invite, wrap)
         return guest.command(*extra), guest.log
 
     def terminal(self, route: str, shared: bool) -> GuestTerminal:
         """A guest at a terminal: in the shared session, or alone in the route's own."""
         argv, log = self.guest_argv(route, SHARED[route] if shared else solo(route))
         return GuestTerminal(argv, {**client_env(), "TERM": "xterm"}, log)
+
+    def bare_terminal(self, route: str) -> GuestTerminal:
+        """An echo without tmux: `ssh -T` to the host's sshd, whose forced command is `cat`.
+
+        Through a tunnel it starts inside the relay and connects to the tunnel
+        port there, as the relay's sshd does for a guest's jump: what a key pays
+        beyond the direct route is then the tunnel's own cost (the relay's sshd,
+        the carrier, the host's end), with no jump and no tmux to hide it.
+        """
+        if route == "direct":
+            argv, log = self.guest_argv(route, BARE, "-T")
+        else:
+            relay = self.deployment(route).relay
+            argv, log = self.guest_argv(route, BARE, "-T", "-o", "ProxyJump=none", "-o", "HostName=localhost",
+                                        wrap=("ip", "netns", "exec", relay.netns))
+        return GuestTerminal(argv, client_env(), log)
 
     def bulk_argv(self, route: str) -> tuple[list[str], Path]:
         """A guest command whose output is the payload (no pty: the bytes as they are)."""
@@ -171,10 +199,23 @@ class World:
             process.stderr.close()
 
     @contextmanager
-    def hook(self, tunnel: str) -> Iterator[Hook]:
-        """`pairing host` as its own process, the way a person starts it."""
-        argv = hook_argv(self.pairing, self.pairing.outputs_file(), self.tmux, tunnel)
-        hook = Hook(self.folder / "hooks", argv, hook_env(self.folder / "home"))
+    def hook(self, tunnel: str, route: str = "pairing") -> Iterator[Hook]:
+        """`pairing host` as its own process, the way a person starts it; for BASELINE, from that source tree.
+
+        The baseline hook writes its guests' block to its own deployment's authorized_keys, which
+        nothing reads (the bench's standing lines let its guests in), so that the two hooks do not
+        take each other for a second hook of the same host.
+        """
+        deployment = self.deployment(route)
+        argv = hook_argv(deployment, deployment.outputs_file(), self.tmux, tunnel)
+        argv[argv.index("--target") + 1] = f"127.0.0.1:{self.sshd.port}"
+        prefix = ()
+        if route == BASELINE:
+            deployment.authorized_keys.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            deployment.authorized_keys.touch()
+            prefix = ("env", f"--chdir={self.baseline}")  # so that `python -m pairing` is the baseline's
+        hook = Hook(self.folder / "hooks", argv, hook_env(self.folder / ("home" if route == "pairing" else f"home-{route}")),
+                    prefix)
         try:
             hook.wait_for(READY, timeout=TUNNEL_TIMEOUT)
             yield hook

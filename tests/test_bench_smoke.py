@@ -20,10 +20,13 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     for row in data["table"]:
         assert f"| {row['measure']} | {row['value']} | {row['goal']} |" in result.stdout
     keys = data["options"]["keys"]
-    assert {name: len(samples) for name, samples in data["keystrokes_ms"].items()} == {
-        "pairing": keys, "openssh": keys, "direct": keys}
+    for measured in ("keystrokes_ms", "bare_keystrokes_ms"):
+        assert {name: len(samples) for name, samples in data[measured].items()} == {
+            "pairing": keys, "openssh": keys, "direct": keys}
     for route in ("pairing", "openssh"):
         assert [len(guest) for guest in data["group_keystrokes_ms"][route]] == [keys] * data["options"]["guests"]
         assert len(data["bulk_mb_s"][route]) == data["options"]["transfers"]
     assert data["hook"]["peak_rss_mb"] > 0 and data["hook"]["idle_seconds"] > 0
     assert data["machine"]["nproc"] >= 1
+    assert data["load"][0]["loadavg"][0] >= 0
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG\r\n")  # the distributions, beside the JSON

@@ -9,6 +9,8 @@ conftest.py."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +19,10 @@ import time
 import pytest
 
 from . import harness
-from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Hook, join, wait_until
+from pairing.forced_command import guest_line
+from pairing.sshkeys import parse_public_key
+
+from .harness import ORIGINAL_KEYS, ORIGINAL_MODE, PROJECT, Hook, client_env, join, wait_until
 
 
 @pytest.fixture(scope="module", params=["paramiko", "openssh"])
@@ -169,3 +174,33 @@ def test_second_hook_for_the_same_relay_refuses(pairing, hook, tmp_path):
     assert "another `pairing host` for this relay is running (on this machine or another); stop it first" in second.text
     assert other.read_bytes() == ORIGINAL_KEYS
     assert "reconnecting" not in hook.text[after:]  # the first one held on throughout
+
+
+def test_bulk_crosses_byte_for_byte_both_ways(pairing, tmp_path):
+    """Megabytes each way through the tunnel, in order. From the guest, paramiko's thread writes each
+    packet on at once or, when the host's sshd lags or the window is due, leaves it to the buffer:
+    the switch between the two must not reorder a byte. (The host's key, which the relay admits for
+    the self-test, stands in for a guest whose forced command sums what it gets, or sends a file.)"""
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(8 << 20))
+    command = f'if [ "$SSH_ORIGINAL_COMMAND" = send ]; then cat {payload}; else sha256sum; fi'
+    line = guest_line(parse_public_key(pairing.deployment.keys["host"].public_line), command)
+    keys_file = pairing.deployment.authorized_keys
+    keys_file.write_bytes(ORIGINAL_KEYS + b"\n" + line.encode() + b"\n")
+    hook = pairing.start_hook()
+    try:
+        hook.wait_for("ready: guests can join now")
+        guest = pairing.guest("bulk", key="host")
+        with payload.open("rb") as sent:
+            summed = subprocess.run([*guest.command("-T"), "sum"], stdin=sent, capture_output=True, timeout=120,
+                                    env=client_env())
+        assert summed.stdout.split()[:1] == [hashlib.sha256(payload.read_bytes()).hexdigest().encode()], \
+            summed.stderr + guest.log.read_bytes()
+        received = subprocess.run([*guest.command("-T"), "send"], stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=120, env=client_env())
+        assert received.stdout == payload.read_bytes(), guest.log.read_text()
+    finally:
+        assert hook.stop() == 0, hook.text
+        keys_file.write_bytes(ORIGINAL_KEYS)
+        keys_file.chmod(ORIGINAL_MODE)
+    assert "Traceback" not in hook.text, hook.text

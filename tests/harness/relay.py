@@ -86,6 +86,11 @@ class Relay:
         """Run a command inside the relay, as root, in its namespaces and chroot."""
         return self._sandbox.run(argv, check=check, input=input, timeout=timeout)
 
+    @property
+    def netns(self) -> str:
+        """The relay's network namespace: `ip netns exec NAME ...` reaches its localhost (the bench's bare echo)."""
+        return self._net.name
+
     def read(self, path: str) -> str:
         """A file as the relay sees it; unlike `root / path` this reaches its private /run."""
         return self.run(["cat", "--", path]).stdout
