@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import pwd
 import signal
 import sys
 import threading
@@ -19,14 +20,16 @@ from pathlib import Path
 
 from . import guest_documents
 from .backend import data_dir
-from .forced_command import guest_line, tmux_attach_command
 from .guest_flags import named_keys
 from .guest_documents import DirectRoute
 from .hook import PreflightError, forget_guests, open_session, watch
 from .hook.console import Console, direct_status_text
+from .hook.control import ControlError, ControlServer, socket_path as control_socket
+from .hook.guests import gated_lines
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.recording import RecordingError, check_target, start_recording
+from .hook.room import Room
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invitation import Invitation, notes
 from .invite import machine_name, write_shareable
@@ -103,14 +106,23 @@ def cmd_direct(args) -> int:
 def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers: list[PublicKey], key: PublicKey,
          lock: SingleHook) -> int:
     session, socket_path = args.session, args.tmux_socket
-    typing = tmux_attach_command(session, read_only=False, socket=socket_path)
-    watching = tmux_attach_command(session, read_only=True, socket=socket_path)
+    named = roster(guests, viewers)
+    control_path = control_socket(lock_path(session, socket_path))
     # No from=: guests come from the network, and the sshd listens on this one address only.
-    lines = [guest_line(k, typing) for k in guests] + [guest_line(k, watching) for k in viewers]
+    lines = gated_lines(named, str(control_path), session, socket_path)
     sshd = PrivateSshd(lock_path(session, socket_path).parent, key_path(data_dir()), lines, port=port, address=address)
+    console, tmux = Console(sys.stdout), Tmux(socket_path)
+    # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
+    room = Room(named, tmux, session, console, False, pwd.getpwuid(os.geteuid()).pw_name)
+    try:  # before the sshd: the guests' gates connect to it
+        control = ControlServer(control_path, room.handle, console.control_refused)
+    except (ControlError, OSError) as exc:
+        console.error(f"the control channel: {exc}")
+        console.close()
+        return 1
     stopped = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    console = recorder = None
+    recorder = None
     try:
         try:
             sshd.start()
@@ -121,15 +133,13 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
                                 relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
                                 file_name=args.invite.name)
         write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
-        console = Console(sys.stdout)
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
-        tmux = Tmux(socket_path)
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)
         console.ready(instructions(args.invite, route, key.fingerprint))
         since = time.time()
         watch(tmux, session, console, bool(viewers), lambda: not stopped.is_set() and sshd.process.poll() is None,
-              stopped.wait, stopped.set, lambda clients: direct_status_text(sshd.endpoint, since, clients))
+              stopped.wait, stopped.set, lambda clients: direct_status_text(sshd.endpoint, since, clients), room)
         if not stopped.is_set():
             console.error(f"the host's sshd stopped on its own; its log: {sshd.log}")
             return 1
@@ -139,11 +149,11 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        control.close()  # gates asking from now on are refused
         if recorder:
             recorder.stop()
         sshd.stop()  # and every guest's session with it
         forget_guests(sshd)
-        if console:
-            console.close()
+        console.close()
     console.said("stopped")
     return 0

@@ -97,9 +97,8 @@ def roster(guest_keys: Sequence[PublicKey], viewer_keys: Sequence[PublicKey]) ->
     for role, keys, typing in (("guest", guest_keys, True), ("viewer", viewer_keys, False)):
         for number, key in enumerate(keys, 1):
             name = from_comment(key.comment)
-            name = name if name is not None and name not in taken else f"{role}-{number}"
-            while name in taken:  # a comment already called someone guest-2
-                name += "_"
+            if name is None or name in taken:  # guest-2-2 if a comment already called someone guest-2
+                name = unique(f"{role}-{number}", taken)
             taken.add(name)
             named.append(NamedKey(name, key, typing))
     return tuple(named)

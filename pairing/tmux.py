@@ -37,6 +37,16 @@ class Snapshot:
         return [name for name in self.sessions if name != self.session]
 
 
+def _client(line: str) -> tuple[str, Client] | None:
+    """One line of list-clients' format in snapshot() as (its session, the Client); None if not in that shape."""
+    try:
+        read_only, pid, activity, rest = line.split(" ", 3)
+        session, _, tty = rest.rpartition(" ")  # a session name may hold spaces; a tty does not
+        return session, Client(tty, read_only == "1", int(pid), float(activity))
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Tmux:
     socket: str | None = None  # None: tmux's default socket, the one a plain `tmux` uses
@@ -91,11 +101,13 @@ class Tmux:
             if kind == "S":
                 sessions.append(rest)
             elif kind == "C":
-                read_only, pid, activity, rest = rest.split(" ", 3)
-                session, _, tty = rest.rpartition(" ")  # a session name may hold spaces; a tty does not
-                everywhere.append(Client(tty, read_only == "1", int(pid), float(activity)))
+                client = _client(rest)
+                if client is None:
+                    continue  # not the line asked for (an error's words): this snapshot goes without it
+                session, client = client
+                everywhere.append(client)
                 if session == name:
-                    clients.append(everywhere[-1])
+                    clients.append(client)
         return Snapshot(name, tuple(sessions), tuple(clients), tuple(everywhere))
 
     def detach(self, tty: str, farewell: str = "") -> None:

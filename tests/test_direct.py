@@ -108,8 +108,19 @@ def test_a_guest_in_another_namespace_joins_over_the_veth_and_types(direct):
         guest.type("echo direct-$((6*7))")
         wait_until(lambda: "direct-42" in direct.tmux.screen("pair"), 10, "the guest's line in the host's pane",
                    show=lambda: direct.tmux.screen("pair"))
-        hook.wait_for("someone who can type joined the session", 10)
+        hook.wait_for("guest joined the session (typing)", 10)
         assert "ssh -F pairing.conf pairing" in hook.text and re.search(r"\(SHA256:[A-Za-z0-9+/]{43}\)", hook.text)
+        # The same room as pairing host's: the guest by name, and out for the run when kicked.
+        who = direct.host.pairing("who")
+        assert who.returncode == 0 and re.fullmatch(r"guest +typing +since \S+  idle \d+ s\n", who.stdout), who
+        kicked = direct.host.pairing("kick", "guest")
+        assert kicked.stdout == "kicked guest (1 connection ended); kept out until this hook stops\n", kicked
+        wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 5, "the kicked guest's ssh to end")
+        guest.disconnect()
+        guest = direct.guest()  # the same key again
+        guest.connect()
+        wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 15, "the kicked guest's reconnect to be refused")
+        assert "removed you from this session" in guest.screen, guest.screen
     finally:
         if guest:
             guest.disconnect()

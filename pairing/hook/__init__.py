@@ -117,8 +117,6 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         console.close()
         lock.release()
         return 1
-    answers = on_terminal(sys.stdin, room.answer_oldest) if options.ask else None  # --ask's y/N
-    room.terminal = answers is not None
     sshd = None
     if own:  # before the tunnel: its target is this sshd's port
         sshd = PrivateSshd(lock_path(outputs.tmux_session, options.tmux_socket).parent, key_path(data_dir()),
@@ -143,7 +141,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     )
     tunnel = CARRIERS[options.tunnel](spec, events, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
     failure: list[BaseException] = []
-    recorder = None
+    recorder = answers = None
 
     def hold() -> None:
         try:
@@ -154,6 +152,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     stop_signals = (signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
     try:
+        # --ask's y/N reads the terminal only from here on: the finally below gives it back.
+        answers = on_terminal(sys.stdin, room.answer_oldest) if options.ask else None
+        room.terminal = answers is not None
         open_session(tmux, outputs.tmux_session, console)
         recorder = start_recording(options.record, tmux, outputs.tmux_session, console)  # before any guest is in
         if keys_file:
@@ -209,12 +210,11 @@ def open_session(tmux: Tmux, session: str, console: Console) -> None:
 
 def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Callable[[], bool],
           wait: Callable[[float], object], stop: Callable[[], None], status: Callable[[tuple], str],
-          room: Room | None = None) -> None:
+          room: Room) -> None:
     """The hook's loop (`pairing host` and `pairing direct`), while running(): each STATUS_EVERY s (wait), the
-    session made again if gone, viewers' way to other sessions warned about, joins and leaves said (by name,
-    given the room), the status line (status(clients)) redrawn. A Ctrl-C calls stop(), which ends running()."""
+    session made again if gone, viewers' way to other sessions warned about, joins and leaves said by name
+    (the room's), the status line (status(the guests' clients)) redrawn. A Ctrl-C calls stop(), which ends running()."""
     warned: set[str] = set()
-    attached: tuple = ()
     while running():
         try:
             wait(STATUS_EVERY)
@@ -223,12 +223,7 @@ def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Ca
                 console.said(f"tmux session {session!r} was gone; created a new one for guests to attach to")
             if viewers:
                 warned = _warn_about_other_sessions(now.others, warned, console)
-            if room:  # guests by name; the host's own clients are nobody's
-                console.status(status(room.tick(now)))
-                continue
-            _say_comings_and_goings(attached, now.clients, console)
-            attached = now.clients
-            console.status(status(now.clients))
+            console.status(status(room.tick(now)))  # guests by name; the host's own clients are nobody's
         except KeyboardInterrupt:
             stop()
 
@@ -243,16 +238,6 @@ def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: C
             "session a tmux server of its own with --tmux-socket PATH"
         )
     return others
-
-
-def _say_comings_and_goings(before: tuple, now: tuple, console: Console) -> None:
-    """A line when someone attaches or leaves, so the host notices a guest arrive."""
-    for client in now:
-        if client not in before:
-            console.joined(client)
-    for client in before:
-        if client not in now:
-            console.left(client)
 
 
 def forget_guests(sshd: PrivateSshd) -> None:

@@ -76,12 +76,6 @@ class Console:
         elif state is State.WAITING_FOR_PORT or (state is State.RECONNECTING and detail):
             self.line.say(f"{state.value}: {detail}")
 
-    def joined(self, client: Client) -> None:
-        self.line.say(f"{_who(client)} joined the session ({client.tty})")
-
-    def left(self, client: Client) -> None:
-        self.line.say(f"{_who(client)} left the session ({client.tty})")
-
     def guest_joined(self, name: str, typing: bool) -> None:
         self.line.say(f"{name} joined the session ({'typing' if typing else 'watching'})")
 
@@ -127,10 +121,6 @@ class Console:
 
     def close(self) -> None:
         self.line.close()
-
-
-def _who(client: Client) -> str:
-    return "a viewer (read-only)" if client.read_only else "someone who can type"
 
 
 def status_text(state: State, since: float, clients: tuple[Client, ...]) -> str:

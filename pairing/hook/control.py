@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .own_sshd import state_base
+from .own_sshd import private_folder, state_base
 
 Reply = Callable[[dict], None]
 Handler = Callable[[dict, int, Reply, Callable[[], bool]], None]  # (request, the peer's PID, reply, gone)
@@ -65,10 +65,7 @@ class ControlServer:
         if len(os.fsencode(path)) >= UNIX_PATH_MAX:
             raise ControlError(f"the control socket's path {path} is too long for a Unix socket; "
                                "set XDG_STATE_HOME to a shorter folder")
-        for folder in reversed([path.parent, *path.parent.parents]):
-            if not folder.exists():
-                folder.mkdir(mode=0o700)
-        path.parent.chmod(0o700)
+        private_folder(path.parent).chmod(0o700)  # an existing one too: the socket's first guard
         if path.exists():
             try:
                 ask(path, {"op": "hello"}, timeout=2)

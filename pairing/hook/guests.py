@@ -10,11 +10,11 @@ import ipaddress
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from .. import guest_documents
 from ..forced_command import gate_command, guest_line
-from ..names import roster
+from ..names import NamedKey, roster
 from ..outputs import StackOutputs
 from .control import socket_path
 from .own_sshd import lock_path
@@ -36,8 +36,15 @@ def guest_lines(options: HostOptions) -> list[str]:
     # (not from the LAN your sshd may also listen on).
     # The own sshd (no --target) listens on 127.0.0.1 only.
     sources = LOOPBACK_SOURCES if options.target is None or _is_loopback(options.target[0]) else ()
-    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, outputs.tmux_session, tmux_socket),
-                       sources) for k in roster(outputs.guest_keys, outputs.viewer_keys)]
+    return gated_lines(roster(outputs.guest_keys, outputs.viewer_keys), control, outputs.tmux_session, tmux_socket,
+                       sources)
+
+
+def gated_lines(guests: Sequence[NamedKey], control: str, session: str, tmux_socket: str | None,
+                sources: tuple[str, ...] = ()) -> list[str]:
+    """`pairing host`'s and `pairing direct`'s: each guest's key forced to its gate, by name."""
+    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, session, tmux_socket), sources)
+            for k in guests]
 
 
 LOOPBACK_SOURCES = ("127.0.0.1", "::1")

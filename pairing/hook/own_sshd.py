@@ -28,8 +28,13 @@ def sshd_folder(session: str, tmux_socket: str | None, make: bool = True) -> Pat
     that it makes: StrictModes refuses a group-writable parent, which a umask 002 would give)."""
     digest = hashlib.sha256(f"{tmux_socket or ''}\0{session}".encode("utf-8", "surrogateescape")).hexdigest()[:12]
     folder = state_base() / "sshd" / f"{session[:32]}-{digest}"
+    return private_folder(folder) if make else folder
+
+
+def private_folder(folder: Path) -> Path:
+    """`folder`, made mode 700 if absent, as is each folder above it that it makes."""
     for at in reversed([folder, *folder.parents]):
-        if make and not at.exists():
+        if not at.exists():
             at.mkdir(mode=0o700)
     return folder
 

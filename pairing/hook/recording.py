@@ -128,7 +128,7 @@ class Recorder:
                 checked = time.monotonic()
                 try:
                     self._follow(*self._visible())
-                except TmuxError:
+                except (TmuxError, ValueError):  # ValueError: an answer not in the shape asked (tmux's words)
                     pass  # the session is gone for now; the hook makes it again, and the next check finds it
 
     def _finish(self) -> None:

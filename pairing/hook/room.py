@@ -22,6 +22,7 @@ from .prompt import allow_option
 
 ASK_FOR = 60.0  # s a joining guest waits for the host's yes (--ask)
 FORGET_UNSEEN = 15.0  # s: a gate let in whose tmux client never showed (no terminal, say) is forgotten
+POLL = 0.5  # s between looks at the tmux prompt's yes (the terminal's and pairing allow's wake it at once)
 COMMANDS = ("kick", "watch", "drive", "allow", "deny")
 
 
@@ -84,15 +85,17 @@ class Room:
         if name not in self.typing:
             reply({"answer": "out", "reason": "this key's name is not one of this session's guests"})
             return
-        if name in self.banned:
+        if self.ask and name not in self.banned and not self._consent(name, reply, gone):
+            return
+        with self.lock:  # a kick is either before this, and refuses, or after, and finds the gate
+            banned = name in self.banned
+            if not banned:
+                self.gates[pid] = _Gate(name, time.time())
+            read_only = not self.typing[name]
+        if banned:
             self.console.kept_out(name)
             reply({"answer": "out", "reason": self.removed.removeprefix("pairing: ")})
             return
-        if self.ask and not self._consent(name, reply, gone):
-            return
-        with self.lock:
-            self.gates[pid] = _Gate(name, time.time())
-            read_only = not self.typing[name]
         reply({"answer": "in", "read_only": read_only})
 
     def _consent(self, name: str, reply: Callable[[dict], None], gone: Callable[[], bool]) -> bool:
@@ -100,15 +103,16 @@ class Room:
         waiting = _Pending(name, time.time())
         with self.lock:
             self.pending.append(waiting)
-            guests = set(self.gates)
         option, mode = allow_option(name), "typing" if self.typing[name] else "watching"
         self.tmux.unset(option)  # a yes from an earlier prompt is not this one's
         self.console.asks(name, self.typing[name], ASK_FOR, self.terminal)
-        hosts = tuple(c for c in self.tmux.snapshot(self.session).everywhere if c.pid not in guests)
+        everywhere = self.tmux.snapshot(self.session).everywhere
+        with self.lock:  # the gates after the look at tmux: a guest let in meanwhile is never asked
+            hosts = tuple(c for c in everywhere if c.pid not in self.gates)
         self.tmux.confirm(hosts, f"pairing: let {name} in ({mode})? (y/n)", f"set-option -g {option} 1")
         reply({"answer": "wait", "host": self.host})
         deadline = time.monotonic() + ASK_FOR
-        while not waiting.decided.wait(0.25) and time.monotonic() < deadline:
+        while not waiting.decided.wait(POLL) and time.monotonic() < deadline:
             if self.tmux.option(option) == "1":  # the host's y in the tmux prompt
                 with self.lock:
                     waiting.verdict = "allow" if waiting.verdict == "unanswered" else waiting.verdict

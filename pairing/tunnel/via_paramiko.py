@@ -99,7 +99,7 @@ class Forward:
                 sock.close()
 
 
-def deliver_directly(transport: paramiko.Transport, forwards: dict[int, Forward]) -> None:
+def deliver_directly(transport: paramiko.Transport, forwards: dict[paramiko.Channel, Forward]) -> None:
     """Have `transport` hand a forwarded channel's data to its Forward rather than to the channel's buffer.
 
     paramiko has no public hook for it: this replaces, on this transport only,
@@ -109,7 +109,7 @@ def deliver_directly(transport: paramiko.Transport, forwards: dict[int, Forward]
     feed = table[MSG_CHANNEL_DATA]
 
     def data(channel: paramiko.Channel, message: paramiko.Message) -> None:
-        forward = forwards.get(channel.chanid)
+        forward = forwards.get(channel)
         if forward is None:
             feed(channel, message)
             return
@@ -130,7 +130,9 @@ class ParamikoTunnel(ReverseTunnel):
         super().__init__(spec, events, give_up_at)
         sys.setswitchinterval(SWITCH_INTERVAL)  # the whole process's: the hook's other threads are idle
         self.transport: paramiko.Transport | None = None
-        self.forwards: dict[int, Forward] = {}  # by channel id, for deliver_directly
+        # By channel object, not id: a new connection numbers its channels from 0 again, while an old
+        # connection's pump() may not have ended yet.
+        self.forwards: dict[paramiko.Channel, Forward] = {}  # for deliver_directly
 
     def _open(self) -> None:
         self.transport = connect(self.spec.relay, self.spec.identity)
@@ -181,8 +183,8 @@ class ParamikoTunnel(ReverseTunnel):
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         forward = Forward(channel, sock)
-        self.forwards[channel.chanid] = forward  # what came before is in the buffer: pump() sends it first
+        self.forwards[channel] = forward  # what came before is in the buffer: pump() sends it first
         try:
             forward.pump()
         finally:
-            self.forwards.pop(channel.chanid, None)
+            self.forwards.pop(channel, None)
