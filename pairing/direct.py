@@ -22,7 +22,7 @@ from . import guest_documents
 from .backend import data_dir
 from .guest_flags import named_keys
 from .guest_documents import DirectRoute
-from .hook import PreflightError, forget_guests, open_session, watch
+from .hook import PreflightError, end_session, open_session, watch
 from .hook.console import Console, direct_status_text
 from .hook.control import ControlError, ControlServer, socket_path as control_socket
 from .hook.guests import gated_lines
@@ -147,13 +147,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.error(str(exc))
         return 1
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        control.close()  # gates asking from now on are refused
-        if recorder:
-            recorder.stop()
-        sshd.stop()  # and every guest's session with it
-        forget_guests(sshd)
+        end_session(previous, control, recorder, sshd)
         console.close()
     console.said("stopped")
     return 0

@@ -168,16 +168,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         console.error(str(exc))
         return 1
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        control.close()  # gates asking from now on are refused
-        if answers:
-            answers.stop()  # the terminal is `pairing up`'s again
-        if recorder:
-            recorder.stop()
-        if sshd:
-            sshd.stop()  # and every guest's session with it
-            forget_guests(sshd)
+        end_session(previous, control, recorder, sshd, answers)
         removed = _remove_block(keys_file, console) if keys_file else False
         console.close()
         lock.release()
@@ -238,6 +229,22 @@ def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: C
             "session a tmux server of its own with --tmux-socket PATH"
         )
     return others
+
+
+def end_session(previous: dict, control: ControlServer, recorder, sshd: PrivateSshd | None, answers=None) -> None:
+    """What a run (pairing host's, pairing direct's) undoes, in this order: its signal handlers, the control
+    socket (gates asking from now on are refused), --ask's terminal reader (the terminal is `pairing up`'s
+    again), the recording, and the sshd with every guest's session and the keys it read."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    control.close()
+    if answers:
+        answers.stop()
+    if recorder:
+        recorder.stop()
+    if sshd:
+        sshd.stop()
+        forget_guests(sshd)
 
 
 def forget_guests(sshd: PrivateSshd) -> None:
