@@ -107,10 +107,11 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
          lock: SingleHook) -> int:
     session, socket_path = args.session, args.tmux_socket
     named = roster(guests, viewers)
-    control_path = control_socket(lock_path(session, socket_path))
+    locked = lock_path(session, socket_path)  # the lock cmd_direct holds; the sshd's folder is its own
+    control_path = control_socket(locked)
     # No from=: guests come from the network, and the sshd listens on this one address only.
     lines = gated_lines(named, str(control_path), session, socket_path)
-    sshd = PrivateSshd(lock_path(session, socket_path).parent, key_path(data_dir()), lines, port=port, address=address)
+    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines, port=port, address=address)
     console, tmux = Console(sys.stdout), Tmux(socket_path)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
     room = Room(named, tmux, session, console, False, pwd.getpwuid(os.geteuid()).pw_name)
@@ -129,7 +130,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
         route = DirectRoute(address, sshd.port, sshd.user, key)
-        invitation = Invitation(host_user=sshd.user, machine=machine_name(), guests=roster(guests, viewers), relay=None,
+        invitation = Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
                                 relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
                                 file_name=args.invite.name)
         write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
