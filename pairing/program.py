@@ -1,4 +1,4 @@
-"""Glue between the Pulumi runtime and the pure settings code."""
+"""Glue between the Pulumi runtime and the pure settings code, and the program itself (declare)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG
 
 from . import relay_documents
+from .relay import PairingRelay
 from .settings import NAMESPACE, ConfigError, Settings, settings_from
 
 
@@ -66,3 +67,13 @@ def availability_zone(settings: Settings) -> str:
         return usable[0]
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
+
+
+def declare() -> PairingRelay:
+    """The whole Pulumi program: config in, one PairingRelay, outputs out. Run by the clone's
+    __main__.py (`pulumi up` there) and by the packaged one (pairing/pulumi_project/)."""
+    settings = load_settings()
+    relay = PairingRelay("relay", settings, availability_zone(settings))
+    for name, value in relay.outputs.items():
+        pulumi.export(name, value)
+    return relay

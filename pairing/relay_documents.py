@@ -2,7 +2,8 @@
 
 Pure functions: the same settings and host key always give byte-identical
 documents (a changed user data replaces the instance, so stability matters).
-The static parts live in ../cloud-init/ and are read once at import.
+The static parts live in cloud-init/ beside this file (shipped in the package) and are read once
+at import.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .settings import ConfigError, Settings
 from .sshkeys import PublicKey
 from .text import printable
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "cloud-init"
+TEMPLATES = Path(__file__).resolve().parent / "cloud-init"
 SSHD_DROPIN_PATH = "/etc/ssh/sshd_config.d/10-pairing.conf"
 # Written aside (sshd reads only *.conf there) and moved in by runcmd only if `sshd -t`
 # accepts it: an sshd that does not know an option refuses to start.

@@ -46,13 +46,14 @@ def rows(relays: list[Relay], now: dt.datetime) -> list[str]:
 
 def list_relays(backend: backends.Backend, say: Callable[[str], None] = print) -> int:
     """Every stack of this project in the backend, through the Automation API."""
-    from pulumi import automation as auto
-
-    from .up import PROJECT_DIR, require_pulumi, workspace_options
+    from . import project
+    from .up import require_pulumi, workspace_options
 
     require_pulumi()
+    from pulumi import automation as auto
+
     backends.prepare(backend)
-    workspace = auto.LocalWorkspace(work_dir=str(PROJECT_DIR), **workspace_options(backend))
+    workspace = auto.LocalWorkspace(work_dir=str(project.work_dir()), **workspace_options(backend))
     relays = []
     for summary in workspace.list_stacks(include_all=False):
         relays.append(_read(workspace, summary.name))

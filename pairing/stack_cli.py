@@ -12,10 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Mapping
 
+from . import project
 from .outputs import OutputsError, StackOutputs
 from .sshkeys import shorten
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class NoStack(OutputsError):
@@ -38,8 +37,9 @@ def read_outputs_json(file: Path | None = None, stack: str | None = None, env: M
     if shutil.which("pulumi") is None:
         raise OutputsError("the Pulumi CLI is not installed; install it, or pass --outputs FILE (JSON from `pulumi stack output --json --show-secrets`)")
     argv = ["pulumi", "stack", "output", "--json", "--show-secrets"] + (["--stack", stack] if stack else [])
-    cwd = PROJECT_DIR if (PROJECT_DIR / "Pulumi.yaml").exists() else None
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})
+    # In the project's folder: Pulumi finds a file backend's stacks under the project's name.
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=project.source_dir(),
+                            env={**os.environ, **(env or {})})
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no message"])[-1]
         # Pulumi's words for a stack that does not exist: "error: no stack named 'NAME' found".

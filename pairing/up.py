@@ -13,14 +13,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import backend as backends
+from . import backend as backends, project
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
 from .hook import HostOptions, PreflightError, SingleHook, lock_path, run, system_sshd
 from .hook.recording import check_target
 from .invite import write_invite
 from .outputs import OutputsError, StackOutputs
-from .stack_cli import PROJECT_DIR
 from .up_plan import UpError, UpPlan, plan, stack_config
 
 # What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
@@ -41,6 +40,10 @@ def up_arguments(say: Callable[[str], None]) -> dict:
 
 
 def require_pulumi() -> None:
+    """The aws extra's packages, then the Pulumi CLI: one line each, before any of them is used."""
+    missing = project.missing_cloud_packages()
+    if missing:
+        raise UpError(project.cloud_packages_line(missing))
     check = check_pulumi()
     if not check.ok:
         raise UpError(f"{check.detail}; {check.fix} (pairing doctor checks everything)")
@@ -48,7 +51,7 @@ def require_pulumi() -> None:
 
 def workspace_options(backend: backends.Backend) -> dict:
     """The Automation API workspace's settings for this backend (LocalWorkspace and its Options take the same)."""
-    return {"env_vars": backend.env,
+    return {"env_vars": {**backend.env, **project.interpreter_env()},
             "secrets_provider": "passphrase" if "PULUMI_CONFIG_PASSPHRASE_FILE" in backend.env else None}
 
 
@@ -57,19 +60,20 @@ def open_stack(name: str, backend: backends.Backend, create: bool):
 
     backends.prepare(backend)
     options = auto.LocalWorkspaceOptions(**workspace_options(backend))
+    work_dir = str(project.work_dir())
     try:
         if create:
-            return auto.create_or_select_stack(stack_name=name, work_dir=str(PROJECT_DIR), opts=options)
-        return auto.select_stack(stack_name=name, work_dir=str(PROJECT_DIR), opts=options)
+            return auto.create_or_select_stack(stack_name=name, work_dir=work_dir, opts=options)
+        return auto.select_stack(stack_name=name, work_dir=work_dir, opts=options)
     except auto.StackNotFoundError:
         raise UpError(f"there is no stack {name!r} in {backend.describe()}; nothing to do") from None
 
 
 def deploy(up_plan: UpPlan, say: Callable[[str], None] = print) -> StackOutputs:
     """Create or update the relay; a second run with the same settings changes nothing."""
+    require_pulumi()
     from pulumi import automation as auto
 
-    require_pulumi()
     stack = open_stack(up_plan.stack, up_plan.backend, create=True)
     say(f"stack {up_plan.stack!r} in {up_plan.backend.describe()}")
     stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in up_plan.config.items()})
@@ -138,6 +142,9 @@ def cmd_up(args) -> int:
             AuthorizedKeysFile(args.authorized_keys).check_owner()
         # Flags, keys and settings first, all of them: a user learns of a bad flag before installing anything.
         config = stack_config(args, Path.home(), dict(os.environ))
+        missing = project.missing_cloud_packages()  # before doctor: nothing it says would let up go on
+        if missing:
+            raise UpError(project.cloud_packages_line(missing))
         identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
         checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
         print(report(checks))

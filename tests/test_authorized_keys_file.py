@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import pytest
 
 from pairing.authorized_keys import BEGIN, END, AuthorizedKeysFile, with_block
 
-from .harness import PROJECT, wait_until
+from .harness import wait_until
+from .harness.installed import installed
 
 MINE = b"# mine\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhaXJpbmcgZXhhbXBsZSBob3N0OyByZXBsYWNlLS0t me@laptop\n"
 LINES = ['restrict,pty,command="tmux attach -t =pair" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd1ZXN0 guest@test']
@@ -101,8 +101,8 @@ def nobodys_home():
 
 def as_nobody(code: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-c", code],
-        cwd=PROJECT, env={"HOME": str(home), "PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", str(installed().python), "-c", code],
+        cwd=home, env={"HOME": str(home), "PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
 
@@ -194,9 +194,9 @@ def test_pairing_host_as_the_user_refuses_a_root_owned_file_before_anything(nobo
     path.write_bytes(MINE)
     path.chmod(0o644)
     result = subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-m", "pairing",
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", str(installed().pairing),
          "host", "--outputs", str(outputs), "--authorized-keys", str(path), "--target", "127.0.0.1:9"],
-        cwd=PROJECT, env={"HOME": str(nobodys_home), "PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=nobodys_home, env={"HOME": str(nobodys_home), "PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     assert (result.returncode, result.stdout) == (2, ""), result.stdout + result.stderr

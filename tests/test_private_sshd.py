@@ -14,8 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -25,16 +23,15 @@ from pairing.forced_command import guest_line
 from pairing.hook.sshd import accepted_fingerprints, host_key, key_path, render_config
 from pairing.sshkeys import parse_public_key, public_half
 
-from .harness import JUSTIFIED, PROJECT, findings, free_port, ssh_audit, stop_process, wait_until
+from .harness import JUSTIFIED, findings, free_port, ssh_audit, stop_process, wait_until
+from .harness.installed import installed
 from .harness.unprivileged import alive, descendants
 
 NOBODY = 65534
 USER = "pairtest"  # uid 65534's name in the private passwd (nss-systemd calls "nobody" locked)
 COMMAND = "tty; echo agent=${SSH_AUTH_SOCK:-none}; echo forced; read line"
-# uid 65534 cannot reach this venv's interpreter (under root's home): the system's python of the same
-# version runs the parent, with the venv's packages.
-PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
-SITE = sysconfig.get_paths()["purelib"]
+# uid 65534 may reach neither this checkout nor the tests' venv (a clone in /root): pairing as installed
+# from its wheel, in a venv every uid may read (tests/harness/installed.py), runs the parent.
 SSHD = shutil.which("sshd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 # The hook's stand-in: starts the sshd, says its port, stops it on "stop" or SIGTERM (as the hook does).
@@ -85,11 +82,10 @@ class Host:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"HOME": str(self.home), "PATH": os.environ["PATH"], "PYTHONPATH": f"{PROJECT}:{SITE}",
-                "PYTHONDONTWRITEBYTECODE": "1"}
+        return {"HOME": str(self.home), "PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"}
 
     def run(self, *argv: str, **options) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(*argv), env=self.env, cwd=PROJECT, capture_output=True, text=True,
+        return subprocess.run(self.argv(*argv), env=self.env, cwd=self.top, capture_output=True, text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
 
     def start(self, lines: list[str], port: int = 0, folder: Path | None = None, **mounts) -> str:
@@ -97,8 +93,8 @@ class Host:
         self.folder = folder or self.folder
         with self.out.open("w") as out:
             self.parent = subprocess.Popen(
-                self.argv(PYTHON, "-c", PARENT, str(self.data), str(self.folder), str(port), *lines, **mounts),
-                env=self.env, cwd=PROJECT, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
+                self.argv(str(installed().python), "-c", PARENT, str(self.data), str(self.folder), str(port), *lines, **mounts),
+                env=self.env, cwd=self.top, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
         said = wait_until(lambda: self._first_line(),
                           30, "the parent to start the sshd", show=self.out.read_text)
         if said.startswith("port "):
@@ -183,7 +179,7 @@ def _port_free(port: int) -> bool:
 def test_config_renders_and_sshd_accepts_it(host):
     host.home.joinpath("run").mkdir(mode=0o700)
     os.chown(host.home / "run", NOBODY, NOBODY)
-    made = host.run(PYTHON, "-c", "import sys; from pathlib import Path; from pairing.hook.sshd import host_key; "
+    made = host.run(str(installed().python), "-c", "import sys; from pathlib import Path; from pairing.hook.sshd import host_key; "
                     "host_key(Path(sys.argv[1]))", str(host.data))
     assert made.returncode == 0, made.stderr
     config = host.home / "run" / "sshd_config"

@@ -3,8 +3,9 @@ bind-mounted in a mount namespace, a /dev/pts that gives terminals the tty group
 this machine's has no gid=5) and an empty /etc/ssh there, so nothing of the system sshd's is read.
 For `pairing host`'s own sshd; the machine's own ~/.ssh, /etc/ssh and /etc/passwd are never touched.
 
-uid 65534 cannot reach this venv's interpreter (under root's home): the system's python of the same
-version runs pairing, with the venv's packages on PYTHONPATH.
+uid 65534 may not reach this checkout, nor the tests' venv (a clone in /root, mode 700): it runs pairing
+as a user installs it, the wheel of this checkout in a venv of the system's python that every uid may
+read (installed.py), from its own home, so nothing of the checkout is on its path.
 """
 
 from __future__ import annotations
@@ -13,17 +14,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
-from .host import PROJECT, wait_until
+from .host import wait_until
+from .installed import installed
 
 NOBODY = 65534
 USER = "pairtest"  # uid 65534's name in the private passwd (nss-systemd calls "nobody" locked)
-PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
-SITE = sysconfig.get_paths()["purelib"]
 
 
 class UnprivilegedHost:
@@ -49,25 +47,25 @@ class UnprivilegedHost:
         return path
 
     def prefix(self, *, python: bool = True) -> tuple[str, ...]:
-        """What runs a command as uid 65534 in its namespace. python: the command's first word (the
-        venv's interpreter, as Hook gives it) is replaced by the system's."""
+        """What runs a command as uid 65534 in its namespace, in its home. python: the command's first
+        word (the tests' interpreter, as Hook gives it) is replaced by the installed copy's."""
         mounts = ['mount --bind "$0" /etc/passwd', 'mount --bind "$1" /etc/ssh',
                   "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts",
-                  "mount --bind /dev/pts/ptmx /dev/ptmx"]
-        run = (f'shift {2 if python else 1} && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups '
-               f'{PYTHON if python else ""} "$@"')
+                  "mount --bind /dev/pts/ptmx /dev/ptmx", 'cd "$2"']
+        run = (f'shift {3 if python else 2} && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups '
+               f'{installed().python if python else ""} "$@"')
         return ("unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join([*mounts, run]),
-                str(self.passwd), str(self.empty))
+                str(self.passwd), str(self.empty), str(self.home))
 
     @property
     def env(self) -> dict[str, str]:
         """No agent, no XDG folders, no tmux of this machine's user."""
-        return {"HOME": str(self.home), "PATH": os.environ["PATH"], "PYTHONPATH": f"{PROJECT}:{SITE}",
-                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
+        return {"HOME": str(self.home), "PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
 
     def pairing(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """`python -m pairing ARGV` as uid 65534."""
-        return subprocess.run([*self.prefix(), "python", "-m", "pairing", *argv], env=self.env, cwd=PROJECT,
+        return subprocess.run([*self.prefix(), "python", "-m", "pairing", *argv], env=self.env, cwd=self.top,
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def remove(self) -> None:
