@@ -214,14 +214,14 @@ class Hook:
     """`pairing host` as its own process, output collected in a file."""
 
     def __init__(self, folder: Path, argv: list[str], env: dict[str, str], prefix: tuple[str, ...] = (),
-                 command: str = "host") -> None:
+                 command: str = "host", program: tuple[str, ...] = (sys.executable, "-m", "pairing")) -> None:
         """`prefix` runs it through another command that execs it, e.g. nsenter into a mount namespace.
-        command: `pairing direct` runs the same way."""
+        command: `pairing direct` runs the same way. program: what runs pairing (an installed console script)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.output = folder / f"hook-{time.monotonic_ns()}.log"
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "pairing", command, *argv],
+                [*prefix, *program, command, *argv],
                 cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
