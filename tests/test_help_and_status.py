@@ -235,14 +235,14 @@ def test_status_of_a_held_relay(tmp_path, keys):
     assert gone.stdout.splitlines()[2] == f"tunnel  not held: run pairing host --outputs {path} --tmux-socket {socket}"
 
 
-def test_status_help_and_readme_document_the_exit_codes(tmp_path):
+def test_status_help_and_the_relay_page_document_the_exit_codes(tmp_path):
     shown = run("status", "--help", home=tmp_path).stdout
     table = shown.split("exit status:\n")[1].split("\n\n")[0].splitlines()
     codes = {int(line.split()[0]): line.split(None, 1)[1] for line in table}
     assert sorted(codes) == [0, 2, 3, 4, 5]
-    readme = (PROJECT / "README.md").read_text()
+    page = (PROJECT / "docs" / "relay.md").read_text()
     for code, meaning in codes.items():
-        assert f"| {code} | {meaning} |" in readme, (code, meaning)
+        assert f"| {code} | {meaning} |" in page, (code, meaning)
 
 
 # --- the quick start ------------------------------------------------------------------------------
@@ -254,16 +254,22 @@ def requirements(name: str) -> list[str]:
 
 
 def test_the_quick_start_installs_what_running_needs_and_ci_the_tests_too():
-    run_time, tests = requirements("requirements.txt"), requirements("requirements-test.txt")
-    assert not {"pytest", "hypothesis", "ssh-audit"} & set(run_time)
-    assert "-r" in tests and {"pytest", "hypothesis", "ssh-audit"} <= set(tests)
+    """The base install in pyproject.toml, the relay's packages its aws extra, requirements.txt the clone's
+    editable install with that extra, requirements-test.txt that and the tests' tools, which .ci/run installs.
+    (README.md's quick start: tests/test_readme.py.)"""
+    import tomllib
+
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[<>=\s\[]", line, 1)[0].lower() for line in project["dependencies"]}
+    cloud = {re.split(r"[<>=\s\[]", line, 1)[0].lower() for line in project["optional-dependencies"]["aws"]}
+    assert base == {"paramiko", "sshtunnel", "cryptography", "pyyaml"}
+    assert cloud == {"pulumi", "pulumi-aws", "pulumi-tls"}
+    assert requirements("requirements.txt") == ["-e"] and "-e .[aws]" in (PROJECT / "requirements.txt").read_text()
+    tests = requirements("requirements-test.txt")
+    assert "-r" in tests and {"pytest", "hypothesis", "ssh-audit", "setuptools"} <= set(tests)
     assert "-r requirements.txt" in (PROJECT / "requirements-test.txt").read_text().splitlines()
     ci = (PROJECT / ".ci" / "run").read_text()
     assert "pip install -q --disable-pip-version-check -r requirements-test.txt" in ci
-    readme = (PROJECT / "README.md").read_text()
-    quick = readme.split("## Quick start")[1].split("```sh\n")
-    assert quick[1].startswith("python3 -m venv venv && venv/bin/pip install -q -r requirements.txt && venv/bin/pairing up")
-    assert quick[2].startswith("bash .ci/run\n")
 
 
 def test_the_invite_written_in_a_clone_leaves_git_status_clean(tmp_path, keys):

@@ -101,6 +101,9 @@ def copy_distribution(distribution: importlib.metadata.Distribution, site: Path)
 
 def install(wheel: Path, venv: Path) -> Installed:
     """A fresh venv of the system's interpreter with the wheel and its base dependencies."""
+    if not SYSTEM_PYTHON.exists():
+        raise RuntimeError(f"{SYSTEM_PYTHON} is missing: the installed copy runs on the system's python of the "
+                           "tests' version; make the tests' venv with it (python3 -m venv venv, as .ci/run does)")
     subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
     installed = Installed(wheel, venv)
     subprocess.run([*PIP, "--python", str(installed.python), "install", "--no-index", "--no-deps", str(wheel)],
