@@ -87,7 +87,7 @@ def test_the_wheel_carries_the_pulumi_program_and_the_installed_copy_finds_it(tm
     assert packaged["name"] == yaml.safe_load((PROJECT / "Pulumi.yaml").read_text())["name"] == "pairing"
     assert "virtualenv" not in packaged["runtime"]["options"]
     # ...and the same program: both __main__.py files are pairing.program's declare(), past their docstrings.
-    bodies = [ast.dump(ast.parse(path.read_text()).body[1:]) for path in
+    bodies = [[ast.dump(node) for node in ast.parse(path.read_text()).body[1:]] for path in
               (PROJECT / "__main__.py", PROJECT / "pairing/pulumi_project/__main__.py")]
     assert bodies[0] == bodies[1] and "declare" in bodies[0]
     # The installed copy renders the relay's user data from its own cloud-init files, byte for byte as here,
