@@ -89,7 +89,7 @@ def test_the_wheel_carries_the_pulumi_program_and_the_installed_copy_finds_it(tm
     # ...and the same program: both __main__.py files are pairing.program's declare(), past their docstrings.
     bodies = [[ast.dump(node) for node in ast.parse(path.read_text()).body[1:]] for path in
               (PROJECT / "__main__.py", PROJECT / "pairing/pulumi_project/__main__.py")]
-    assert bodies[0] == bodies[1] and "declare" in bodies[0]
+    assert bodies[0] == bodies[1] and "declare" in bodies[0][-1]
     # The installed copy renders the relay's user data from its own cloud-init files, byte for byte as here,
     # and works in a copy of its own project under the user's data folder (no Pulumi run).
     raw = {"guestKeys": [keys["guest"].public_line], "hostPublicKey": keys["host"].public_line,
