@@ -39,8 +39,9 @@ def test_the_installed_command_runs_from_any_folder_with_the_base_install_only(t
     (home / ".ssh").mkdir(parents=True)
     version = run_installed("--version", cwd=tmp_path, home=home)
     assert (version.returncode, version.stdout, version.stderr) == (0, "pairing 0.1.0\n", "")
-    shown = run_installed("direct", "--help", cwd=tmp_path, home=home)
-    assert shown.returncode == 0 and shown.stdout.startswith("usage: pairing direct "), shown
+    for command in ("direct", "up"):  # up's help too: the aws extra is needed to deploy, not to read about it
+        shown = run_installed(command, "--help", cwd=tmp_path, home=home)
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: pairing {command} "), shown
     # pip agrees the base install is whole, and it holds no cloud package.
     check = subprocess.run([*PIP, "--python", str(copy.python), "check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
