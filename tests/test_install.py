@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
