@@ -114,6 +114,17 @@ def test_the_wheel_carries_the_pulumi_program_and_the_installed_copy_finds_it(tm
     assert sorted(p.name for p in work.iterdir()) == ["Pulumi.yaml", "__main__.py"]
     for path in work.iterdir():
         assert path.read_bytes() == (PROJECT / "pairing/pulumi_project" / path.name).read_bytes()
+    # Again, after an upgrade changed one file: that one is replaced, the rest and a stack's config left be.
+    (work / "Pulumi.yaml").write_text("name: older\n")
+    (work / "Pulumi.pair-alice-laptop.yaml").write_text("encryptionsalt: v1:kept\n")
+    untouched = (work / "__main__.py").stat().st_mtime_ns
+    again = subprocess.run([str(copy.python), "-c", "import sys; from pathlib import Path; from pairing import project; "
+                            "project.work_dir(Path(sys.argv[1]))", str(home)], capture_output=True, text=True,
+                           env={"PATH": CLEAN_PATH})
+    assert again.returncode == 0, again.stderr
+    assert (work / "Pulumi.yaml").read_bytes() == (PROJECT / "pairing/pulumi_project/Pulumi.yaml").read_bytes()
+    assert (work / "Pulumi.pair-alice-laptop.yaml").read_text() == "encryptionsalt: v1:kept\n"
+    assert (work / "__main__.py").stat().st_mtime_ns == untouched
     # Here, in the checkout, pairing keeps the clone's own root, as `pulumi up` does.
     assert project.is_clone() and project.work_dir() == project.source_dir() == PROJECT
 

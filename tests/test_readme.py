@@ -19,6 +19,8 @@ from .test_direct import HOST_IP, READY, direct, lan, land  # noqa: F401 (fixtur
 README = PROJECT / "README.md"
 # Pages other branches write; linked from here before they land. The merge removes them from this set.
 PAGES_OF_OTHERS = {"docs/direct.md", "docs/session-control.md"}
+# The pages README.md's text moved to.
+MOVED_PAGES = ("install", "relay", "guests", "recording", "windows-putty", "troubleshooting", "development")
 # What may vary between a sample and a run: times, addresses, ports, names, paths, and "..." for the rest.
 VARYING = [
     (r"\.\.\.", r".*"),
@@ -103,11 +105,21 @@ def test_both_ways_to_pair_and_run_as_yourself_are_on_the_first_screen():
     assert "Run pairing as your own user, not root: `pairing direct` refuses root" in first
 
 
-def test_every_linked_page_exists():
-    links = re.findall(r"\]\(([^)#]+)\)", readme())
-    local = {link for link in links if not link.startswith("https://")}
-    assert {"docs/relay.md", "docs/recording.md", "docs/windows-putty.md", "docs/troubleshooting.md"} <= local
-    missing = {link for link in local if not (PROJECT / link).is_file()}
+def test_every_linked_page_exists_and_reads_as_short():
+    """README.md's links, and the pages of docs/ it moved its text to: short lines, no nested parentheses,
+    every link to a file that exists."""
+    links = set(re.findall(r"\]\(([^)#]+)\)", readme()))
+    assert {"docs/relay.md", "docs/recording.md", "docs/windows-putty.md", "docs/troubleshooting.md"} <= links
+    missing = set()
+    for page in [README, *(PROJECT / "docs" / f"{name}.md" for name in MOVED_PAGES)]:
+        text = page.read_text()
+        assert [line for line in text.splitlines() if len(line) > 100] == [], page
+        prose = re.sub(r"`[^`]*`", "", re.sub(r"^```.*?^```$", "", text, flags=re.M | re.S))
+        assert not re.search(r"\([^()]*\(", prose), (page, re.search(r"\([^()]*\(.*", prose)[0])
+        for link in re.findall(r"\]\(([^)#]+)\)", text):
+            target = (page.parent / link).resolve()
+            if not link.startswith("https://") and not target.is_file():
+                missing.add(str(target.relative_to(PROJECT)))
     assert missing <= PAGES_OF_OTHERS, missing
 
 
