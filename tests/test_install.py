@@ -119,8 +119,8 @@ def test_the_wheel_carries_the_pulumi_program_and_the_installed_copy_finds_it(tm
     (work / "Pulumi.pair-alice-laptop.yaml").write_text("encryptionsalt: v1:kept\n")
     untouched = (work / "__main__.py").stat().st_mtime_ns
     again = subprocess.run([str(copy.python), "-c", "import sys; from pathlib import Path; from pairing import project; "
-                            "project.work_dir(Path(sys.argv[1]))", str(home)], capture_output=True, text=True,
-                           env={"PATH": CLEAN_PATH})
+                            "project.work_dir(Path(sys.argv[1]))", str(home)], cwd=tmp_path, capture_output=True,
+                           text=True, env={"PATH": CLEAN_PATH})
     assert again.returncode == 0, again.stderr
     assert (work / "Pulumi.yaml").read_bytes() == (PROJECT / "pairing/pulumi_project/Pulumi.yaml").read_bytes()
     assert (work / "Pulumi.pair-alice-laptop.yaml").read_text() == "encryptionsalt: v1:kept\n"
