@@ -39,11 +39,16 @@ def up_arguments(say: Callable[[str], None]) -> dict:
 # --- doing, through the Automation API -----------------------------------
 
 
-def require_pulumi() -> None:
-    """The aws extra's packages, then the Pulumi CLI: one line each, before any of them is used."""
+def require_aws_extra() -> None:
+    """Pulumi's Python packages, the aws extra: one line naming what is missing, before any is imported."""
     missing = project.missing_cloud_packages()
     if missing:
         raise UpError(project.cloud_packages_line(missing))
+
+
+def require_pulumi() -> None:
+    """The aws extra, then the Pulumi CLI: one line each, before any of them is used."""
+    require_aws_extra()
     check = check_pulumi()
     if not check.ok:
         raise UpError(f"{check.detail}; {check.fix} (pairing doctor checks everything)")
@@ -142,9 +147,7 @@ def cmd_up(args) -> int:
             AuthorizedKeysFile(args.authorized_keys).check_owner()
         # Flags, keys and settings first, all of them: a user learns of a bad flag before installing anything.
         config = stack_config(args, Path.home(), dict(os.environ))
-        missing = project.missing_cloud_packages()  # before doctor: nothing it says would let up go on
-        if missing:
-            raise UpError(project.cloud_packages_line(missing))
+        require_aws_extra()  # before doctor: nothing it says would let up go on without it
         identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
         checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
         print(report(checks))
