@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -149,3 +150,16 @@ def test_a_guest_joins_a_direct_session_run_by_the_installed_command(direct):  #
             guest.disconnect()
         assert hook.stop() == 0, hook.text
     assert "Traceback" not in hook.text, hook.text
+
+
+def test_the_quick_starts_install_leaves_the_clones_git_status_clean(tmp_path):
+    """`pip install .` builds in the folder it is given: setuptools' build/ and *.egg-info stay out of git's way."""
+    clone = tmp_path / "clone"
+    git = {"PATH": CLEAN_PATH, "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    subprocess.run(["git", "clone", "-q", str(PROJECT), str(clone)], check=True, capture_output=True, env=git)
+    subprocess.run([*PIP, "install", "--no-deps", "--no-build-isolation", "--no-index", "--target",
+                    str(tmp_path / "target"), "."], cwd=clone, check=True, capture_output=True, text=True)
+    assert (clone / "build").is_dir()  # what is ignored is there
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, env=git,
+                            capture_output=True, text=True, check=True)
+    assert status.stdout == ""
