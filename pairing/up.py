@@ -24,7 +24,7 @@ from .stack_cli import PROJECT_DIR
 from .up_plan import UpError, UpPlan, plan, stack_config
 
 # What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
-REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "tmux", "identity"}
+REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "terminals", "tmux", "identity"}
 
 
 def up_arguments(say: Callable[[str], None]) -> dict:
