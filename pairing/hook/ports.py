@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 
@@ -17,7 +18,7 @@ def port_taken(address: str, port: int) -> str | None:
         with socket.create_server((address, port), family=family(address)):
             return None
     except OSError as exc:
-        return (exc.strerror or str(exc)) if exc.errno == errno.EADDRINUSE else None
+        return os.strerror(exc.errno) if exc.errno == errno.EADDRINUSE else None
 
 
 def answers(address: str, port: int, nonce: str) -> bool:
