@@ -15,7 +15,7 @@ from .authorized_keys import AuthorizedKeysError
 from .control_cli import cmd_guest, cmd_who
 from .direct import cmd_direct, listen_address
 from .doctor import cmd_doctor
-from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples
+from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples, unrecognized as parse
 from .hook import PreflightError, cmd_host
 from .hook.own_sshd import cmd_sshd_key
 from .invite import InviteError, cmd_invite
@@ -129,7 +129,7 @@ def version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pairing", description="Share your tmux with a guest through your own relay.",
+    top = CommandParser(prog="pairing", description="Share your tmux with a guest through your own relay.",
                                   formatter_class=Help, epilog=_examples("pairing up --guest gh:octocat",
                                                                          "pairing COMMAND --help"))
     top.add_argument("--version", action="version", version=f"pairing {version()}")
@@ -282,14 +282,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(parser(), argv)
     try:
         return COMMANDS[args.command](args)
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, OSError) as exc:
+        sys.stdout.flush()  # what the command printed comes first, piped too (e.g. up's FAIL lines before this)
         for line in str(exc).splitlines() or [""]:  # several problems: one line each
             print(f"pairing {args.command}: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        sys.stdout.flush()
         print(f"pairing {args.command}: interrupted", file=sys.stderr)
         return 130
 

@@ -27,8 +27,7 @@ EXIT_STATUS = f"""exit status:
   {NOT_HELD}  a relay is up, but no `pairing host` holds its tunnel
   {EXPIRED}  the relay is past its end (expiresAt): it has ended itself
   {NO_RELAY}  no relay: no such stack, or one with no outputs (never deployed, or destroyed)
-  {DIRECT}  a `pairing direct` runs (its address, port and guests are shown; the relay is not read
-     unless --outputs is given)"""
+  {DIRECT}  a `pairing direct` runs: its address, port and guests are shown (a relay is read only with --outputs)"""
 
 
 def no_relay(args) -> str | None:
