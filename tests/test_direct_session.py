@@ -124,6 +124,13 @@ def test_status_describes_the_running_direct_session(direct):
             rf"direct  listening on {re.escape(HOST_IP)}:2223 \(pairing direct --session pair, pid {hook.process.pid}, "
             r"since \d\d:\d\d:\d\d\); no relay\n"
             r"guests  1 typing, 0 watching in tmux session 'pair': guest \(typing\)\n", status.stdout), status.stdout
+        # A name typed as a person writes it: the running hook's nearest guest.
+        watch = direct.host.pairing("watch", "Guest")
+        assert (watch.returncode, watch.stderr) == (2, "pairing watch: 'Guest' is not a guest name: use lowercase "
+                                                       "letters, digits, '.', '_' and '-', at most 32 characters (did "
+                                                       "you mean guest?)\n"), watch
+        kick = direct.host.pairing("kick", "gest")
+        assert kick.stderr.startswith("pairing kick: no guest is called 'gest' (did you mean guest?); "), kick
     finally:
         if guest:
             guest.disconnect()
