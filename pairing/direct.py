@@ -75,6 +75,8 @@ def instructions(invite: Path, record: DirectRecord, key: PublicKey) -> str:
         f"    ssh -F {invite.name} pairing\n"
         "or this one command (needs OpenSSH 8.5+):\n"
         f"    {direct_command(record, key)}\n"
+        "a guest on Windows or with OpenSSH before 8.5: pairing invite --known-hosts; with PuTTY: pairing invite "
+        "--putty KEY.ppk\n"
         f"your sshd {record.address} port {record.port} ({key.fingerprint}), no relay: guests must reach that address; "
         f"it keeps this port when you start it again. Ctrl-C to stop."
     )

@@ -162,7 +162,8 @@ def check_sshd_binary(direct: bool = False) -> Check:
     if tested.returncode:
         return Check("sshd", False, f"{sshd} ({version}) refuses pairing's config as {user}: {said}",
                      "install OpenSSH 9.2 or newer (openssh-server)" + ("" if direct else ", or pass --target to use your running sshd"))
-    return Check("sshd", True, f"{sshd} ({version}) accepts pairing's config as {user}; pairing runs it on 127.0.0.1 "
+    where = "the address of --listen" if direct else "127.0.0.1"
+    return Check("sshd", True, f"{sshd} ({version}) accepts pairing's config as {user}; pairing runs it on {where} "
                  "(no sshd need be running)")
 
 
