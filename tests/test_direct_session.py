@@ -9,15 +9,18 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 
 import pytest
 
+from pairing.hook.ports import answers
 from pairing.sshkeys import parse_public_key
 
-from .harness import Tmux, stop_process, wait_until
+from .harness import PROJECT, Tmux, wait_until
 from .harness.unprivileged import NOBODY, USER, UnprivilegedHost
 from .test_direct import READY, Direct, land, veth_lan
 from .test_direct import sshd_port as port_said
@@ -246,3 +249,39 @@ def test_doctor_direct_passes_where_direct_runs_and_says_what_it_lacks_elsewhere
     assert line.endswith("guests would be cut off; fix: mount devpts with gid=5,mode=620 (as systemd does)"), line
     refused = bare("direct", *direct.argv("--listen", HOST_IP, "--session", "nopty"))
     assert refused.returncode == 2 and "guests would be cut off" in refused.stderr, refused
+
+
+def test_ready_waits_for_this_runs_own_sshd_by_its_banner_word(direct):
+    """The proof behind "ready": the word at the end of this run's sshd banner; any other sshd (a second run's, of
+    the same host key) lacks it. Read off the real OpenSSH's banner."""
+    hook = direct.start("--listen", f"{HOST_IP}:2226")
+    try:
+        hook.wait_for(READY)
+        config = next((direct.host.home / ".local/state/pairing/sshd").glob("pair-*/sshd_config")).read_text()
+        nonce = re.search(r"^VersionAddendum (pairing-[0-9a-f]{16})$", config, re.M)[1]
+        with socket.create_connection((HOST_IP, 2226), timeout=5) as sock:
+            banner = sock.makefile("rb").readline(256).decode().strip()
+        assert banner.startswith("SSH-2.0-OpenSSH_") and banner.endswith(f" {nonce}"), banner
+        assert answers(HOST_IP, 2226, nonce) and not answers(HOST_IP, 2226, "pairing-" + "0" * 16)
+    finally:
+        assert hook.stop() == 0, hook.text
+
+
+def test_ctrl_c_at_the_hosts_terminal_wipes_the_status_line(direct):
+    """The host's terminal (a tmux pane): after Ctrl-C, `stopped`, then the shell's prompt on a line of its own."""
+    terminal = Tmux(direct.folder / "host-terminal.tmux")
+    env = [f"{key}={value}" for key, value in direct.host.env.items()]
+    line = shlex.join(["env", "-i", *env, *direct.host.prefix(), sys.executable, "-m", "pairing", "direct",
+                       *direct.argv("--listen", HOST_IP, "--session", "ctrlc")])
+    terminal.run("new-session", "-d", "-s", "host", "-x", "250", "-y", "40", "-c", str(PROJECT),
+                 f"{line}; printf 'alice@vm:~$ '; sleep 600")
+    try:
+        wait_until(lambda: "| no guests attached" in terminal.screen("host"), 30, "the status line",
+                   show=lambda: terminal.screen("host"))
+        terminal.run("send-keys", "-t", "host", "C-c")
+        wait_until(lambda: "alice@vm:~$" in terminal.screen("host"), 15, "the prompt", show=lambda: terminal.screen("host"))
+        shown = [row.rstrip() for row in terminal.screen("host").splitlines() if row.strip()]
+        assert shown[-2:] == ["stopped", "alice@vm:~$"], shown
+        assert not any("no guests attached" in row for row in shown), shown
+    finally:
+        terminal.kill_server()

@@ -60,6 +60,9 @@ def test_invite_into_a_missing_folder_is_one_line_before_anything(tmp_path, keys
     outputs = outputs_file(tmp_path, keys, dt.datetime.now(dt.timezone.utc))
     invite = run("invite", "--outputs", str(outputs), "--invite", str(missing), home=tmp_path)
     assert (invite.returncode, invite.stderr) == (2, direct.stderr.replace("pairing direct:", "pairing invite:"))
+    up = run("up", "--guest", keys["guest"].public_line, "--region", "eu-west-1", "--invite", str(missing), home=tmp_path)
+    assert (up.returncode, up.stdout, up.stderr) == (2, "", direct.stderr.replace("pairing direct:", "pairing up:"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs.json"]  # nothing else made, not even a lock
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs.json"]
 
 
