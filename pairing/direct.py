@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from .backend import data_dir
-from .direct_invite import direct_invitation, direct_command, write_direct_config
+from .direct_invite import direct_command, direct_invitation, write_direct_config
 from .direct_state import DirectRecord, remember, remembered, running
 from .guest_flags import named_keys
 from .hook import PreflightError, end_session, open_session, watch
@@ -32,7 +32,7 @@ from .hook.control import ControlError, ControlServer, socket_path as control_so
 from .hook.guests import gated_lines
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
-from .hook.ports import port_taken
+from .hook.ports import endpoint, port_taken
 from .hook.prompt import on_terminal
 from .hook.recording import RecordingError, check_target, start_recording
 from .hook.room import Room
@@ -78,12 +78,8 @@ def instructions(invite: Path, record: DirectRecord, key: PublicKey) -> str:
         "a guest on Windows or with OpenSSH before 8.5: pairing invite --known-hosts; with PuTTY: pairing invite "
         "--putty KEY.ppk\n"
         f"your sshd {record.address} port {record.port} ({key.fingerprint}), no relay: guests must reach that address; "
-        f"it keeps this port when you start it again. Ctrl-C to stop."
+        "it keeps this port when you start it again. Ctrl-C to stop."
     )
-
-
-def _endpoint(address: str, port: int | str) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _port(args, address: str) -> int | None:
@@ -100,13 +96,13 @@ def _port(args, address: str) -> int | None:
     if holder:
         pid = f" (pid {holder.hook.pid})" if holder.hook.pid else ""
         raise PreflightError(f"port {port} on {address} is held by `pairing direct --session {holder.record.session}`"
-                             f"{pid}; give this session another port: --listen {_endpoint(address, 'PORT')}")
+                             f"{pid}; give this session another port: --listen {endpoint(address, 'PORT')}")
     free = f"stop what holds it (ss -ltnp 'sport = :{port}' names it)"
     if given:
-        raise PreflightError(f"--listen {_endpoint(address, port)}: port {port} is taken on this machine ({taken}); "
+        raise PreflightError(f"--listen {endpoint(address, port)}: port {port} is taken on this machine ({taken}); "
                              f"{free}, or give another port")
     raise PreflightError(f"port {port} on {address}, which tmux session {args.session!r} keeps for the invites it sent, "
-                         f"is taken ({taken}); {free}, or give --listen {_endpoint(address, 'PORT')} "
+                         f"is taken ({taken}); {free}, or give --listen {endpoint(address, 'PORT')} "
                          "(invites already sent then name the old port)")
 
 

@@ -10,17 +10,18 @@ and believed as a running session only while a `pairing direct` holds that folde
 from __future__ import annotations
 
 import contextlib
-from argparse import ArgumentTypeError
 import ipaddress
 import json
 import os
 import tempfile
+from argparse import ArgumentTypeError
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import arg_types
 from .hook.lock import HookStatus, read_state
 from .hook.own_sshd import lock_path, state_base
+from .hook.ports import endpoint
 from .names import NamedKey, roster
 from .settings import _tmux_session
 from .sshkeys import InvalidKey, PublicKey, parse_public_key
@@ -41,7 +42,7 @@ class DirectRecord:
 
     @property
     def endpoint(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return endpoint(self.address, self.port)
 
     @property
     def guests(self) -> tuple[NamedKey, ...]:

@@ -7,6 +7,11 @@ import os
 import socket
 
 
+def endpoint(address: str, port: int | str) -> str:
+    """address:port as a user types it, [v6]:port for IPv6 (port may be a placeholder: PORT)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..sshkeys import PublicKey, public_half
-from .ports import answers as _answers, family as _family, port_taken
+from .ports import answers as _answers, endpoint, family as _family
 from ..text import printable
 
 KEY_NAME = "ssh_host_ed25519_key"
@@ -50,11 +50,6 @@ _ACCEPTED = re.compile(r"Accepted publickey for (\S+) from \S+ port \d+ ssh2: \S
 
 class SshdError(RuntimeError):
     """The private sshd cannot run; the message is one line saying why and what to do."""
-
-
-class PortTaken(SshdError):
-    """The fixed port is held by another listener (said before sshd starts: it would only log it)."""
-
 
 def host_key(data: Path) -> PublicKey:
     """The public half of this host's sshd key, made (ED25519, mode 600) the first time. Never replaces
@@ -222,9 +217,6 @@ class PrivateSshd:
         for problem in (strict_modes_problem(self.folder, os.geteuid(), self.home), pty_problem()):
             if problem:
                 raise SshdError(f"the host's sshd cannot serve guests here: {problem}")
-        taken = port_taken(self.address, self.fixed_port) if self.fixed_port else None
-        if taken:
-            raise PortTaken(f"port {self.fixed_port} on {self.address} is taken: {taken}")
         self.set_guests(self.guest_lines)
         for _ in range(3):  # a free port may be taken before sshd binds it: pick another
             self.port = self.fixed_port or _free_port(self.address)
@@ -238,7 +230,7 @@ class PrivateSshd:
     @property
     def endpoint(self) -> str:
         """address:port as a user types it ([v6]:port)."""
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return endpoint(self.address, self.port)
 
     def _run(self, sshd: Path) -> bool:
         """Start it; True once it answers with this run's nonce (no other sshd's answer will do: one of the same
