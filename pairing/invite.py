@@ -163,7 +163,12 @@ def cmd_invite(args) -> int:
         print(putty_direct_invite(direct.record, key_path) if key_path is not None else
               write_direct_invite(direct.record, args.invite, args.known_hosts, args.for_name))
         return 0
-    outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    try:
+        outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    except OutputsError as exc:  # a direct host may have meant theirs: say it is not running
+        if args.outputs is None:
+            raise OutputsError(f"{exc}; and no `pairing direct` runs as this user (its invite needs no Pulumi)") from None
+        raise
     if key_path is not None:
         print(putty_invite(outputs, key_path, args.ipv6))
     else:

@@ -121,3 +121,12 @@ def play(output: str) -> list[str]:
             column += 1
         i += 1
     return lines
+
+
+def test_invite_with_neither_a_direct_session_nor_pulumi_says_both(tmp_path):
+    result = run("invite", home=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("pairing invite: the Pulumi CLI is not installed; install it, or pass --outputs FILE (JSON "
+                             "from `pulumi stack output --json --show-secrets`); and no `pairing direct` runs as this "
+                             "user (its invite needs no Pulumi)\n")
+    assert list(tmp_path.iterdir()) == []
