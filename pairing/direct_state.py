@@ -61,7 +61,7 @@ class DirectRecord:
             socket_path = data.get("tmux_socket")
             socket_path = None if socket_path is None else arg_types.socket_path(socket_path)
             port = data["port"]
-            if not isinstance(port, int) or not 0 < port < 65536:
+            if type(port) is not int or not 0 < port < 65536:  # not a bool either
                 return None
             return cls(_tmux_session(data["session"]), socket_path, str(ipaddress.ip_address(data["address"])), port,
                        tuple(parse_public_key(line) for line in data.get("guests", [])),
