@@ -15,7 +15,7 @@ from .authorized_keys import AuthorizedKeysError
 from .control_cli import cmd_guest, cmd_who
 from .direct import cmd_direct, listen_address
 from .doctor import cmd_doctor
-from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples
+from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples, unrecognized as parse
 from .hook import PreflightError, cmd_host
 from .hook.own_sshd import cmd_sshd_key
 from .invite import InviteError, cmd_invite
@@ -58,6 +58,13 @@ def _record(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", type=Path, metavar="FILE.cast", help=RECORD_HELP)
 
 
+def _ask(parser: argparse.ArgumentParser) -> None:
+    """host, up and direct: the same room (hook/room.py) asks the host."""
+    parser.add_argument("--ask", action="store_true",
+                        help="each joining guest waits (told so) until you let them in: pairing allow NAME, or "
+                             "turn them away: pairing deny NAME; no answer within 60 s turns them away")
+
+
 def _invite(parser: argparse.ArgumentParser) -> None:
     """The guest's file: one flag, one default, in every command that writes it."""
     parser.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
@@ -94,9 +101,7 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
                       help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
                            "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
-    host.add_argument("--ask", action="store_true",
-                      help="each joining guest waits (told so) until you let them in: pairing allow NAME, or "
-                           "turn them away: pairing deny NAME; no answer within 60 s turns them away")
+    _ask(host)
     control = argparse.ArgumentParser(add_help=False)
     control.add_argument("--session", type=_session_name, metavar="NAME",
                          help="the running hook's tmux session, when several hooks run (default: the one running)")
@@ -124,7 +129,7 @@ def version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pairing", description="Share your tmux with a guest through your own relay.",
+    top = CommandParser(prog="pairing", description="Share your tmux with a guest through your own relay.",
                                   formatter_class=Help, epilog=_examples("pairing up --guest gh:octocat",
                                                                          "pairing COMMAND --help"))
     top.add_argument("--version", action="version", version=f"pairing {version()}")
@@ -182,30 +187,38 @@ def parser() -> argparse.ArgumentParser:
         description="Run pairing's own sshd (as you, publickey only, guests forced to tmux attach) on one address "
                     "of this machine that your guests reach (a LAN or VPN one, e.g. Tailscale's), write an invite "
                     "straight to it with its host key pinned, and let guests in until Ctrl-C. No relay, no AWS.",
-        epilog=_examples("pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222"))
+        epilog=_examples("pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222",
+                         "pairing direct --guest gh:octocat --listen 192.168.1.20 --ask"))
     guest = direct.add_argument("--guest", action="append", metavar="[NAME=]SOURCE",
                                 help=GUEST_HELP)
     setattr(guest, SHOWN_REQUIRED, True)  # checked with the keys by cmd_direct, not by argparse
     direct.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
     direct.add_argument("--listen", type=listen_address, required=True, metavar="ADDRESS[:PORT]",
-                        help="the one address of this machine the sshd listens on (default port: a free one, "
-                             "said at start and in the invite)")
+                        help="the one address of this machine the sshd listens on (default port: the one this "
+                             "--session had last time, so invites already sent stay valid; the first time a free "
+                             "one, said at start and in the invite)")
     direct.add_argument("--listen-all", action="store_true",
                         help="allow --listen 0.0.0.0 or ::, every address of this machine, public ones too")
     _invite(direct)
     direct.add_argument("--session", type=_session_name, default="pair", metavar="NAME",
-                        help="your tmux session (default: pair)")
+                        help="your tmux session (default: pair); its port is remembered under this name")
     direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="tmux socket of your session (default: tmux's own)")
+    _ask(direct)
     _record(direct)
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
                                  help="write the guest's ssh config and print their command",
-                                 description="Write the guest's ssh config (pairing.conf: both hops pinned, no "
-                                             "secret in it) from the stack's outputs, and print the command they "
-                                             "run and the fingerprints to compare.",
-                                 epilog=_examples("pairing invite", "pairing invite --invite ~/alice.conf --known-hosts"))
+                                 description="Write the guest's ssh config (pairing.conf: every hop pinned, no "
+                                             "secret in it) and print the command they run and the fingerprints to "
+                                             "compare: for the running `pairing direct` (no Pulumi needed), else from "
+                                             "the relay stack's outputs.",
+                                 epilog=_examples("pairing invite", "pairing invite --invite ~/alice.conf --known-hosts",
+                                                  "pairing invite --session pair --for alice"))
     _invite(invite)
+    invite.add_argument("--session", type=_session_name, metavar="NAME",
+                        help="the running `pairing direct` of that tmux session, when several run (default: the one "
+                             "running; none running: the relay's invite)")
     # --out: its name before it was --invite as in up and direct; kept, unlisted, for scripts that use it.
     invite.add_argument("--out", dest="invite", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     invite.add_argument("--known-hosts", action="store_true",
@@ -216,15 +229,16 @@ def parser() -> argparse.ArgumentParser:
                              "comment; a wrong one lists the names there are)")
     invite.add_argument("--putty", metavar="KEY.ppk",
                         help="print the plink command (and the PuTTY window's settings) for a guest holding that "
-                             "PuTTY key, both hops pinned; writes no file")
+                             "PuTTY key, every hop pinned; writes no file")
     invite.add_argument("--ipv6", action="store_true",
                         help="send the guest to the relay's IPv6 address (relayIpv6Address), for an IPv6-only network")
 
     status = commands.add_parser("status", parents=[common["source"], common["backend"]],
-                                 help="the relay, its time left, the tunnel and the guests",
-                                 description="Say whether there is a relay, how long it has left, whether a "
+                                 help="the running `pairing direct`, or the relay, its time left, the tunnel; and the guests",
+                                 description="Say whether a `pairing direct` runs (its address, port and guests); "
+                                             "else whether there is a relay, how long it has left, whether a "
                                              "`pairing host` holds its tunnel, and who is attached to the tmux "
-                                             "session; the exit status tells the four cases apart.",
+                                             "session; the exit status tells the cases apart.",
                                  epilog=f"{EXIT_STATUS}\n\n" + _examples("pairing status",
                                                                           "pairing status --outputs outputs.json"))
     _authorized_keys(status, argparse.SUPPRESS, AUTHORIZED_KEYS)
@@ -248,12 +262,17 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("name", metavar="NAME", help="the guest's name, as `pairing who` shows it")
 
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem",
-                                 description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary (or a "
-                                             "running sshd with --target), tmux, OpenSSH and your key: one line "
-                                             "each, every failure with its fix, and a last line counting them "
-                                             "(exit 1 if any failed).",
-                                 epilog=_examples("pairing doctor", "pairing doctor --target localhost:22",
+                                 description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary and "
+                                             "the terminals it gives guests (or a running sshd with --target), tmux, "
+                                             "OpenSSH and your key: one line each, every failure with its fix, and a "
+                                             "last line counting them (exit 1 if any failed). With --direct, only "
+                                             "what `pairing direct` needs.",
+                                 epilog=_examples("pairing doctor", "pairing doctor --direct",
+                                                  "pairing doctor --target localhost:22",
                                                   "pairing doctor --identity ~/.ssh/work_ed25519"))
+    doctor.add_argument("--direct", action="store_true",
+                        help="check only what `pairing direct` needs: Python, the sshd binary, the terminals it "
+                             "gives guests (devpts' tty group), its host key, tmux; no Pulumi, AWS or key of yours")
     doctor.add_argument("--target", type=_target, metavar="HOST:PORT",
                         help="check your system's sshd there, for `pairing host --target` (default: check the sshd "
                              "binary pairing runs on its own)")
@@ -263,14 +282,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(parser(), argv)
     try:
         return COMMANDS[args.command](args)
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, OSError) as exc:
+        sys.stdout.flush()  # what the command printed comes first, piped too (e.g. up's FAIL lines before this)
         for line in str(exc).splitlines() or [""]:  # several problems: one line each
             print(f"pairing {args.command}: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        sys.stdout.flush()
         print(f"pairing {args.command}: interrupted", file=sys.stderr)
         return 130
 

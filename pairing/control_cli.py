@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .hook.control import ControlError, ask, control_folder
 from .names import GuestNameError, check_name
+from .text import did_you_mean
 
 NO_HOOK = 3
 WHAT = {"watch": "watching", "drive": "typing"}
@@ -98,8 +99,12 @@ def cmd_guest(args) -> int:
     def body() -> int:
         try:
             name = check_name(args.name)
-        except GuestNameError as exc:
-            raise Refused(str(exc)) from None
+        except GuestNameError as exc:  # `pairing watch Bob` with bob in: the running hook's names, if it answers
+            try:
+                names = [g["name"] for g in _request(args, {"op": "who"}).get("guests") or []]
+            except (Refused, KeyError, TypeError):
+                names = []
+            raise Refused(f"{exc}{did_you_mean(args.name, names)}") from None
         print(_request(args, {"op": args.command, "name": name})["ok"])
         return 0
     return _run(args, body)

@@ -1,6 +1,10 @@
 """`pairing direct`: no relay, no AWS. The hook's own sshd (hook/sshd.py) on one address of the host's
 choosing, a LAN or VPN one (e.g. Tailscale's 100.x.y.z), and an invite straight there, its key pinned.
-Otherwise `pairing host`'s pieces: its lock, console and loop (hook.watch). No --listen PORT: a free one.
+Otherwise `pairing host`'s pieces: its lock, console, room (--ask too) and loop (hook.watch).
+
+The port: --listen's, else the one this session had last time (direct_state: invites already sent name it),
+else a free one, remembered from then on. "ready" only once this run's own sshd answers there (its banner
+carries this run's nonce); a port another listener holds is refused in one line before anything is written.
 
 Guests arrive from the network, so their lines carry no loopback from= (the sshd listens on that address
 only); `0.0.0.0`/`::` would put it on every address, public ones too, and need --listen-all.
@@ -18,21 +22,22 @@ import threading
 import time
 from pathlib import Path
 
-from . import guest_documents
 from .backend import data_dir
+from .direct_invite import direct_command, direct_invitation, write_direct_config
+from .direct_state import DirectRecord, remember, remembered, running
 from .guest_flags import named_keys
-from .guest_documents import DirectRoute
 from .hook import PreflightError, end_session, open_session, watch
 from .hook.console import Console, direct_status_text
 from .hook.control import ControlError, ControlServer, socket_path as control_socket
 from .hook.guests import gated_lines
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
+from .hook.ports import endpoint, port_taken
+from .hook.prompt import on_terminal
 from .hook.recording import RecordingError, check_target, start_recording
 from .hook.room import Room
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
-from .invitation import Invitation, notes
-from .invite import machine_name, write_shareable
+from .invite import check_folder
 from .names import roster
 from .sshkeys import PublicKey, shorten
 from .tmux import Tmux, TmuxError
@@ -64,15 +69,41 @@ def _unspecified(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return (mapped or address).is_unspecified
 
 
-def instructions(invite: Path, route: DirectRoute, fingerprint: str) -> str:
+def instructions(invite: Path, record: DirectRecord, key: PublicKey) -> str:
     return (
         f"ready: guests can join now. Send them {invite} and have them run\n"
         f"    ssh -F {invite.name} pairing\n"
         "or this one command (needs OpenSSH 8.5+):\n"
-        f"    {guest_documents.direct_command(route)}\n"
-        f"your sshd {route.address} port {route.port} ({fingerprint}), no relay: guests must reach that address. "
-        "Ctrl-C to stop."
+        f"    {direct_command(record, key)}\n"
+        "a guest on Windows or with OpenSSH before 8.5: pairing invite --known-hosts; with PuTTY: pairing invite "
+        "--putty KEY.ppk\n"
+        f"your sshd {record.address} port {record.port} ({key.fingerprint}), no relay: guests must reach that address; "
+        "it keeps this port when you start it again. Ctrl-C to stop."
     )
+
+
+def _port(args, address: str) -> int | None:
+    """--listen's port, else the one this session's invites already name (it had it last time), else None: a
+    free one. Refused in one line, before anything is written, when another listener holds it."""
+    given = args.listen[1]
+    last = remembered(args.session, args.tmux_socket)
+    port = given or (last.port if last else None)
+    taken = port_taken(address, port) if port else None
+    if not taken:
+        return port
+    holder = next((r for r in running() if r.record.port == port
+                   and (r.record.session, r.record.tmux_socket) != (args.session, args.tmux_socket)), None)
+    if holder:
+        pid = f" (pid {holder.hook.pid})" if holder.hook.pid else ""
+        raise PreflightError(f"port {port} on {address} is held by `pairing direct --session {holder.record.session}`"
+                             f"{pid}; give this session another port: --listen {endpoint(address, 'PORT')}")
+    free = f"stop what holds it (ss -ltnp 'sport = :{port}' names it)"
+    if given:
+        raise PreflightError(f"--listen {endpoint(address, port)}: port {port} is taken on this machine ({taken}); "
+                             f"{free}, or give another port")
+    raise PreflightError(f"port {port} on {address}, which tmux session {args.session!r} keeps for the invites it sent, "
+                         f"is taken ({taken}); {free}, or give --listen {endpoint(address, 'PORT')} "
+                         "(invites already sent then name the old port)")
 
 
 def cmd_direct(args) -> int:
@@ -85,6 +116,7 @@ def cmd_direct(args) -> int:
     if not args.guest:
         raise PreflightError("give at least one guest: --guest gh:USER, --guest ~/their_key.pub or "
                              "--guest 'ssh-ed25519 AAAA...'")
+    check_folder(args.invite)
     guests, viewers, problems = named_keys(args.guest, args.viewer or [])  # each key named by its comment
     if problems:
         for line in problems:
@@ -98,13 +130,12 @@ def cmd_direct(args) -> int:
         raise PreflightError(str(exc)) from None
     lock = SingleHook(lock_path(args.session, args.tmux_socket), "direct")  # a second run stops here
     try:
-        return _run(args, str(address), port, guests, viewers, key, lock)
+        return _run(args, str(address), _port(args, str(address)), guests, viewers, key)
     finally:
         lock.release()
 
 
-def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers: list[PublicKey], key: PublicKey,
-         lock: SingleHook) -> int:
+def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers: list[PublicKey], key: PublicKey) -> int:
     session, socket_path = args.session, args.tmux_socket
     named = roster(guests, viewers)
     locked = lock_path(session, socket_path)  # the lock cmd_direct holds; the sshd's folder is its own
@@ -114,7 +145,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines, port=port, address=address)
     console, tmux = Console(sys.stdout), Tmux(socket_path)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
-    room = Room(named, tmux, session, console, False, pwd.getpwuid(os.geteuid()).pw_name)
+    room = Room(named, tmux, session, console, args.ask, pwd.getpwuid(os.geteuid()).pw_name)
     try:  # before the sshd: the guests' gates connect to it
         control = ControlServer(control_path, room.handle, console.control_refused)
     except (ControlError, OSError) as exc:
@@ -123,21 +154,22 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         return 1
     stopped = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    recorder = None
+    recorder = answers = None
     try:
         try:
-            sshd.start()
+            sshd.start()  # returns once this run's own sshd answers there (its nonce)
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
-        route = DirectRoute(address, sshd.port, sshd.user, key)
-        invitation = Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
-                                relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
-                                file_name=args.invite.name)
-        write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
+        record = DirectRecord(session, socket_path, address, sshd.port, tuple(guests), tuple(viewers))
+        remember(record)  # the port, for the next run; the session, for pairing status and pairing invite
+        write_direct_config(record, key, args.invite, direct_invitation(record, key, args.invite.name))
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
+        # --ask's y/N reads the terminal only from here on: the finally below gives it back.
+        answers = on_terminal(sys.stdin, room.answer_oldest) if args.ask else None
+        room.terminal = answers is not None
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)
-        console.ready(instructions(args.invite, route, key.fingerprint))
+        console.ready(instructions(args.invite, record, key))
         since = time.time()
         watch(tmux, session, console, bool(viewers), lambda: not stopped.is_set() and sshd.process.poll() is None,
               stopped.wait, stopped.set, lambda clients: direct_status_text(sshd.endpoint, since, clients), room)
@@ -148,7 +180,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.error(str(exc))
         return 1
     finally:
-        end_session(previous, control, recorder, sshd)
+        end_session(previous, control, recorder, sshd, answers)
         console.close()
     console.said("stopped")
     return 0

@@ -127,7 +127,7 @@ def _start_sshd(sshd_binary: Path) -> str:
             "General > Sharing > Remote Login), or pass --target HOST:PORT")
 
 
-def check_sshd_binary() -> Check:
+def check_sshd_binary(direct: bool = False) -> Check:
     """What `pairing host` runs without --target: the system's sshd binary, as this user. `sshd -t` on the
     config it would write, with a throwaway host key (nothing of the user's is made or read)."""
     import tempfile
@@ -142,7 +142,7 @@ def check_sshd_binary() -> Check:
     version = subprocess.run([str(sshd), "-V"], capture_output=True, text=True).stderr.split(",")[0].strip() or "?"
     if os.geteuid() == 0:
         return Check("sshd", False, f"{sshd} ({version}), but you are root, whom pairing's own sshd never lets in",
-                     "run pairing as your own user, or pass --target to use your running sshd")
+                     "run pairing as your own user" + ("" if direct else ", or pass --target to use your running sshd"))
     user = __import__("pwd").getpwuid(os.geteuid()).pw_name
     with tempfile.TemporaryDirectory(prefix="pairing-doctor-") as folder:
         key = Path(folder) / "host_key"
@@ -161,9 +161,38 @@ def check_sshd_binary() -> Check:
     said = (tested.stderr.strip().splitlines() or [""])[-1]
     if tested.returncode:
         return Check("sshd", False, f"{sshd} ({version}) refuses pairing's config as {user}: {said}",
-                     "install OpenSSH 9.2 or newer (openssh-server), or pass --target to use your running sshd")
-    return Check("sshd", True, f"{sshd} ({version}) accepts pairing's config as {user}; pairing runs it on 127.0.0.1 "
+                     "install OpenSSH 9.2 or newer (openssh-server)" + ("" if direct else ", or pass --target to use your running sshd"))
+    where = "the address of --listen" if direct else "127.0.0.1"
+    return Check("sshd", True, f"{sshd} ({version}) accepts pairing's config as {user}; pairing runs it on {where} "
                  "(no sshd need be running)")
+
+
+def check_terminals() -> Check:
+    """What the own sshd (pairing host's, pairing direct's) refuses to start without: guests' ptys it may hand over."""
+    from .hook.sshd import pty_problem
+
+    problem = pty_problem()
+    if problem:
+        detail, _, fix = problem.rpartition("; ")
+        return Check("terminals", False, detail, fix)
+    return Check("terminals", True, "new terminals under /dev/pts get the tty group (or you may give it): "
+                 "guests get a terminal")
+
+
+def check_sshd_host_key() -> Check:
+    """The own sshd's host key, which guests pin: usable if there, else made on the first run (nothing made here)."""
+    from .backend import data_dir
+    from .hook.sshd import SshdError, host_key, key_path
+
+    path = key_path(data_dir())
+    if not path.exists():
+        return Check("sshd host key", True, f"none yet: the first run makes {path}")
+    try:
+        key = host_key(data_dir())
+    except (SshdError, OSError) as exc:
+        detail, _, fix = str(exc).partition("; ")
+        return Check("sshd host key", False, detail, fix or f"move {path} away")
+    return Check("sshd host key", True, f"{path} ({key.fingerprint}, what guests pin)")
 
 
 def check_tmux() -> Check:
@@ -209,9 +238,15 @@ def check_identity(home: Path | None = None, given: Path | None = None) -> Check
 def run_checks(target: tuple[str, int] | None = None, identity: Path | None = None,
                sshd_key_given: bool = False) -> list[Check]:
     """target None: pairing's own sshd (the binary is checked); else the system sshd listening there."""
-    sshd = check_sshd_binary() if target is None else check_sshd(target, None if sshd_key_given else LOCAL_SSHD_KEY)
-    return [check_python(), check_pulumi(), check_aws_credentials(), sshd, check_tmux(),
+    own = [check_sshd_binary(), check_terminals()] if target is None else \
+        [check_sshd(target, None if sshd_key_given else LOCAL_SSHD_KEY)]
+    return [check_python(), check_pulumi(), check_aws_credentials(), *own, check_tmux(),
             check_openssh(), check_identity(given=identity)]
+
+
+def direct_checks() -> list[Check]:
+    """`pairing direct`'s needs only: no relay, so no Pulumi, AWS or key of the host's own."""
+    return [check_python(), check_sshd_binary(direct=True), check_terminals(), check_sshd_host_key(), check_tmux()]
 
 
 def report(checks: list[Check]) -> str:
@@ -221,6 +256,11 @@ def report(checks: list[Check]) -> str:
 
 
 def cmd_doctor(args) -> int:
-    checks = run_checks(args.target, args.identity)
+    if args.direct and (args.target or args.identity):
+        flag = "--target" if args.target else "--identity"
+        print(f"pairing doctor: {flag} is for `pairing host`/`up`; `pairing direct` runs its own sshd and needs no "
+              f"key of yours: leave out {flag} or --direct", file=sys.stderr)
+        return 2
+    checks = direct_checks() if args.direct else run_checks(args.target, args.identity)
     print(report(checks))
     return 0 if all(c.ok for c in checks) else 1

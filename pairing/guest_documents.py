@@ -76,10 +76,10 @@ def _pinning(alias: str, key: PublicKey, known_hosts: str | None) -> list[tuple[
     ]
 
 
-def known_hosts_file(route: GuestRoute) -> str:
-    """Both hops' keys under their aliases: the file an older guest's config names."""
-    return "".join(known_hosts_line(alias, key) + "\n" for alias, key in
-                   ((RELAY_ALIAS, route.relay_host_key), (HOST_ALIAS, route.host_sshd_key)))
+def known_hosts_file(route: GuestRoute | DirectRoute) -> str:
+    """Each hop's key under its alias (a direct route has one hop): the file an older guest's config names."""
+    hops = [] if isinstance(route, DirectRoute) else [(RELAY_ALIAS, route.relay_host_key)]
+    return "".join(known_hosts_line(alias, key) + "\n" for alias, key in [*hops, (HOST_ALIAS, route.host_sshd_key)])
 
 
 def _relay_hop(route: GuestRoute, known_hosts: str | None = None) -> list[tuple[str, str]]:
@@ -127,11 +127,12 @@ def _comments(notes: Sequence[str]) -> list[str]:
     return [printable(f"# {note}".rstrip(), "the invite's header") for note in notes]
 
 
-def direct_config(route: DirectRoute, notes: Sequence[str] = (CONNECT,)) -> str:
-    """An ssh_config for `ssh -F FILE pairing` straight to the host's sshd, its key pinned inline;
-    notes: the header's lines (invitation.notes), each written as a comment."""
+def direct_config(route: DirectRoute, notes: Sequence[str] = (CONNECT,), known_hosts: str | None = None) -> str:
+    """An ssh_config for `ssh -F FILE pairing` straight to the host's sshd, its key pinned inline (known_hosts:
+    in that file, known_hosts_file()'s, for Windows and OpenSSH before 8.5); notes: the header's lines
+    (invitation.notes), each written as a comment."""
     lines = [*_comments(notes), f"Host {GUEST_HOST}"]
-    lines += [_option_line(k, v) for k, v in _host_hop(route)]
+    lines += [_option_line(k, v) for k, v in _host_hop(route, known_hosts)]
     return "\n".join(lines + ["", *OWN_CONFIG]) + "\n"
 
 

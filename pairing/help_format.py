@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
+
+from .text import did_you_mean
 
 
 SHOWN_REQUIRED = "pairing_required"  # set on an argparse action: required, checked by the command
@@ -42,10 +45,32 @@ class Help(argparse.HelpFormatter):
 
 
 class CommandParser(argparse.ArgumentParser):
-    """Every command's parser: Help's formatting unless told otherwise."""
+    """Every command's parser (the top one's too): Help's formatting unless told otherwise, and a mistyped
+    command, choice or flag gets the nearest one it has: `pairing whoo` (did you mean who?)."""
 
     def __init__(self, *args, formatter_class=Help, **kwargs) -> None:
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    def error(self, message: str):
+        choice = re.match(r"(argument .*: invalid choice: '(.*)') (\(choose from .*\))$", message)
+        if choice:
+            near = did_you_mean(choice[2], re.findall(r"'([^']*)'", choice[3]))
+            message = f"{choice[1]}{near} {choice[3]}"
+        elif message.startswith("unrecognized arguments: "):
+            typed = next((word for word in message.split()[2:] if word.startswith("-")), "")
+            flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+            message += did_you_mean(typed.partition("=")[0], flags) if typed else ""
+        super().error(message)
+
+
+def unrecognized(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, but flags no command has are said by that command's parser, which knows its own flags
+    (the top parser would say them with no suggestion)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def examples(*lines: str) -> str:

@@ -47,17 +47,21 @@ def notes(invitation: Invitation) -> list[str]:
     else:
         whom = [f"For {i.guest.name}, who {_role(i.guest.typing)}; your key: {i.guest.key.fingerprint}",
                 "    (see yours with: ssh-keygen -lf YOUR_KEY.pub)"]
-    if i.relay is None:  # pairing direct: one hop, its key inline (KnownHostsCommand: OpenSSH 8.5+)
-        files = ["Needs OpenSSH 8.5+ (Linux, macOS)."]
+    files = ([f"It names {i.known_hosts}, relative to the folder you run ssh in: keep both files there."]
+             if i.known_hosts else ["Needs OpenSSH 8.5+ (Linux, macOS). On Windows or older: ask your host for "
+                                    "`pairing invite --known-hosts`."])
+    if i.relay is None:  # pairing direct: one hop, straight to the host's sshd
         ends = ["It works while your host's `pairing direct` runs; there is no relay."]
         pins = ["The host's key is pinned below; to double-check with your host by voice or chat:"]
+        elsewhere = ["names (this file reads it last; its own lines above win). A key elsewhere: add -i PATH",
+                     f"(ssh -F {i.file_name} -i PATH pairing), or ssh-add PATH first."]
     else:
-        files = ([f"It names {i.known_hosts}, relative to the folder you run ssh in: keep both files there."]
-                 if i.known_hosts else ["Needs OpenSSH 8.5+ (Linux, macOS). On Windows or older: ask your host for "
-                                        "`pairing invite --known-hosts`."])
         ends = [f"The relay, and this invitation, end at {i.expires_at:%Y-%m-%dT%H:%M:%SZ} (UTC)."]
         pins = ["Both hops are pinned below; to double-check with your host by voice or chat:",
                 f"    {i.relay}: {i.relay_fingerprint}"]
+        elsewhere = ["names (this file reads it last; its own lines above win). A key elsewhere: ssh-add PATH first, or",
+                     "add `Host pairing pairing-relay` + `IdentityFile PATH` to ~/.ssh/config (ssh -i reaches only the",
+                     "second hop, not the relay)."]
     return [
         f"pairing: an invitation to join {where}.",
         f"Connect, in the folder holding this file:  ssh -F {i.file_name} pairing",
@@ -68,7 +72,5 @@ def notes(invitation: Invitation) -> list[str]:
         f"    host sshd: {i.host_fingerprint}",
         LEAVE,
         "Your key: ssh offers the usual ones: ~/.ssh/id_*, your ssh-agent, and what your own ~/.ssh/config",
-        "names (this file reads it last; its own lines above win). A key elsewhere: ssh-add PATH first, or",
-        "add `Host pairing pairing-relay` + `IdentityFile PATH` to ~/.ssh/config (ssh -i reaches only the",
-        "second hop, not the relay).",
+        *elsewhere,
     ]

@@ -11,6 +11,7 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 from . import backend as backends
 from . import guest_documents, putty
@@ -19,7 +20,7 @@ from .names import NamedKey, roster
 from .outputs import HOST_NAME, OutputsError, StackOutputs
 from .sshkeys import shorten
 from .stack_cli import read_outputs
-from .text import printable
+from .text import did_you_mean, printable
 
 
 class InviteError(ValueError):
@@ -34,10 +35,15 @@ def machine_name() -> str | None:
 
 def guest_named(outputs: StackOutputs, name: str) -> NamedKey:
     """`--for NAME`: one of the guests the outputs name, else one line listing them."""
-    guests = roster(outputs.guest_keys, outputs.viewer_keys)
+    return guest_in(roster(outputs.guest_keys, outputs.viewer_keys), name)
+
+
+def guest_in(guests: Sequence[NamedKey], name: str) -> NamedKey:
+    """`--for NAME`: one of `guests`, else one line listing them (and the nearest name, if one is near)."""
     found = [g for g in guests if g.name == name]
     if not found:
-        raise InviteError(f"--for {shorten(name)!r}: no guest of that name; the guests are {', '.join(g.name for g in guests)}")
+        raise InviteError(f"--for {shorten(name)!r}: no guest of that name{did_you_mean(name, [g.name for g in guests])}; "
+                          f"the guests are {', '.join(g.name for g in guests)}")
     return found[0]
 
 
@@ -116,9 +122,19 @@ def putty_invite(outputs: StackOutputs, key_path: str, ipv6: bool = False) -> st
     ])
 
 
+def check_folder(path: Path) -> None:
+    """--invite FILE's folder exists (checked before anything is touched): one line, not mkstemp's Errno."""
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InviteError(f"--invite {path}: the folder {folder} {what}; make it (mkdir -p {folder}) or give a "
+                          "file in a folder that exists")
+
+
 def write_shareable(path: Path, text: str) -> None:
     """Atomically, readable by all (it holds public keys and addresses only). The temp file is
     made fresh with O_EXCL (mkstemp), so a planted file or symlink in its place is never followed."""
+    check_folder(path)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as out:
@@ -131,8 +147,28 @@ def write_shareable(path: Path, text: str) -> None:
 
 
 def cmd_invite(args) -> int:
+    """A running `pairing direct`'s invite (no Pulumi) unless --outputs is given; else the relay's."""
+    from .direct_invite import putty_direct_invite, the_running_one, write_direct_invite  # it builds on this module
+
     key_path = putty.check_key_path(args.putty) if args.putty is not None else None  # before reading anything
-    outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    check_folder(args.invite)
+    direct = the_running_one(args.session) if args.outputs is None else None
+    if args.session is not None and direct is None:
+        raise InviteError(f"--session {args.session}: no `pairing direct` runs for that tmux session; start it: "
+                          f"pairing direct --session {args.session} --guest SOURCE --listen ADDRESS")
+    if direct is not None:
+        if args.ipv6:
+            raise InviteError("--ipv6 is for a relay's invite; a `pairing direct` invite names the address it listens "
+                              "on: give that --listen an IPv6 address instead")
+        print(putty_direct_invite(direct.record, key_path) if key_path is not None else
+              write_direct_invite(direct.record, args.invite, args.known_hosts, args.for_name))
+        return 0
+    try:
+        outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    except OutputsError as exc:  # a direct host may have meant theirs: say it is not running
+        if args.outputs is None:
+            raise OutputsError(f"{exc}; and no `pairing direct` runs as this user (its invite needs no Pulumi)") from None
+        raise
     if key_path is not None:
         print(putty_invite(outputs, key_path, args.ipv6))
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from .accounts import GUEST_USER
-from .guest_documents import GuestRoute
+from .guest_documents import DirectRoute, GuestRoute
 from .sshkeys import shorten
 from .text import UnsafeText, printable
 
@@ -65,6 +65,23 @@ def window_steps(route: GuestRoute, key_path: str) -> list[str]:
         f"Connection > Data: Auto-login username {route.host_user}",
         "Connection > Proxy: Proxy type Local, and as the local proxy command:",
         f"    {relay_proxy(route, key_path)}",
+        f"Connection > SSH > Host keys: Manually configure host keys: add {route.host_sshd_key.fingerprint}",
+        f"Connection > SSH > Auth > Credentials (Auth before PuTTY 0.77): Private key file {key_path}",
+        "then Open (save the session first to use it again)",
+    ]
+
+
+def direct_plink_command(route: DirectRoute, key_path: str) -> str:
+    """`pairing direct`'s: one hop, straight to the host's sshd, its key pinned; no proxy."""
+    words = ["plink", "-ssh", "-t", "-batch", "-i", key_path, "-l", route.host_user, "-P", str(route.port),
+             "-hostkey", route.host_sshd_key.fingerprint, route.address]
+    return printable(" ".join(_plain(w) for w in words), "the plink command")
+
+
+def direct_window_steps(route: DirectRoute, key_path: str) -> list[str]:
+    return [
+        f"Session: Host Name {_plain(route.address)}, Port {route.port}, Connection type SSH",
+        f"Connection > Data: Auto-login username {_plain(route.host_user)}",
         f"Connection > SSH > Host keys: Manually configure host keys: add {route.host_sshd_key.fingerprint}",
         f"Connection > SSH > Auth > Credentials (Auth before PuTTY 0.77): Private key file {key_path}",
         "then Open (save the session first to use it again)",

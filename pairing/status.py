@@ -1,6 +1,8 @@
-"""`pairing status`: the relay, its time left, the tunnel as the running hook reports it, and the guests, by name (the room's).
+"""`pairing status`: a running `pairing direct` (where it listens, its guests); else the relay, its time left, the
+tunnel as the running hook reports it, and the guests, by name (the room's).
 
-Its exit status says which of four states holds (EXIT_STATUS, shown by `pairing status --help`), so a
+A running `pairing direct` is found in this user's state folder (direct_state), no Pulumi asked. Its exit
+status says which of the states holds (EXIT_STATUS, shown by `pairing status --help`), so a
 script can wait for a session; bad or unreadable outputs are 2, like every command's bad input.
 """
 
@@ -12,18 +14,20 @@ import shutil
 
 from . import backend as backends
 from .control_cli import guests_line
+from .direct_state import RunningDirect, running
 from .hook import lock_path, read_state
 from .outputs import StackOutputs
 from .stack_cli import NoStack, read_outputs_json
 from .up_plan import default_stack
 
-HELD, NOT_HELD, EXPIRED, NO_RELAY = 0, 3, 4, 5  # 1 is left to Python's own crash, 2 to bad input
+HELD, NOT_HELD, EXPIRED, NO_RELAY, DIRECT = 0, 3, 4, 5, 6  # 1 is left to Python's own crash, 2 to bad input
 EXIT_STATUS = f"""exit status:
   {HELD}  a relay is up and a running `pairing host` holds its tunnel
   2  the outputs could not be read (a bad --outputs file, the Pulumi CLI missing or failing)
   {NOT_HELD}  a relay is up, but no `pairing host` holds its tunnel
   {EXPIRED}  the relay is past its end (expiresAt): it has ended itself
-  {NO_RELAY}  no relay: no such stack, or one with no outputs (never deployed, or destroyed)"""
+  {NO_RELAY}  no relay: no such stack, or one with no outputs (never deployed, or destroyed)
+  {DIRECT}  a `pairing direct` runs: its address, port and guests are shown (a relay is read only with --outputs)"""
 
 
 def no_relay(args) -> str | None:
@@ -66,7 +70,25 @@ def hold_command(args) -> str:
     return shlex.join(words)
 
 
+def direct_lines(found: list[RunningDirect]) -> list[str]:
+    """Each running `pairing direct`: where guests reach it, since when, and who is in."""
+    lines = []
+    for run in found:
+        record, hook = run.record, run.hook
+        since = f", since {dt.datetime.fromtimestamp(hook.record.started):%H:%M:%S}" if hook.record else ""
+        pid = f", pid {hook.pid}" if hook.pid else ""
+        lines.append(f"direct  listening on {record.endpoint} (pairing direct --session {record.session}{pid}{since}); "
+                     "no relay")
+        lines.append(f"guests  {guests_line(record.session, record.tmux_socket)}")
+    return lines
+
+
 def cmd_status(args) -> int:
+    found = running()
+    if found:
+        print("\n".join(direct_lines(found)))
+        if args.outputs is None:  # a direct host asks no Pulumi
+            return DIRECT
     outputs = read_relay(args)
     if isinstance(outputs, str):
         print(f"relay   none: {outputs}; start one: pairing up --guest SOURCE")

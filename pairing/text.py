@@ -7,7 +7,9 @@ it emits, so a caller that skipped validation still cannot smuggle in a second l
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
+from typing import Iterable
 
 # Control characters (C0, DEL, C1: terminals act on them), format characters (U+202E turns
 # text around, U+200B and the BOM hide in it), line and paragraph separators (Python splits
@@ -30,3 +32,11 @@ def printable(text: str, what: str) -> str:
     if bad is not None:
         raise UnsafeText(f"{what} holds the control or format character U+{ord(bad):04X}; refusing to write it")
     return text
+
+
+def did_you_mean(typed: str, known: Iterable[str]) -> str:
+    """` (did you mean NAME?)` for the one of `known` nearest to what was typed (difflib's ratio, case aside),
+    else "": for a mistyped command, flag, guest name or region."""
+    by_lower = {name.lower(): name for name in known}
+    near = difflib.get_close_matches(typed.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[near[0]]}?)" if near and by_lower[near[0]] != typed else ""

@@ -18,12 +18,12 @@ from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
 from .hook import HostOptions, PreflightError, SingleHook, lock_path, run, system_sshd
 from .hook.recording import check_target
-from .invite import write_invite
+from .invite import check_folder, write_invite
 from .outputs import OutputsError, StackOutputs
 from .up_plan import UpError, UpPlan, plan, stack_config
 
 # What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
-REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "tmux", "identity"}
+REQUIRED_CHECKS = {"python", "pulumi", "aws credentials", "sshd", "terminals", "tmux", "identity"}
 
 
 def up_arguments(say: Callable[[str], None]) -> dict:
@@ -139,6 +139,7 @@ def cmd_up(args) -> int:
     # is left alone. The lock is held from here to the hook's end, so no second run slips in.
     # Without --target, the lock is on the own sshd's folder for the tmux session (settings' default: pair).
     check_target(args.record)
+    check_folder(args.invite)  # said now, not after the relay is made
     args.target, args.authorized_keys = system_sshd(args.target, args.authorized_keys)
     own = args.target is None
     lock = SingleHook(lock_path(args.session or "pair", args.tmux_socket) if own else args.authorized_keys, command="up")

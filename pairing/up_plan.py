@@ -22,6 +22,7 @@ from .guest_flags import named_keys
 from .keysources import KeySourceError, keys_from
 from .settings import LOCAL_SSHD_KEY, NAMESPACE, ConfigError, Settings, parse_setting, settings_from, system_sshd_key
 from .sshkeys import is_fido, shorten
+from .text import did_you_mean
 
 STACK_PREFIX = "pair"
 
@@ -122,6 +123,9 @@ def stack_config(args, home: Path, environ: dict[str, str]) -> dict[str, str]:
                         "or set region in your AWS profile (aws configure set region eu-central-1)")
     elif not AWS_REGION_NAME.fullmatch(region):
         problems.append(f"{where}: {shorten(region)!r} is not an AWS region name; use e.g. eu-central-1")
+    elif region not in (regions := known_regions()) and regions:
+        problems.append(f"{where}: {region!r} is not an AWS region{did_you_mean(region, regions)}; "
+                        "use e.g. eu-central-1")
     else:
         config["aws:region"] = region
     if not problems:
@@ -143,6 +147,15 @@ def _settings_problems(config: dict[str, str], host_key: Path) -> list[str]:
     if is_fido(settings.host_public_key):  # the hook would refuse it, after the deploy
         return [fido_refusal(f"--host-key {host_key}", settings.host_public_key)]
     return []
+
+
+def known_regions() -> list[str]:
+    """The regions the installed pulumi-aws knows (its Region enum); none (no check) without it."""
+    try:
+        from pulumi_aws import Region
+    except ImportError:
+        return []
+    return [region.value for region in Region]
 
 
 def aws_region(given: str | None, environ: dict[str, str], home: Path) -> tuple[str | None, str]:

@@ -5,6 +5,7 @@ No system sshd, no relay, nothing of this machine's ~/.ssh or /etc/ssh."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -29,16 +30,18 @@ def ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *argv], capture_output=True, text=True, check=check)
 
 
-@pytest.fixture(scope="module")
-def lan():
-    """A guest's network namespace, joined to ours by a veth pair on SUBNET; deleted after, by name."""
-    name, host_if, guest_if = f"pairing-direct-{os.getpid()}", f"pdh{os.getpid() % 100000}", f"pdg{os.getpid() % 100000}"
-    assert not ip("-4", "-o", "addr", "show", "to", str(SUBNET)).stdout.strip(), f"{SUBNET} is in use on this machine"
+@contextlib.contextmanager
+def veth_lan(subnet: ipaddress.IPv4Network):
+    """A guest's network namespace, joined to ours by a veth pair on `subnet` (a /30: ours .1, the guest's .2);
+    deleted after, by name. Each module its own subnet: modules may run side by side."""
+    name, host_if, guest_if = f"pairing-direct-{os.getpid()}-{subnet[0].packed[3]}", \
+        f"pdh{os.getpid() % 100000}-{subnet[0].packed[3]}", f"pdg{os.getpid() % 100000}-{subnet[0].packed[3]}"
+    assert not ip("-4", "-o", "addr", "show", "to", str(subnet)).stdout.strip(), f"{subnet} is in use on this machine"
     ip("netns", "add", name)
     try:
         ip("link", "add", host_if, "type", "veth", "peer", "name", guest_if, "netns", name)
-        ip("addr", "add", f"{HOST_IP}/30", "dev", host_if)
-        ip("-n", name, "addr", "add", f"{GUEST_IP}/30", "dev", guest_if)
+        ip("addr", "add", f"{subnet[1]}/30", "dev", host_if)
+        ip("-n", name, "addr", "add", f"{subnet[2]}/30", "dev", guest_if)
         ip("link", "set", "dev", host_if, "up")
         ip("-n", name, "link", "set", "dev", guest_if, "up")
         ip("-n", name, "link", "set", "dev", "lo", "up")
@@ -46,6 +49,12 @@ def lan():
     finally:
         ip("link", "del", host_if, check=False)  # deleting the netns alone removes the veth later
         ip("netns", "del", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def lan():
+    with veth_lan(SUBNET) as name:
+        yield name
 
 
 class Direct:
@@ -80,8 +89,8 @@ def direct(keys, lan, tmp_path_factory):
         host.remove()
 
 
-def sshd_port(hook: Hook) -> int:
-    return int(re.search(rf"your own sshd for guests listens on {re.escape(HOST_IP)}:(\d+) ", hook.text)[1])
+def sshd_port(hook: Hook, address: str = HOST_IP) -> int:
+    return int(re.search(rf"your own sshd for guests listens on {re.escape(address)}:(\d+) ", hook.text)[1])
 
 
 def listening(port: int) -> list[str]:

@@ -40,9 +40,12 @@ class StatusLine:
         self.stream.flush()
 
     def close(self) -> None:
+        """The status line is wiped (a Ctrl-C's ^C with it) and not drawn again: lines said after it ("stopped")
+        start where it was, and the shell's prompt gets a line of its own."""
         if self.tty and self.last:
-            self.stream.write("\n")
+            self.stream.write("\r\033[K")
             self.stream.flush()
+        self.last = ""
 
 
 def _clock() -> str:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from ..names import NamedKey
+from ..text import did_you_mean
 from ..tmux import Client, Snapshot, Tmux
 from .console import Console
 from .prompt import allow_option
@@ -141,7 +142,8 @@ class Room:
     def _command(self, op: str, name: str) -> dict:
         with self.lock:
             if name not in self.typing:
-                return {"error": f"no guest is called {name!r}; {self._connected_text()}"}
+                near = did_you_mean(name, self.typing)
+                return {"error": f"no guest is called {name!r}{near}; {self._connected_text()}"}
             if op in ("allow", "deny"):
                 waiting = [p for p in self.pending if p.name == name and not p.decided.is_set()]
                 if not waiting:

@@ -15,6 +15,7 @@ import ipaddress
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import stat
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..sshkeys import PublicKey, public_half
+from .ports import answers as _answers, endpoint, family as _family
 from ..text import printable
 
 KEY_NAME = "ssh_host_ed25519_key"
@@ -48,7 +50,6 @@ _ACCEPTED = re.compile(r"Accepted publickey for (\S+) from \S+ port \d+ ssh2: \S
 
 class SshdError(RuntimeError):
     """The private sshd cannot run; the message is one line saying why and what to do."""
-
 
 def host_key(data: Path) -> PublicKey:
     """The public half of this host's sshd key, made (ED25519, mode 600) the first time. Never replaces
@@ -99,8 +100,10 @@ def _word(value: str, what: str) -> str:
     return f'"{value}"' if any(c.isspace() for c in value) else value
 
 
-def render_config(user: str, port: int, folder: Path, host_key_file: Path, address: str = "127.0.0.1") -> str:
-    """The sshd_config of the private sshd (every file it names is in `folder` but the host key)."""
+def render_config(user: str, port: int, folder: Path, host_key_file: Path, address: str = "127.0.0.1",
+                  nonce: str | None = None) -> str:
+    """The sshd_config of the private sshd (every file it names is in `folder` but the host key). nonce: this
+    run's word at the end of sshd's banner (VersionAddendum), by which the start proves the sshd answering is its own."""
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?", user):  # AllowUsers reads * ? ! , @ as patterns
         raise SshdError(f"the user name {user!r} cannot be written into AllowUsers; run pairing host as another user")
     if not 0 < port < 65536:
@@ -128,9 +131,17 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path, addre
         "LogLevel VERBOSE",  # "Accepted publickey ... SHA256:...": which guest's key logged in
         f"KexAlgorithms {KEX}",
         f"MACs {MACS}",
+        # Another sshd of the same host key (a second `pairing direct` on a held port) answers alike but for this.
+        *([f"VersionAddendum {_nonce(nonce)}"] if nonce else []),
         "",  # no Subsystem: no sftp, nothing but the forced command
     ]
     return "\n".join(printable(line, "a line of the sshd config") for line in lines)
+
+
+def _nonce(nonce: str) -> str:
+    if not re.fullmatch(r"[a-z0-9-]{1,64}", nonce):
+        raise SshdError(f"{nonce!r} is not a banner word")
+    return nonce
 
 
 def _address(address: str) -> str:
@@ -154,7 +165,7 @@ def strict_modes_problem(path: Path, uid: int, home: str) -> str | None:
     return None
 
 
-def _pty_problem() -> str | None:
+def pty_problem() -> str | None:
     """Whether sshd may hand a new pty to its user: already in the tty group, or a group chown allows."""
     master, slave = os.openpty()
     gid = os.fstat(slave).st_gid
@@ -180,6 +191,7 @@ class PrivateSshd:
         self.fixed_port, self.port = port, port or 0
         self.log, self.config, self.authorized_keys = folder / "sshd.log", folder / "sshd_config", folder / "authorized_keys"
         self.process: subprocess.Popen | None = None
+        self.nonce = ""  # this run's banner word (render_config), made at each start
         account = pwd.getpwuid(os.geteuid())
         self.user, self.home = account.pw_name, account.pw_dir
 
@@ -202,13 +214,15 @@ class PrivateSshd:
         sshd = find_sshd()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
-        for problem in (strict_modes_problem(self.folder, os.geteuid(), self.home), _pty_problem()):
+        for problem in (strict_modes_problem(self.folder, os.geteuid(), self.home), pty_problem()):
             if problem:
                 raise SshdError(f"the host's sshd cannot serve guests here: {problem}")
         self.set_guests(self.guest_lines)
         for _ in range(3):  # a free port may be taken before sshd binds it: pick another
             self.port = self.fixed_port or _free_port(self.address)
-            self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file, self.address))
+            self.nonce = f"pairing-{secrets.token_hex(8)}"
+            self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file, self.address,
+                                                 self.nonce))
             if self._run(sshd):
                 return
         raise SshdError(f"the host's sshd found no free port on {self.address}: each one it was given was taken at once")
@@ -216,10 +230,11 @@ class PrivateSshd:
     @property
     def endpoint(self) -> str:
         """address:port as a user types it ([v6]:port)."""
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return endpoint(self.address, self.port)
 
     def _run(self, sshd: Path) -> bool:
-        """Start it; True once it answers, False if its port was taken meanwhile."""
+        """Start it; True once it answers with this run's nonce (no other sshd's answer will do: one of the same
+        host key on that port would pass any other probe), False if its port was taken meanwhile."""
         self.log.touch(mode=0o600)
         start = self.log.stat().st_size
         argv = [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()),
@@ -228,7 +243,7 @@ class PrivateSshd:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)  # a Ctrl-C at the terminal is the hook's
         deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(self.address, self.port):
+        while not _answers(self.address, self.port, self.nonce):
             late = time.monotonic() > deadline
             if late or self.process.poll() is not None:
                 self.stop()
@@ -272,10 +287,6 @@ def _why(log: str) -> str:
     return next((line for line in lines if "Bind to port" in line), lines[-1])
 
 
-def _family(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
-
-
 def _free_port(address: str = "127.0.0.1") -> int:
     try:
         with socket.create_server((address, 0), family=_family(address)) as sock:
@@ -283,11 +294,3 @@ def _free_port(address: str = "127.0.0.1") -> int:
     except OSError as exc:  # e.g. an address this machine does not have
         raise SshdError(f"the host's sshd cannot listen on {address}: {exc.strerror or exc}; give an address of "
                         "this machine (`ip -brief address` lists them)") from None
-
-
-def _answers(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1) as sock:
-            return sock.recv(4) == b"SSH-"
-    except OSError:
-        return False
