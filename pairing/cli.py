@@ -7,6 +7,7 @@ Only the arguments and a table of handlers: each command's code lives with its c
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
 from .status import EXIT_STATUS, cmd_status
-from .text import UnsafeText
+from .text import UnsafeText, shown
 from .tunnel import CARRIERS
 from .up import cmd_down, cmd_up
 from .up_plan import UpError, default_stack
@@ -262,13 +263,26 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# Libraries' logs never reach the terminal: unconfigured, Python's last-resort handler printed
+# paramiko's tracebacks to stderr, with a server's banner in them raw. What failed is said once, by us.
+LIBRARY_LOGGERS = ("paramiko", "sshtunnel", "pairing")  # pairing.selftest: sshtunnel's, in tunnel/loop.py
+
+
+def quiet_library_logs() -> None:
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_library_logs()
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, OSError) as exc:
-        for line in str(exc).splitlines() or [""]:  # several problems: one line each
-            print(f"pairing {args.command}: {line}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # several problems: one line each, escaped (text.shown)
+            print(shown(f"pairing {args.command}: {line}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pairing {args.command}: interrupted", file=sys.stderr)

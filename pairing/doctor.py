@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .settings import LOCAL_SSHD_KEY
+from .text import shown
 
 MIN_PYTHON = (3, 10)
 MIN_OPENSSH = (8, 5)  # KnownHostsCommand, which pins both hops inline
@@ -32,8 +33,9 @@ class Check:
     fix: str = ""
 
     def line(self) -> str:
+        """Escaped (text.shown): the details quote banners, tools' versions and their errors."""
         mark = "ok  " if self.ok else "FAIL"
-        return f"{mark} {self.name}: {self.detail}" + (f"; fix: {self.fix}" if not self.ok and self.fix else "")
+        return shown(f"{mark} {self.name}: {self.detail}" + (f"; fix: {self.fix}" if not self.ok and self.fix else ""))
 
 
 def _version(argv: list[str]) -> str | None:

@@ -3,6 +3,11 @@
 Documents pairing writes (authorized_keys lines, ssh configs, known_hosts lines, command
 strings) are rendered from validated values only; each renderer also calls printable() on what
 it emits, so a caller that skipped validation still cannot smuggle in a second line.
+
+Text from outside that is only shown (an SSH banner inside an exception, tmux's or ssh's words, a
+peer's answer) goes through shown() on its way to a terminal or a log: the console, the CLI's error
+lines, doctor's and status's lines. It is escaped there, never refused: the host must still read what
+failed.
 """
 
 from __future__ import annotations
@@ -30,3 +35,26 @@ def printable(text: str, what: str) -> str:
     if bad is not None:
         raise UnsafeText(f"{what} holds the control or format character U+{ord(bad):04X}; refusing to write it")
     return text
+
+
+def shown(text: object) -> str:
+    """`text` made safe to show on a terminal or in a log, as one line: each character printable() would
+    refuse written as its escape (ESC as \\x1b, U+202E as \\u202e), so an SSH banner, an exception's
+    message, tmux's or a peer's words say what they say and do nothing. Idempotent: what it writes holds
+    nothing it would escape again. Bytes are read as UTF-8, anything else undecodable escaped too."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "backslashreplace")
+    text = str(text)
+    if unprintable(text) is None:
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in UNPRINTABLE else c for c in text)
+
+
+def shown_lines(text: object) -> str:
+    """shown() for each line of a text whose line breaks (\\n only) are meant: the rest escaped."""
+    return "\n".join(shown(line) for line in str(text).split("\n"))
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

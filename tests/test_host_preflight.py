@@ -12,8 +12,10 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -156,6 +158,57 @@ def test_relay_unreachable(pairing):
                                 relayKnownHosts=f"[{relay.relay.address}]:9 {relay.relay_public_key.bare}\n")
     line = refused(pairing, with_option(pairing.hook_argv(), "--outputs", str(closed)))
     assert f"cannot reach the relay at {pairing.deployment.relay.address}:9" in line and "allowedCidrs" in line
+
+
+# A banner as whoever answers the relay's address may send it: an OSC 52 clipboard write and an OSC 0
+# title, in the version field paramiko quotes back in its error ("Incompatible version (...)").
+HOSTILE_BANNER = b"SSH-\x1b]52;c;cm0gLXJmIH4K\x07\x1b]0;pwned\x07-x\r\n"
+
+
+@pytest.fixture()
+def hostile_relay():
+    """A listener on 127.0.0.1 that answers every connection with HOSTILE_BANNER; its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                conn.sendall(HOSTILE_BANNER)
+                conn.settimeout(5)
+                try:
+                    conn.recv(4096)  # the client's version line, or its close
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    server.close()
+    thread.join(10)
+
+
+@pytest.mark.parametrize("tunnel", ["paramiko", "openssh"])
+def test_a_relays_banner_reaches_no_terminal_raw(pairing, hostile_relay, tunnel):
+    """Finding 5 (issue 19): no ESC byte on stdout or stderr, no library traceback, and the line says what failed."""
+    relay = pairing.deployment
+    hostile = relay.outputs_file("hostile.json", relayAddress="127.0.0.1", relayPort=hostile_relay,
+                                 relayKnownHosts=f"[127.0.0.1]:{hostile_relay} {relay.relay_public_key.bare}\n")
+    argv = with_option(with_option(pairing.hook_argv(), "--outputs", str(hostile)), "--tunnel", tunnel)
+    result = subprocess.run([sys.executable, "-m", "pairing", "host", *argv], cwd=PROJECT, capture_output=True,
+                            timeout=60, stdin=subprocess.DEVNULL, env=pairing.hook_env())
+    assert b"\x1b" not in result.stdout + result.stderr, result.stderr
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.decode().splitlines() == [
+        f"pairing host: cannot reach the relay at 127.0.0.1:{hostile_relay} (Incompatible version "
+        "(\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b]0;pwned\\x07 instead of 2.0)); check that pairing:allowedCidrs "
+        "includes your address and that the relay is running (see expiresAt)"]
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
 
 
 # --- on a terminal ---------------------------------------------------------------------
