@@ -7,7 +7,6 @@ Only the arguments and a table of handlers: each command's code lives with its c
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
 from .status import EXIT_STATUS, cmd_status
-from .text import UnsafeText, shown
+from .text import UnsafeText, quiet_library_logs, shown
 from .tunnel import CARRIERS
 from .up import cmd_down, cmd_up
 from .up_plan import UpError, default_stack
@@ -263,20 +262,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-# Libraries' logs never reach the terminal: unconfigured, Python's last-resort handler printed
-# paramiko's tracebacks to stderr, with a server's banner in them raw. What failed is said once, by us.
-LIBRARY_LOGGERS = ("paramiko", "sshtunnel", "pairing")  # pairing.selftest: sshtunnel's, in tunnel/loop.py
-
-
-def quiet_library_logs() -> None:
-    for name in LIBRARY_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.addHandler(logging.NullHandler())
-        logger.propagate = False
-
-
 def main(argv: list[str] | None = None) -> int:
-    quiet_library_logs()
+    quiet_library_logs()  # before anything could log
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -43,9 +43,9 @@ class _Value:
 
 
 def named_keys(guests: list[str], viewers: list[str]) -> tuple[list[PublicKey], list[PublicKey], list[str]]:
-    """The guests' and the viewers' keys (each key once per role, its first source naming it), and the
-    problems, one line each. Names given are checked first, so a name a later value gives is not taken
-    by an earlier value's key."""
+    """The guests' and the viewers' keys, each named, and the problems, one line each. Names given are
+    checked first, so a name a later value gives is not taken by an earlier value's key; a key two values
+    give (twice, or in both roles) and a name two keys' comments claim are problems (_names says why)."""
     problems: list[str] = []
     given: dict[str, _Value] = {}
     found: list[tuple[_Value, Found]] = []

@@ -12,6 +12,7 @@ failed.
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 # Control characters (C0, DEL, C1: terminals act on them), format characters (U+202E turns
@@ -58,3 +59,16 @@ def shown_lines(text: object) -> str:
 def _escape(char: str) -> str:
     code = ord(char)
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+# Libraries' logs never reach the terminal: unconfigured, Python's last-resort handler printed paramiko's
+# tracebacks to stderr, a server's banner in them raw. What failed is said once, by pairing, through shown().
+LIBRARY_LOGGERS = ("paramiko", "sshtunnel", "pairing")  # pairing.selftest: sshtunnel's, in tunnel/loop.py
+
+
+def quiet_library_logs() -> None:
+    """Called first by the CLI: each library's logger gets a handler that drops everything, and stops there."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False

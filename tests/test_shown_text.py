@@ -57,7 +57,7 @@ def test_doctors_lines_quote_a_banner_escaped():
 
 def test_no_library_logs_to_stderr():
     """paramiko's logger, as a failed handshake uses it, prints nothing once pairing's CLI set logging up."""
-    code = ("import logging, pairing.cli as c; c.quiet_library_logs(); "
+    code = ("import logging, pairing.text as t; t.quiet_library_logs(); "
             "logging.getLogger('paramiko.transport').error('Exception (client): \\x1b]0;t\\x07'); "
             "logging.getLogger('sshtunnel.SSHTunnelForwarder').error('x'); logging.getLogger('pairing.selftest').error('y')")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=60)
