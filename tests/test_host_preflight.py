@@ -211,6 +211,94 @@ def test_a_relays_banner_reaches_no_terminal_raw(pairing, hostile_relay, tunnel)
     assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
 
 
+
+class TurningRelay:
+    """A TCP relay on 127.0.0.1 to the real relay that can turn hostile: from turn() on, every connection it
+    held is cut and every new one answered with HOSTILE_BANNER, as whoever took over the relay's address."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.hostile, self.held = target, False, []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            if self.hostile:
+                with conn:
+                    conn.sendall(HOSTILE_BANNER)
+                    conn.settimeout(5)
+                    try:
+                        conn.recv(4096)
+                    except OSError:
+                        pass
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                conn.close()
+                continue
+            upstream.settimeout(None)
+            self.held += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def turn(self) -> None:
+        self.hostile = True
+        for conn in self.held:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("tunnel", ["paramiko", "openssh"])
+def test_a_relays_banner_in_the_reconnect_lines_is_shown_escaped(pairing, tunnel):
+    """Finding 5 (issue 19): tunnel.spec.reason() feeds the reconnect lines; the hook's output holds no ESC byte."""
+    relay = pairing.deployment
+    turning = TurningRelay((relay.relay.address, relay.relay.port))
+    try:
+        outputs = relay.outputs_file(f"turning-{tunnel}.json", relayAddress="127.0.0.1", relayPort=turning.port,
+                                     relayKnownHosts=f"[127.0.0.1]:{turning.port} {relay.relay_public_key.bare}\n")
+        argv = with_option(with_option(pairing.hook_argv(), "--outputs", str(outputs)), "--tunnel", tunnel)
+        hook = Hook(pairing.folder / "hooks", argv, pairing.hook_env())
+        try:
+            hook.wait_for("ready: guests can join now", 60)
+            turning.turn()
+            hook.wait_for("reconnecting: ", 30)
+            if tunnel == "paramiko":  # paramiko's words quote the banner; ssh's (OpenSSH sanitizes it) do not
+                hook.wait_for("reconnecting: Incompatible version (\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b]0;pwned\\x07 "
+                              "instead of 2.0)", 30)
+        finally:
+            assert hook.stop() == 0, hook.text
+    finally:
+        turning.close()
+    output = hook.output.read_bytes()
+    assert b"\x1b" not in output and b"Traceback" not in output, output.decode(errors="replace")
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
 # --- on a terminal ---------------------------------------------------------------------
 
 
