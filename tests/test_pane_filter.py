@@ -31,6 +31,8 @@ CASES = [
     (b"\x00\x01\x7f\x08\t\r\n\x07", b"\x08\t\r\n\x07"),
     (b"\x1b[31\x18m\x1b]52;x\x1a!", b"m!"),  # CAN and SUB abort a sequence
     (b"\x1b[" + b"1;" * LONGEST + b"mafter", b"after"),  # too long: dropped to its end
+    (b"\x1b[" + b"1" * (LONGEST - 2) + b"mafter", b"after"),  # its final byte the first one past the bound
+    (b"\x1b[" + b"1" * (LONGEST - 3) + b"mafter", b"\x1b[" + b"1" * (LONGEST - 3) + b"mafter"),  # just within
 ]
 
 

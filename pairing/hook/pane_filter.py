@@ -28,7 +28,7 @@ PRIVATE_DRAWING_CSI = frozenset(b"hlJK")  # CSI ? ... : DEC modes (alternate scr
 # DEC modes that make the replaying terminal report mouse and focus into its own input.
 REPORTING_MODES = frozenset({"9", "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1015", "1016"})
 STRINGS = frozenset(b"P]X^_k")  # DCS, OSC, SOS, PM, APC, and tmux's title (ESC k ... ESC \)
-PLAIN_ESC = frozenset(b"78DEHMNOZ=>c")  # Z (DECID, a query) is taken out below; N/O: single shifts
+PLAIN_ESC = frozenset(b"78DEHMNO=>c")  # N, O: single shifts; not Z (DECID, a query a terminal answers)
 CHARSET_INTERMEDIATES = frozenset(b"()*+-./#")
 LONGEST = 256  # an unfinished sequence held back at most this long; past it, it is dropped
 
@@ -94,12 +94,12 @@ class PaneFilter:
         elif byte < 0x20:  # a control inside a sequence acts at once (VT500), the sequence goes on
             if byte in DRAWING_CONTROLS:
                 out.append(byte)
-        elif state == DISCARD:  # too long to be drawing: dropped up to its final byte
+        elif state == DISCARD or len(self.held) >= LONGEST:  # too long to be drawing: dropped to its final byte
+            if state != DISCARD:
+                self.state, self.held = DISCARD, bytearray()
+                self.final_from = 0x40 if state == CSI else 0x30
             if byte >= self.final_from:
                 self._ground()
-        elif len(self.held) >= LONGEST:
-            self.state, self.held = DISCARD, bytearray()
-            self.final_from = 0x40 if state == CSI else 0x30
         elif state == ESCAPE:
             self._after_escape(byte, out)
         else:
@@ -122,7 +122,7 @@ class PaneFilter:
             held.append(byte)
         else:
             intermediates = bytes(held[1:])
-            keep = (not intermediates and byte in PLAIN_ESC and byte != ord("Z")) or \
+            keep = (not intermediates and byte in PLAIN_ESC) or \
                    (len(intermediates) == 1 and intermediates[0] in CHARSET_INTERMEDIATES and 0x30 <= byte <= 0x7E)
             if keep:
                 out += held + bytes([byte])
