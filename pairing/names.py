@@ -103,7 +103,8 @@ def roster(guest_keys: Sequence[PublicKey], viewer_keys: Sequence[PublicKey]) ->
         name = from_comment(key.comment)
         if name in claimed:
             raise GuestNameError(f"the keys {claimed[name].fingerprint} and {key.fingerprint} both claim the name "
-                                 f"{name} by their comment; give each key its own comment (pairing up --guest NAME=SOURCE does)")
+                                 f"{name} by their comment; give each key its own comment "
+                                 "(pairing up --guest NAME=SOURCE does)")
         if name is not None:
             claimed[name] = key
     taken, named = set(claimed), []
