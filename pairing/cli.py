@@ -23,7 +23,7 @@ from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
 from .status import EXIT_STATUS, cmd_status
-from .text import UnsafeText
+from .text import UnsafeText, quiet_library_logs, shown
 from .tunnel import CARRIERS
 from .up import cmd_down, cmd_up
 from .up_plan import UpError, default_stack
@@ -282,13 +282,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_library_logs()  # before anything could log
     args = parse(parser(), argv)
     try:
         return COMMANDS[args.command](args)
     except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, OSError) as exc:
         sys.stdout.flush()  # what the command printed comes first, piped too (e.g. up's FAIL lines before this)
-        for line in str(exc).splitlines() or [""]:  # several problems: one line each
-            print(f"pairing {args.command}: {line}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # several problems: one line each, escaped (text.shown)
+            print(shown(f"pairing {args.command}: {line}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         sys.stdout.flush()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .hook.control import ControlError, ask, control_folder
 from .names import GuestNameError, check_name
-from .text import did_you_mean
+from .text import did_you_mean, shown  # the hook's answers are shown escaped, as any peer's words
 
 NO_HOOK = 3
 WHAT = {"watch": "watching", "drive": "typing"}
@@ -63,7 +63,7 @@ def _run(args, body) -> int:
     try:
         return body()
     except Refused as exc:
-        print(f"pairing {args.command}: {exc}", file=sys.stderr)
+        print(shown(f"pairing {args.command}: {exc}"), file=sys.stderr)
         return exc.code
 
 
@@ -72,9 +72,9 @@ def cmd_who(args) -> int:
         answer = _request(args, {"op": "who"})
         guests = answer.get("guests") or []
         if not guests:
-            print(f"nobody is connected to tmux session {answer.get('session')!r}")
+            print(shown(f"nobody is connected to tmux session {answer.get('session')!r}"))
         for guest in guests:
-            print(who_line(guest))
+            print(shown(who_line(guest)))
         return 0
     return _run(args, body)
 
@@ -105,7 +105,7 @@ def cmd_guest(args) -> int:
             except (Refused, KeyError, TypeError):
                 names = []
             raise Refused(f"{exc}{did_you_mean(args.name, names)}") from None
-        print(_request(args, {"op": args.command, "name": name})["ok"])
+        print(shown(_request(args, {"op": args.command, "name": name})["ok"]))
         return 0
     return _run(args, body)
 

@@ -40,6 +40,7 @@ from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invite import check_folder
 from .names import roster
 from .sshkeys import PublicKey, shorten
+from .text import shown
 from .tmux import Tmux, TmuxError
 
 Listen = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int | None]
@@ -120,7 +121,7 @@ def cmd_direct(args) -> int:
     guests, viewers, problems = named_keys(args.guest, args.viewer or [])  # each key named by its comment
     if problems:
         for line in problems:
-            print(f"pairing direct: {line}", file=sys.stderr)
+            print(shown(f"pairing direct: {line}"), file=sys.stderr)
         return 2
     if os.geteuid() == 0:
         raise PreflightError("pairing direct runs its own sshd as you, and it never lets root in; run it as your own user")

@@ -7,7 +7,10 @@ Where a name comes from (`--guest`/`--viewer`, see pairing/guest_flags.py):
     alice=SOURCE        alice, as given (alice, alice-2, ... if the source holds several keys)
     gh:alice, gl:alice  alice (alice-2, alice-3 for their further keys)
     a file, a key line  each key's comment made a name (from_comment), else the file's stem, else guest/viewer
-A name not given is made unique with -2, -3, ...; a name given twice is refused.
+A name not given is made unique with -2, -3, ...; a name given twice is refused. A comment never takes a
+name: the name a comment makes is the key's only if no NAME= gives it and no site's user has it, and
+two keys whose comments make one name are refused, whatever their order (a key's comment is its
+owner's to write: mallory's key can say alice@laptop).
 """
 
 from __future__ import annotations
@@ -89,16 +92,26 @@ class NamedKey:
 
 def roster(guest_keys: Sequence[PublicKey], viewer_keys: Sequence[PublicKey]) -> tuple[NamedKey, ...]:
     """Every guest named by its key's comment (`pairing up` makes it the name; a hand-written --outputs
-    file's alice@laptop is made alice, see from_comment); a key whose comment makes no name, or
-    repeats an earlier one (outputs from before names), is `guest-N` / `viewer-N` instead, N counting
-    keys of that role from 1."""
-    taken: set[str] = set()
-    named = []
-    for role, keys, typing in (("guest", guest_keys, True), ("viewer", viewer_keys, False)):
-        for number, key in enumerate(keys, 1):
-            name = from_comment(key.comment)
-            if name is None or name in taken:  # guest-2-2 if a comment already called someone guest-2
-                name = unique(f"{role}-{number}", taken)
+    file's alice@laptop is made alice, see from_comment); a key whose comment makes no name is `guest-N` /
+    `viewer-N` instead, N counting keys of that role from 1, never a name a comment claims. Two keys whose
+    comments claim one name: GuestNameError, one line naming both (no order decides who is who)."""
+    roles = [(role, number, key, typing)
+             for role, keys, typing in (("guest", guest_keys, True), ("viewer", viewer_keys, False))
+             for number, key in enumerate(keys, 1)]
+    claimed: dict[str, PublicKey] = {}
+    for _, _, key, _ in roles:
+        name = from_comment(key.comment)
+        if name in claimed:
+            raise GuestNameError(f"the keys {claimed[name].fingerprint} and {key.fingerprint} both claim the name "
+                                 f"{name} by their comment; give each key its own comment "
+                                 "(pairing up --guest NAME=SOURCE does)")
+        if name is not None:
+            claimed[name] = key
+    taken, named = set(claimed), []
+    for role, number, key, typing in roles:
+        name = from_comment(key.comment)
+        if name is None:  # guest-2-2 if a comment already called someone guest-2
+            name = unique(f"{role}-{number}", taken)
             taken.add(name)
-            named.append(NamedKey(name, key, typing))
+        named.append(NamedKey(name, key, typing))
     return tuple(named)

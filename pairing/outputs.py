@@ -18,6 +18,7 @@ from typing import Any
 
 from . import guest_documents
 from .guest_documents import known_hosts_pattern
+from .names import GuestNameError, roster
 from .settings import ConfigError, Settings, as_int, parse_setting, refuse_duplicate_keys
 from .sshkeys import InvalidKey, PublicKey, parse_public_key, shorten
 
@@ -83,6 +84,10 @@ class StackOutputs:
             refuse_duplicate_keys(values["guest_keys"], values["viewer_keys"], values["host_public_key"], "output ")
         except ConfigError as exc:
             raise OutputsError(f"{source}: {exc}; {REREAD}") from None
+        try:  # each guest's name is its key's comment: one name, one key (names.roster)
+            roster(values["guest_keys"], values["viewer_keys"])
+        except GuestNameError as exc:
+            raise OutputsError(f"{source}: output guestKeys, viewerKeys: {exc}") from None
         return cls(**values)
 
     @property

@@ -18,6 +18,7 @@ from .direct_state import RunningDirect, running
 from .hook import lock_path, read_state
 from .outputs import StackOutputs
 from .stack_cli import NoStack, read_outputs_json
+from .text import shown
 from .up_plan import default_stack
 
 HELD, NOT_HELD, EXPIRED, NO_RELAY, DIRECT = 0, 3, 4, 5, 6  # 1 is left to Python's own crash, 2 to bad input
@@ -91,7 +92,7 @@ def cmd_status(args) -> int:
             return DIRECT
     outputs = read_relay(args)
     if isinstance(outputs, str):
-        print(f"relay   none: {outputs}; start one: pairing up --guest SOURCE")
+        print(shown(f"relay   none: {outputs}; start one: pairing up --guest SOURCE"))
         return NO_RELAY
     print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
     ends = f"{outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}"
@@ -115,5 +116,5 @@ def cmd_status(args) -> int:
     print(f"ends    {ends} ({minutes // 60} h {minutes % 60} min left)")
     print(f"tunnel  {tunnel}")
     # The running hook's guests, by name: the host's own tmux clients are nobody's.
-    print(f"guests  {guests_line(outputs.tmux_session, args.tmux_socket)}")
+    print(shown(f"guests  {guests_line(outputs.tmux_session, args.tmux_socket)}"))  # tmux's words
     return HELD if hook.running else NOT_HELD

@@ -150,7 +150,7 @@ def cmd_up(args) -> int:
         config = stack_config(args, Path.home(), dict(os.environ))
         require_aws_extra()  # before doctor: nothing it says would let up go on without it
         identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
-        checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
+        checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key), host_public_key=args.host_key)
         print(report(checks))
         failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
         if failed:

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
 
-from pairing.names import from_comment, roster, split_name
+from pairing.names import GuestNameError, from_comment, roster, split_name
 from pairing.sshkeys import parse_public_key
 
 from .harness import make_key
@@ -101,8 +101,10 @@ def test_names_from_sources(keys, home, sites, tmp_path):
         [named(guest, "octocat-2"), named(guest2, "octocat-3")], [named(viewer, "octocat")])
     assert planned(home, "--guest", f"pair.1={team}") == (
         [named(guest, "pair.1"), named(guest2, "pair.1-2"), named(viewer, "pair.1-3")], [])
-    # The same key twice: once, named by its first source.
-    assert planned(home, "--guest", f"al={guest}", "--guest", f"bo={guest}")[0] == [named(guest, "al")]
+    # A source that lists a key twice gives it once.
+    twice = tmp_path / "twice.pub"
+    twice.write_text(f"{guest}\n{guest}\n")
+    assert planned(home, "--guest", str(twice))[0] == [named(guest, "guest")]
 
 
 def test_url_forms_of_the_supported_sites(keys, home, sites):
@@ -239,3 +241,83 @@ def test_a_key_line_gone_wrong_is_said_as_one_not_as_a_missing_file(keys, home):
         f"--guest {blob}: '{blob[:45]}...' {expected}",
         "--viewer ~nosuchuser4242/a.pub: no such account as its ~USER names; give the file's full path",
     ]
+
+
+# --- issue 19, finding 7: a key's comment is its owner's to write, so it never takes a name -----------------
+
+
+@pytest.fixture()
+def claimants(keys, tmp_path):
+    """mallory.pub, whose comment says alice@laptop, and alice.pub (alice@desk): both claim alice."""
+    mallory, alice = tmp_path / "mallory.pub", tmp_path / "alice.pub"
+    mallory.write_text(f"{bare(keys['guest'].public_line)} alice@laptop\n")
+    alice.write_text(f"{bare(keys['guest2'].public_line)} alice@desk\n")
+    return mallory, alice
+
+
+def test_two_keys_claiming_one_name_by_comment_are_refused_in_either_order(home, claimants):
+    mallory, alice = claimants
+    for first, second in ((mallory, alice), (alice, mallory)):
+        with pytest.raises(UpError) as refused:
+            planned(home, "--guest", str(first), "--guest", str(second))
+        assert str(refused.value) == (f"--guest {first} and --guest {second}: their keys' comments claim the name "
+                                      f"alice; name each guest: --guest NAME={first}")
+
+
+def test_a_comment_never_displaces_a_name_given_or_a_sites_user(keys, home, sites, claimants):
+    mallory, alice = claimants
+    with pytest.raises(UpError) as refused:
+        planned(home, "--guest", str(mallory), "--viewer", f"alice={alice}")
+    assert str(refused.value) == (f"--guest {mallory}: its key's comment claims the name alice, which --viewer "
+                                  f"alice={alice} has; name it: --guest NAME={mallory}")
+    sites["alice"] = (200, f"{bare(keys['guest2'].public_line)}\n".encode())
+    with pytest.raises(UpError) as refused:
+        planned(home, "--guest", str(mallory), "--guest", "gh:alice")
+    assert str(refused.value) == (f"--guest {mallory}: its key's comment claims the name alice, which --guest "
+                                  f"gh:alice has; name it: --guest NAME={mallory}")
+    # Named, mallory's key is hers under the name given, and alice is alice.
+    assert planned(home, "--guest", f"mallory={mallory}", "--guest", str(alice))[0] == [
+        named(keys["guest"].public_line, "mallory"), named(keys["guest2"].public_line, "alice")]
+
+
+def test_the_roster_refuses_two_keys_claiming_one_name(keys):
+    mallory = parse_public_key(f"{bare(keys['guest'].public_line)} alice@laptop")
+    alice = parse_public_key(f"{bare(keys['guest2'].public_line)} alice@desk")
+    with pytest.raises(GuestNameError) as refused:
+        roster([mallory], [alice])
+    assert str(refused.value) == (f"the keys {mallory.fingerprint} and {alice.fingerprint} both claim the name alice "
+                                  "by their comment; give each key its own comment (pairing up --guest NAME=SOURCE does)")
+    # A key without a name of its own never gets one a comment claims, whichever comes first.
+    bare_key = parse_public_key(bare(keys["viewer"].public_line))
+    assert [p.name for p in roster([bare_key], [parse_public_key(f"{bare(keys['guest'].public_line)} guest-1")])] == \
+        ["guest-1-2", "guest-1"]
+
+
+def test_one_key_twice_or_in_two_roles_is_refused(keys, home, claimants):
+    mallory, alice = claimants
+    fingerprint = parse_public_key(keys["guest"].public_line).fingerprint
+    with pytest.raises(UpError) as refused:
+        planned(home, "--guest", str(mallory), "--viewer", f"bob={keys['guest'].public_line}", "--guest",
+                f"carol={mallory}")
+    assert str(refused.value).splitlines() == [  # the guests' values first, then the viewers'
+        f"--guest carol={mallory}: the key {fingerprint} is given twice (also --guest {mallory}); give it once",
+        f"--viewer \"bob={keys['guest'].public_line[:41]}...\": the key {fingerprint} is also given as --guest "
+        f"{mallory}; give each key one role: --guest types, --viewer watches",
+    ]
+
+
+def test_direct_refuses_names_and_keys_claimed_twice_before_anything(keys, tmp_path, claimants):
+    mallory, alice = claimants
+    home, cwd = new_home(tmp_path, keys), tmp_path / "cwd"
+    cwd.mkdir()
+    result = run("direct", "--listen", "127.0.0.1", "--guest", str(mallory), "--guest", str(alice),
+                 "--viewer", str(alice), home=home, cwd=cwd, **NO_SITES)
+    assert (result.returncode, result.stdout) == (2, "")
+    fingerprint = parse_public_key(keys["guest2"].public_line).fingerprint
+    assert result.stderr.splitlines() == [
+        f"pairing direct: --viewer {alice}: the key {fingerprint} is also given as --guest {alice}; give each key "
+        "one role: --guest types, --viewer watches",
+        f"pairing direct: --guest {mallory} and --guest {alice}: their keys' comments claim the name alice; name "
+        f"each guest: --guest NAME={mallory}",
+    ]
+    assert written(home, cwd) == []

@@ -116,6 +116,36 @@ def test_doctor_has_the_identity_flag_its_fix_names(tmp_path, keys):
             in missing.stdout.splitlines())
 
 
+def test_doctor_fails_a_public_key_or_another_key_than_host_public_key(tmp_path, keys):
+    """Issue 19, finding 11: `--identity bob.pub` (someone's public key) was `ok identity`."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    bob = tmp_path / "bob.pub"
+    bob.write_text(keys["guest"].public_line + "\n")
+    fingerprint = parse_public_key(keys["guest"].public_line).fingerprint
+    public = run("doctor", "--identity", str(bob), home=home)
+    assert (f"FAIL identity: {bob} is a public key ({fingerprint}), which cannot log in to the relay; fix: pass "
+            "--identity with your private key (not a .pub)") in public.stdout.splitlines()
+    assert public.returncode == 1
+    mine = tmp_path / "mine"
+    mine.write_bytes(keys["host"].path.read_bytes())
+    (tmp_path / "mine.pub").write_text(keys["host"].public_line + "\n")
+    beside = run("doctor", "--identity", str(tmp_path / "mine.pub"), home=home)
+    assert (f"FAIL identity: {tmp_path / 'mine.pub'} is a public key ({parse_public_key(keys['host'].public_line).fingerprint}), "
+            f"which cannot log in to the relay; fix: pass --identity with its private half ({mine})"
+            ) in beside.stdout.splitlines()
+    # hostPublicKey is what pairing up publishes: ~/.ssh/id_ed25519.pub here; the guest's private key is not its half.
+    (home / ".ssh" / "id_ed25519.pub").write_text(keys["host"].public_line + "\n")
+    host = parse_public_key(keys["host"].public_line).fingerprint
+    other = run("doctor", "--identity", str(keys["guest"].path), home=home)
+    assert (f"FAIL identity: {keys['guest'].path} is {fingerprint}, but hostPublicKey is {host} "
+            f"({home / '.ssh' / 'id_ed25519.pub'}); fix: pass --identity with the private key of "
+            f"{home / '.ssh' / 'id_ed25519.pub'}, or give pairing up --host-key with {keys['guest'].path}'s own .pub"
+            ) in other.stdout.splitlines()
+    assert f"ok   identity: {keys['host'].path}" in run("doctor", "--identity", str(keys["host"].path),
+                                                       home=home).stdout.splitlines()
+
+
 # --- pairing status: four answers, four exit codes --------------------------------------------------
 
 

@@ -12,8 +12,10 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -157,6 +159,145 @@ def test_relay_unreachable(pairing):
     line = refused(pairing, with_option(pairing.hook_argv(), "--outputs", str(closed)))
     assert f"cannot reach the relay at {pairing.deployment.relay.address}:9" in line and "allowedCidrs" in line
 
+
+# A banner as whoever answers the relay's address may send it: an OSC 52 clipboard write and an OSC 0
+# title, in the version field paramiko quotes back in its error ("Incompatible version (...)").
+HOSTILE_BANNER = b"SSH-\x1b]52;c;cm0gLXJmIH4K\x07\x1b]0;pwned\x07-x\r\n"
+
+
+@pytest.fixture()
+def hostile_relay():
+    """A listener on 127.0.0.1 that answers every connection with HOSTILE_BANNER; its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                conn.sendall(HOSTILE_BANNER)
+                conn.settimeout(5)
+                try:
+                    conn.recv(4096)  # the client's version line, or its close
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    server.close()
+    thread.join(10)
+
+
+@pytest.mark.parametrize("tunnel", ["paramiko", "openssh"])
+def test_a_relays_banner_reaches_no_terminal_raw(pairing, hostile_relay, tunnel):
+    """Finding 5 (issue 19): no ESC byte on stdout or stderr, no library traceback, and the line says what failed."""
+    relay = pairing.deployment
+    hostile = relay.outputs_file("hostile.json", relayAddress="127.0.0.1", relayPort=hostile_relay,
+                                 relayKnownHosts=f"[127.0.0.1]:{hostile_relay} {relay.relay_public_key.bare}\n")
+    argv = with_option(with_option(pairing.hook_argv(), "--outputs", str(hostile)), "--tunnel", tunnel)
+    result = subprocess.run([sys.executable, "-m", "pairing", "host", *argv], cwd=PROJECT, capture_output=True,
+                            timeout=60, stdin=subprocess.DEVNULL, env=pairing.hook_env())
+    assert b"\x1b" not in result.stdout + result.stderr, result.stderr
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.decode().splitlines() == [
+        f"pairing host: cannot reach the relay at 127.0.0.1:{hostile_relay} (Incompatible version "
+        "(\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b]0;pwned\\x07 instead of 2.0)); check that pairing:allowedCidrs "
+        "includes your address and that the relay is running (see expiresAt)"]
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
+
+
+
+class TurningRelay:
+    """A TCP relay on 127.0.0.1 to the real relay that can turn hostile: from turn() on, every connection it
+    held is cut and every new one answered with HOSTILE_BANNER, as whoever took over the relay's address."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.hostile, self.held = target, False, []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            if self.hostile:
+                with conn:
+                    conn.sendall(HOSTILE_BANNER)
+                    conn.settimeout(5)
+                    try:
+                        conn.recv(4096)
+                    except OSError:
+                        pass
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                conn.close()
+                continue
+            upstream.settimeout(None)
+            self.held += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def turn(self) -> None:
+        self.hostile = True
+        for conn in self.held:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("tunnel", ["paramiko", "openssh"])
+def test_a_relays_banner_in_the_reconnect_lines_is_shown_escaped(pairing, tunnel):
+    """Finding 5 (issue 19): tunnel.spec.reason() feeds the reconnect lines; the hook's output holds no ESC byte."""
+    relay = pairing.deployment
+    turning = TurningRelay((relay.relay.address, relay.relay.port))
+    try:
+        outputs = relay.outputs_file(f"turning-{tunnel}.json", relayAddress="127.0.0.1", relayPort=turning.port,
+                                     relayKnownHosts=f"[127.0.0.1]:{turning.port} {relay.relay_public_key.bare}\n")
+        argv = with_option(with_option(pairing.hook_argv(), "--outputs", str(outputs)), "--tunnel", tunnel)
+        hook = Hook(pairing.folder / "hooks", argv, pairing.hook_env())
+        try:
+            hook.wait_for("ready: guests can join now", 60)
+            turning.turn()
+            hook.wait_for("reconnecting: ", 30)
+            if tunnel == "paramiko":  # paramiko's words quote the banner; ssh's (OpenSSH sanitizes it) do not
+                hook.wait_for("reconnecting: Incompatible version (\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b]0;pwned\\x07 "
+                              "instead of 2.0)", 30)
+        finally:
+            assert hook.stop() == 0, hook.text
+    finally:
+        turning.close()
+    output = hook.output.read_bytes()
+    assert b"\x1b" not in output and b"Traceback" not in output, output.decode(errors="replace")
+    assert pairing.authorized_keys() == (ORIGINAL_KEYS, ORIGINAL_MODE)
 
 # --- on a terminal ---------------------------------------------------------------------
 

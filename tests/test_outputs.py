@@ -253,3 +253,24 @@ def test_an_ipv6_invite_for_a_guest_on_an_ipv6_only_network(keys, tmp_path):
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == ("pairing invite: this relay has no IPv6 address (the outputs lack relayIpv6Address: a "
                              "stack from before pairing gave relays one); run `pairing up` again, or leave out --ipv6\n")
+
+
+def test_two_keys_claiming_one_name_stop_pairing_host_before_anything(good, keys, tmp_path):
+    """Issue 19, finding 7: outputs whose guestKeys/viewerKeys comments both make `alice`: one line, nothing started."""
+    mallory = f"{parse_public_key(keys['guest'].public_line).bare} alice@laptop"
+    alice = f"{parse_public_key(keys['viewer'].public_line).bare} alice@desk"
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({**good, "guestKeys": [mallory], "viewerKeys": [alice]}))
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "authorized_keys").write_bytes(b"ssh-ed25519 AAAA mine\n")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = pairing_cli("host", "--outputs", str(outputs), "--authorized-keys", str(ssh / "authorized_keys"),
+                         cwd=tmp_path, home=tmp_path / "home")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"pairing host: {outputs}: output guestKeys, viewerKeys: the keys {parse_public_key(mallory).fingerprint} and "
+        f"{parse_public_key(alice).fingerprint} both claim the name alice by their comment; give each key its own "
+        "comment (pairing up --guest NAME=SOURCE does)\n")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert (ssh / "authorized_keys").read_bytes() == b"ssh-ed25519 AAAA mine\n"

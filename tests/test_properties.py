@@ -35,6 +35,7 @@ from pairing.forced_command import guest_line, tmux_attach_command
 from pairing.outputs import StackOutputs, render_outputs
 from pairing.relay_documents import RelayHostKey, user_data
 from pairing.instance_types import SIZES_OF_FAMILY
+from pairing.names import from_comment
 from pairing.settings import SAFE_NAME, POSIX_USER, ConfigError, settings_from
 from pairing.sshkeys import ACCEPTED_TYPES, parse_public_key
 
@@ -135,6 +136,9 @@ def valid_configs(draw) -> tuple[dict, dict]:
     host, sshd, guests = keys[0], keys[1], keys[2:]
     cut = draw(st.integers(1, len(guests)))
     guests, viewers = guests[:cut], guests[cut:]
+    # Each guest's name is its key's comment: two keys whose comments make one name are no valid outputs (names.roster).
+    names = [from_comment(normalized(line).split(" ", 2)[2]) for line in keys[2:] if len(normalized(line).split()) > 2]
+    assume(len([n for n in names if n]) == len({n for n in names if n}))
     cidrs = draw(st.lists(networks, max_size=4))
     port, ttl = draw(st.integers(1024, 65535)), draw(st.integers(1, 1440))
     instance_type = draw(st.sampled_from(INSTANCE_TYPES))

@@ -149,6 +149,32 @@ def test_the_recording_follows_the_window_guests_see_with_whole_characters(pairi
     assert not piped(pairing)
 
 
+# What a guest prints (printf in the pane's /bin/sh): a clipboard write (OSC 52), the same through tmux's DCS
+# passthrough, a title (OSC 0), then a coloured line. tmux passes on only the line, and so does the recording.
+HOSTILE_PRINTF = (r"printf '\033]52;c;cm0gLXJmIH4K\a\033Ptmux;\033\033]52;c;cm0gLXJmIH4K\a\033\\"
+                  r"\033]0;evil-title\a\033[31mred-%s\033[0m\n' $((6*7))")
+
+
+def test_the_recording_drops_what_tmux_does_not_pass_on(pairing, guests, tmp_path):
+    """Finding 6 (issue 19): no OSC 52, no DCS, no title in the .cast; SGR kept; asciinema still reads it."""
+    cast = tmp_path / "hostile.cast"
+    hook = recording_hook(pairing, cast)
+    try:
+        hook.wait_for(READY)
+        guest = join(pairing, guests, "guest")
+        guest.type(HOSTILE_PRINTF)
+        wait_until(lambda: "red-42" in guest.screen, 10, "the coloured line on the guest's screen")
+        wait_until(lambda: "\x1b[31mred-42\x1b[0m" in shown(cast), 10, "the coloured line in the recording",
+                   show=lambda: cast.read_text()[-2000:])
+    finally:
+        assert hook.stop() == 0, hook.text
+    text = shown(cast)
+    assert "\x1b]52" not in text and "\x1bP" not in text and "\x1b]0;" not in text and "\x07" not in text
+    assert "\x1b]0;evil-title" not in text  # the typed command's own echo holds the words, not the sequence
+    replayed = asciinema_cat(cast)
+    assert "\x1b[31mred-42" in replayed and "\x1b]52" not in replayed
+
+
 def test_a_pane_piped_elsewhere_is_said_and_replaced(pairing, tmp_path):
     """tmux has one pipe per pane (a logging plugin may hold it): the hook says it takes it over."""
     other = tmp_path / "plugin.log"

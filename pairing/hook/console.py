@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import TextIO
 
+from ..text import shown, shown_lines
 from ..tmux import Client
 from ..tunnel import State
 
 
 class StatusLine:
-    """One line redrawn in place on a terminal; plain log lines otherwise."""
+    """One line redrawn in place on a terminal; plain log lines otherwise. Every text is escaped here
+    (text.shown_lines): tmux's, ssh's and sshd's words, exception messages, a relay's banner reach it."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -23,6 +25,7 @@ class StatusLine:
         self.last = ""
 
     def say(self, text: str) -> None:
+        text = shown_lines(text)
         if self.tty:
             self.stream.write("\r\033[K" + text + "\n" + self.last)
         else:
@@ -30,6 +33,7 @@ class StatusLine:
         self.stream.flush()
 
     def show(self, text: str) -> None:
+        text = shown(text)  # redrawn in place: one line
         if text == self.last:
             return
         self.last = text

@@ -110,10 +110,10 @@ def _read_private_key(path: Path, expected: PublicKey, carrier: str) -> tuple[Id
     except (UnsupportedAlgorithm, paramiko.UnknownKeyType) as exc:  # e.g. a FIDO key's file: paramiko cannot sign
         found = public_half(text)
         if found is None:
-            raise PreflightError(f"cannot read the identity {path}: {exc}; pass --identity with an OpenSSH private key") from None
+            raise PreflightError(f"cannot read the identity {path}: {reason(exc)}; pass --identity with an OpenSSH private key") from None
         return None, found  # not hostPublicKey's, which is never a FIDO key here
     except (OSError, paramiko.SSHException, ValueError, UnicodeDecodeError) as exc:
-        raise PreflightError(f"cannot read the identity {path}: {exc}; pass --identity with an OpenSSH private key") from None
+        raise PreflightError(f"cannot read the identity {path}: {reason(exc)}; pass --identity with an OpenSSH private key") from None
     found = public_key_of(key)
     return (Identity(key, path) if is_key(key, expected) else None), found
 
@@ -162,7 +162,7 @@ def probe_sshd(target: tuple[str, int], pinned: PublicKey) -> None:
         transport.start_client(timeout=SSHD_PROBE_TIMEOUT * 3)
         presented = transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise PreflightError(f"{host}:{port} does not speak SSH ({exc}); pass --target with your sshd's address") from None
+        raise PreflightError(f"{host}:{port} does not speak SSH ({reason(exc)}); pass --target with your sshd's address") from None
     finally:
         transport.close()
     if not is_key(presented, pinned):

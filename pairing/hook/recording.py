@@ -13,6 +13,10 @@ one JSON line per event written by a single write(2), so it is valid up to the l
 is killed with SIGKILL (the pipe's `cat` then ends at its next write, on EPIPE). The size in the header is
 the pane's (what the recorded program draws into: the window less tmux's status line); a resize is an "r"
 event. Spec: https://docs.asciinema.org/manual/asciicast/v2/
+
+What is written is what a guest's terminal can be shown, not the pane's raw bytes: every read of the pipe
+and every snapshot goes through pane_filter.PaneFilter first, which drops what tmux keeps to itself
+(OSC 52 clipboard writes, DCS passthrough, titles, queries a replaying terminal would answer).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Protocol
 
 from ..text import unprintable
 from ..tmux import Tmux, TmuxError
+from .pane_filter import PaneFilter, filtered
 from .preflight import PreflightError
 
 REFRESH = 1.0  # seconds between checks of which pane guests see, and its size
@@ -73,6 +78,7 @@ class Recorder:
     def __init__(self, path: Path, tmux: Tmux, session: str, console: Shows) -> None:
         self.path, self.tmux, self.session, self.console = path, tmux, session, console
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two reads
+        self.filter = PaneFilter()  # so may a sequence
         self.pane: str | None = None
         self.size = (0, 0)
         self.stopping = threading.Event()
@@ -164,9 +170,12 @@ class Recorder:
         cursor, _, screen = self.tmux.query(
             "display-message", "-p", "-t", pane, "#{cursor_x} #{cursor_y}", ";", "capture-pane", "-p", "-e", "-t", pane,
             ";", "pipe-pane", "-O", "-t", pane, f"exec cat > {shlex.quote(self.fifo)}").partition("\n")
+        if pane != self.pane:  # a sequence the last pane left unfinished must not swallow this one's output
+            self.filter = PaneFilter()
         self.pane = pane
         x, y = (int(n) + 1 for n in cursor.split())
-        self._event("o", "\x1b[0m\x1b[H\x1b[2J" + screen.rstrip("\n").replace("\n", "\r\n") + f"\x1b[{y};{x}H")
+        screen = filtered(screen.rstrip("\n").encode()).decode("utf-8", "replace")
+        self._event("o", "\x1b[0m\x1b[H\x1b[2J" + screen.replace("\n", "\r\n") + f"\x1b[{y};{x}H")
 
     def _unpipe(self, pane: str | None) -> None:
         if pane is not None:
@@ -176,7 +185,7 @@ class Recorder:
                 pass  # that pane is gone, and its pipe with it
 
     def _output(self, data: bytes, final: bool = False) -> None:
-        text = self.decoder.decode(data, final)
+        text = self.decoder.decode(self.filter.feed(data) + (self.filter.finish() if final else b""), final)
         if text:
             self._event("o", text)
 

@@ -15,6 +15,7 @@ from typing import Protocol
 import paramiko
 
 from ..sshkeys import PublicKey
+from ..text import shown
 
 
 class State(Enum):
@@ -72,6 +73,7 @@ class TunnelSpec:
 
 
 def reason(exc: BaseException) -> str:
-    """An error as a few words for one line: the system's words for an OSError ("Connection refused")."""
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0]
+    """An error as a few words for one line: the system's words for an OSError ("Connection refused").
+    Shown escaped: a server's banner reaches it through paramiko's message ("Incompatible version (...)")."""
+    text = str(getattr(exc, "strerror", None) or exc) or type(exc).__name__
+    return shown(text.splitlines()[0])
