@@ -148,7 +148,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.error(str(exc))
         return 1
     finally:
-        end_session(previous, control, recorder, sshd)
+        end_session(previous, control, room, recorder, sshd)
         console.close()
     console.said("stopped")
     return 0
