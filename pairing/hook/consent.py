@@ -58,15 +58,15 @@ class Consent:
         hosts(): the host's own tmux clients, read only for a new question; told_to_wait(): before waiting."""
         with self.lock:
             question = self.questions.get(name)
-            new = question is None
+            new = question is None or question.verdict == "unanswered"  # not an answer: asked anew
             if new:
                 question = self.questions[name] = Question(name, typing, time.time(), time.monotonic() + ASK_FOR)
             question.waiting += 1
         if new:
-            mode = "typing" if typing else "watching"
             self.console.asks(name, typing, ASK_FOR)
-            self.tmux.tell(hosts(), f"pairing: {name} wants to join ({mode}): pairing allow {name} / pairing deny {name}",
-                           NOTICE_MS)
+            mode = "typing" if typing else "watching"
+            notice = f"pairing: {name} wants to join ({mode}): pairing allow {name} / pairing deny {name}"
+            self.tmux.tell(hosts(), notice, NOTICE_MS)
             with self.lock:
                 self._show()
         if not question.decided.is_set():

@@ -59,6 +59,7 @@ class Room:
         self.banned: set[str] = set()
         self.gates: dict[int, _Gate] = {}  # by PID
         self.joining = 0  # gates being answered now
+        self.closing = False  # the host is stopping (farewell): nobody is let in any more
         self.lock = threading.RLock()
         self.consent = Consent(tmux, console, self.lock) if ask else None  # --ask's questions
 
@@ -91,10 +92,10 @@ class Room:
                 self.joining -= 1
 
     def _answer(self, name: str, pid: int, reply: Callable[[dict], None], gone: Callable[[], bool]) -> None:
-        if self.consent and name not in self.banned:
+        if self.consent and name not in self.banned and not self.closing:
             verdict = self.consent.ask(name, self.typing[name], self._host_clients,
                                        lambda: reply({"answer": "wait", "host": self.host}), gone)
-            if verdict in ("allow", "gone") and gone():
+            if verdict == "gone" or (verdict == "allow" and gone()):
                 return
             if verdict != "allow":
                 reasons = {"deny": f"{self.host} did not let you in", "kick": self.removed.removeprefix("pairing: "),
@@ -102,11 +103,14 @@ class Room:
                            "ended": self.ended.removeprefix("pairing: ")}
                 reply({"answer": "out", "reason": reasons[verdict]})
                 return
-        with self.lock:  # a kick is either before this, and refuses, or after, and finds the gate
-            banned = name in self.banned
-            if not banned:
+        with self.lock:  # a kick or the stop is either before this, and refuses, or after, and finds the gate
+            banned, closing = name in self.banned, self.closing
+            if not (banned or closing):
                 self.gates[pid] = _Gate(name, time.time())
             read_only = not self.typing[name]
+        if closing:
+            reply({"answer": "out", "reason": self.ended.removeprefix("pairing: ")})
+            return
         if banned:
             self.console.kept_out(name)
             reply({"answer": "out", "reason": self.removed.removeprefix("pairing: ")})
@@ -160,17 +164,19 @@ class Room:
         """The host is stopping: waiting guests are told so, each guest's tmux client ends with that line last
         on their screen. Returns once their connections have closed (FAREWELL_WAIT s at most), so that the line
         has gone out before the way in (tunnel, sshd) does."""
+        with self.lock:
+            self.closing = True
+            pids = set(self.gates)
         if self.consent:
             self.consent.end()
-        with self.lock:
-            pids = set(self.gates)
         clients = [c for c in self.tmux.snapshot(self.session).everywhere if c.pid in pids]
         sessions = {_parent(c.pid) for c in clients} - {None, 0, 1}  # each guest's sshd session process
         for client in clients:
             self.tmux.detach(client.tty, self.ended)
+        going = {c.pid for c in clients} | sessions
         deadline = time.monotonic() + FAREWELL_WAIT
-        while time.monotonic() < deadline and (self.joining or any(_alive(p) for p in {c.pid for c in clients} | sessions)):
-            time.sleep(0.05)
+        while time.monotonic() < deadline and (self.joining or any(_alive(pid) for pid in going)):
+            time.sleep(0.05)  # processes of others' (sshd's) making: nothing to wait on but a look
         if clients:
             self.console.farewell(len(clients))
 
