@@ -58,7 +58,8 @@ class Consent:
         hosts(): the host's own tmux clients, read only for a new question; told_to_wait(): before waiting."""
         with self.lock:
             question = self.questions.get(name)
-            new = question is None or question.verdict == "unanswered"  # not an answer: asked anew
+            # Only the host's allow or deny holds for a reconnect; after no answer (or a kick undone) ask anew.
+            new = question is None or question.verdict not in ("", "allow", "deny")
             if new:
                 question = self.questions[name] = Question(name, typing, time.time(), time.monotonic() + ASK_FOR)
             question.waiting += 1

@@ -52,7 +52,7 @@ class Room:
                  host: str) -> None:
         # The host's login name goes into lines guests see (and a farewell tmux echoes): plain, else "the host".
         host = host if re.fullmatch(r"[A-Za-z0-9._-]{1,32}", host) else "the host"
-        self.tmux, self.session, self.console, self.ask, self.host = tmux, session, console, ask, host
+        self.tmux, self.session, self.console, self.host = tmux, session, console, host
         self.removed = f"pairing: {host} removed you from this session"
         self.ended = f"pairing: {host} ended the session"
         self.typing = {k.name: k.typing for k in roster}  # what each is to be: the host may switch it
