@@ -38,7 +38,7 @@ GUEST_COMMANDS = {
     "watch": ("switch a connected guest to watching (read-only) at once, without reconnecting", "pairing watch alice"),
     "drive": ("let a guest type, at once (a viewer key too)", "pairing drive alice"),
     "kick": ("end a guest's connection and keep them out until the hook stops", "pairing kick bob"),
-    "allow": ("let in a guest waiting to join (pairing host --ask)", "pairing allow carol"),
+    "allow": ("let in a guest waiting to join (pairing host --ask), or let a kicked guest back", "pairing allow carol"),
     "deny": ("turn away a guest waiting to join (pairing host --ask)", "pairing deny carol"),
 }
 
@@ -62,7 +62,8 @@ def _ask(parser: argparse.ArgumentParser) -> None:
     """host, up and direct: the same room (hook/room.py) asks the host."""
     parser.add_argument("--ask", action="store_true",
                         help="each joining guest waits (told so) until you let them in: pairing allow NAME, or "
-                             "turn them away: pairing deny NAME; no answer within 60 s turns them away")
+                             "turn them away: pairing deny NAME (or y/N in this terminal, about the guest its "
+                             "bottom line names); no answer within 60 s turns them away")
 
 
 def _invite(parser: argparse.ArgumentParser) -> None:

@@ -166,8 +166,9 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         write_direct_config(record, key, args.invite, direct_invitation(record, key, args.invite.name))
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         # --ask's y/N reads the terminal only from here on: the finally below gives it back.
-        answers = on_terminal(sys.stdin, room.answer_oldest) if args.ask else None
-        room.terminal = answers is not None
+        answers = on_terminal(sys.stdin, room.consent.answer) if room.consent else None
+        if room.consent:
+            room.consent.terminal = answers is not None
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)
         console.ready(instructions(args.invite, record, key))
@@ -181,7 +182,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.error(str(exc))
         return 1
     finally:
-        end_session(previous, control, recorder, sshd, answers)
+        end_session(previous, control, room, recorder, sshd, answers)
         console.close()
     console.said("stopped")
     return 0

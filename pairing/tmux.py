@@ -125,27 +125,12 @@ class Tmux:
         elif not read_only and client.read_only:
             self._run("switch-client", "-c", client.tty, "-r", check=False)
 
-    def option(self, name: str) -> str | None:
-        """A global user option's value (None: unset)."""
-        result = self._run("show-options", "-gv", name, check=False)
-        return result.stdout.strip() if result.returncode == 0 else None
-
-    def unset(self, name: str) -> None:
-        self._run("set-option", "-gu", name, check=False)
-
-    def confirm(self, clients: tuple[Client, ...], prompt: str, command: str) -> None:
-        """A y/n prompt on each client's status line (in the background: this returns at once); y runs command."""
+    def tell(self, clients: tuple[Client, ...], message: str, for_ms: int | None = None) -> None:
+        """A line on each client's status line (display-message shows it on one client only), for for_ms
+        (None: the server's display-time). It takes no keys: a key pressed clears it and reaches the pane."""
         args: list[str] = []
         for client in clients:
-            args += [*([";"] if args else []), "confirm-before", "-b", "-p", prompt.replace("#", "##"), "-t",
-                     client.tty, command]
-        if args:
-            self._run(*args, check=False)
-
-    def tell(self, clients: tuple[Client, ...], message: str) -> None:
-        """A line on each client's status line (display-message shows it on one client only)."""
-        args: list[str] = []
-        for client in clients:
-            args += [*([";"] if args else []), "display-message", "-c", client.tty, message.replace("#", "##")]
+            args += [*([";"] if args else []), "display-message", "-c", client.tty,
+                     *(["-d", str(for_ms)] if for_ms else []), message.replace("#", "##")]
         if args:
             self._run(*args, check=False)

@@ -108,6 +108,10 @@ def test_kick_and_another_uid_refused_with_the_own_sshd(own):
         assert as_root.stderr == f"pairing who: the hook at {socket} says: refused: uid 0 is not the hook's user\n"
         hook.wait_for("warning: refused a control connection from uid 0: only you may control this hook", 5)
         assert who(own.host.pairing) == [("alice", "typing")]
+        # The host stops: alice's terminal says so last, before the own sshd goes.
+        assert hook.stop() == 0, hook.text
+        wait_until(lambda: "GUEST-SSH-EXITED" in alice.screen, 10, "alice's ssh to end", show=lambda: alice.screen)
+        assert f"pairing: {USER} ended the session" in alice.screen, alice.screen
     finally:
         for guest in (alice, bob):
             if guest:

@@ -48,6 +48,7 @@ from .room import Room
 from .sshd import PrivateSshd, SshdError, key_path
 
 STATUS_EVERY = 1.0
+STOP_TUNNEL_WAIT = 10.0  # s for the tunnel's thread to end once stopped
 GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
 
 __all__ = [
@@ -141,7 +142,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     )
     tunnel = CARRIERS[options.tunnel](spec, events, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
     failure: list[BaseException] = []
-    recorder = answers = None
+    recorder = answers = worker = None
+    stopping = threading.Event()  # the host's Ctrl-C or signal: guests are told before the tunnel goes
 
     def hold() -> None:
         try:
@@ -150,25 +152,29 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             failure.append(exc)
 
     stop_signals = (signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, lambda *_: tunnel.stop()) for sig in stop_signals}
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in stop_signals}
     try:
         # --ask's y/N reads the terminal only from here on: the finally below gives it back.
-        answers = on_terminal(sys.stdin, room.answer_oldest) if options.ask else None
-        room.terminal = answers is not None
+        answers = on_terminal(sys.stdin, room.consent.answer) if room.consent else None
+        if room.consent:
+            room.consent.terminal = answers is not None
         open_session(tmux, outputs.tmux_session, console)
         recorder = start_recording(options.record, tmux, outputs.tmux_session, console)  # before any guest is in
         if keys_file:
             keys_file.install(guest_lines(options))
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
-        watch(tmux, outputs.tmux_session, console, bool(outputs.viewer_keys), worker.is_alive, worker.join,
-              tunnel.stop, lambda clients: status_text(events.state.state, events.state.since, clients), room)
+        watch(tmux, outputs.tmux_session, console, bool(outputs.viewer_keys),
+              lambda: worker.is_alive() and not stopping.is_set(), stopping.wait, stopping.set,
+              lambda clients: status_text(events.state.state, events.state.since, clients), room)
     except (AuthorizedKeysError, TmuxError, RecordingError) as exc:
         tunnel.stop()
         console.error(str(exc))
         return 1
     finally:
-        end_session(previous, control, recorder, sshd, answers)
+        end_session(previous, control, room, recorder, sshd, answers, tunnel.stop)
+        if worker:
+            worker.join(STOP_TUNNEL_WAIT)
         removed = _remove_block(keys_file, console) if keys_file else False
         console.close()
         lock.release()
@@ -231,15 +237,20 @@ def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: C
     return others
 
 
-def end_session(previous: dict, control: ControlServer, recorder, sshd: PrivateSshd | None, answers=None) -> None:
+def end_session(previous: dict, control: ControlServer, room: Room, recorder, sshd: PrivateSshd | None,
+                answers=None, stop_tunnel: Callable[[], None] | None = None) -> None:
     """What a run (pairing host's, pairing direct's) undoes, in this order: its signal handlers, the control
     socket (gates asking from now on are refused), --ask's terminal reader (the terminal is `pairing up`'s
-    again), the recording, and the sshd with every guest's session and the keys it read."""
+    again), the guests (each told the session ended, their connections closed while the way in still stands),
+    the tunnel, the recording, and the sshd with every guest's session and the keys it read."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)
     control.close()
     if answers:
         answers.stop()
+    room.farewell()
+    if stop_tunnel:
+        stop_tunnel()
     if recorder:
         recorder.stop()
     if sshd:

@@ -62,6 +62,8 @@ class Console:
     def __init__(self, stream: TextIO) -> None:
         self.line = StatusLine(stream)
         self.recording_to = ""  # the status line's end while --record writes
+        self.question = ""  # what the bottom line asks instead of the status while --ask's terminal waits
+        self.shown_status = ""
 
     def recording(self, path) -> None:
         """--record's file is open: said once, and on the status line while it lasts."""
@@ -99,14 +101,24 @@ class Console:
     def mode(self, name: str, typing: bool) -> None:
         self.line.say(f"{name} is {'typing' if typing else 'watching'} now")
 
-    def asks(self, name: str, typing: bool, within: float, terminal: bool) -> None:
-        commands = f"pairing allow {name} / pairing deny {name}"
-        how = f"let them in? [y/N] (or {commands}, within {within:.0f} s)" if terminal else \
-            f"{commands} (within {within:.0f} s)"
-        self.line.say(f"{name} wants to join ({'typing' if typing else 'watching'}): {how}")
+    def asks(self, name: str, typing: bool, within: float) -> None:
+        self.line.say(f"{name} wants to join ({'typing' if typing else 'watching'}): pairing allow {name} / "
+                      f"pairing deny {name} (within {within:.0f} s)")
+
+    def pose(self, name: str | None, typing: bool) -> None:
+        """The hook's terminal asks about this guest on its bottom line until answered (None: nobody); a line
+        typed there answers that question (consent.Consent.answer)."""
+        self.question = "" if name is None else f"let {name} in ({'typing' if typing else 'watching'})? [y/N] "
+        self.line.show(self.question or self.shown_status)
 
     def turned_away(self, name: str, why: str) -> None:
         self.line.say(f"{name} was not let in ({'kicked' if why == 'kick' else 'denied' if why == 'deny' else 'no answer'})")
+
+    def let_back(self, name: str) -> None:
+        self.line.say(f"{name} is no longer kept out (pairing allow {name}); they may join again")
+
+    def farewell(self, told: int) -> None:
+        self.line.say(f"told {told} guest{'s' * (told != 1)} the session ended")
 
     def gave_up(self, name: str) -> None:
         self.line.say(f"{name} stopped waiting to join")
@@ -124,7 +136,8 @@ class Console:
         self.line.say(text)
 
     def status(self, text: str) -> None:
-        self.line.show(text + self.recording_to)
+        self.shown_status = text + self.recording_to
+        self.line.show(self.question or self.shown_status)
 
     def close(self) -> None:
         self.line.close()

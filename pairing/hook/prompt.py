@@ -1,6 +1,6 @@
-"""With --ask, the host's yes or no where they already look: a line typed in the hook's own terminal
-(y lets the longest-waiting guest in; anything else, Enter too, turns them away), and a tmux prompt
-(confirm-before) on the host's own tmux clients, whose yes sets a server option the room reads.
+"""With --ask, the host's yes or no in the hook's own terminal: each line typed there is handed on
+(consent.Consent.answer: y or yes lets in the guest that terminal's bottom line asks about, anything else,
+Enter too, turns that one away).
 
 The terminal is read only while the hook runs (select with a timeout, not a blocking read), so that
 `pairing up`'s question after the hook stops gets its own answer.
@@ -15,7 +15,7 @@ from typing import TextIO
 
 
 class TerminalAnswers:
-    """Lines typed on the hook's terminal, handed to answer(yes) until stop()."""
+    """Lines typed on the hook's terminal, handed to answer(line) until stop()."""
 
     def __init__(self, stream: TextIO, answer) -> None:
         self.fd, self.answer = stream.fileno(), answer
@@ -37,7 +37,7 @@ class TerminalAnswers:
             pending += chunk
             while b"\n" in pending:
                 line, _, pending = pending.partition(b"\n")
-                self.answer(line.strip().lower() in (b"y", b"yes"))
+                self.answer(line.decode(errors="replace"))
 
     def stop(self) -> None:
         self.stopped.set()
@@ -51,7 +51,3 @@ def on_terminal(stream: TextIO, answer) -> TerminalAnswers | None:
     except (OSError, ValueError):
         return None
 
-
-def allow_option(name: str) -> str:
-    """The tmux server option the host's yes in a tmux prompt sets (a name is [a-z0-9._-]: a valid option)."""
-    return f"@pairing-allow-{name}"

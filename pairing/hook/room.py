@@ -4,26 +4,30 @@ The control channel's requests land here (handle): a guest's gate asking to join
 (who, kick, watch, drive, allow, deny). A gate let in execs `tmux attach` with its own PID, so the tmux
 client whose #{client_pid} is that PID is that guest; any other client (the host's own terminals) is
 nobody's, never listed nor counted. The hook's loop calls tick() each second with tmux's clients: joins
-and leaves by name, and a kicked guest's or a mode's drift set right. Everything shown goes to the Console.
+and leaves by name, and a kicked guest's or a mode's drift set right. Everything shown goes to the Console;
+what a guest is told (switched, removed, the session ended) goes to their own tmux client. With --ask each
+join waits for the host's answer about that guest by name (consent.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 from ..names import NamedKey
 from ..text import did_you_mean
 from ..tmux import Client, Snapshot, Tmux
+from .consent import ASK_FOR, Consent, Question
 from .console import Console
-from .prompt import allow_option
 
-ASK_FOR = 60.0  # s a joining guest waits for the host's yes (--ask)
 FORGET_UNSEEN = 15.0  # s: a gate let in whose tmux client never showed (no terminal, say) is forgotten
-POLL = 0.5  # s between looks at the tmux prompt's yes (the terminal's and pairing allow's wake it at once)
+TOLD_MS = 10000  # how long a line to a guest stays on their tmux status line
+FAREWELL_WAIT = 3.0  # s the host's stop waits for its guests' connections to close, their last line sent
 COMMANDS = ("kick", "watch", "drive", "allow", "deny")
 
 
@@ -44,27 +48,21 @@ class _Gate:
     client: Client | None = None  # once tmux lists it
 
 
-@dataclass
-class _Pending:
-    name: str
-    since: float
-    decided: threading.Event = field(default_factory=threading.Event)
-    verdict: str = "unanswered"  # allow, deny, kick
-
-
 class Room:
     def __init__(self, roster: Sequence[NamedKey], tmux: Tmux, session: str, console: Console, ask: bool,
                  host: str) -> None:
         # The host's login name goes into lines guests see (and a farewell tmux echoes): plain, else "the host".
         host = host if re.fullmatch(r"[A-Za-z0-9._-]{1,32}", host) else "the host"
-        self.tmux, self.session, self.console, self.ask, self.host = tmux, session, console, ask, host
+        self.tmux, self.session, self.console, self.host = tmux, session, console, host
         self.removed = f"pairing: {host} removed you from this session"
+        self.ended = f"pairing: {host} ended the session"
         self.typing = {k.name: k.typing for k in roster}  # what each is to be: the host may switch it
         self.banned: set[str] = set()
         self.gates: dict[int, _Gate] = {}  # by PID
-        self.pending: list[_Pending] = []
+        self.joining = 0  # gates being answered now
+        self.closing = False  # the host is stopping (farewell): nobody is let in any more
         self.lock = threading.RLock()
-        self.terminal = False  # whether a line typed in the hook's terminal answers (prompt.TerminalAnswers)
+        self.consent = Consent(tmux, console, self.lock) if ask else None  # --ask's questions
 
     def handle(self, request: dict, pid: int, reply: Callable[[dict], None],
                gone: Callable[[], bool] = lambda: False) -> None:
@@ -86,56 +84,46 @@ class Room:
         if name not in self.typing:
             reply({"answer": "out", "reason": "this key's name is not one of this session's guests"})
             return
-        if self.ask and name not in self.banned and not self._consent(name, reply, gone):
-            return
-        with self.lock:  # a kick is either before this, and refuses, or after, and finds the gate
-            banned = name in self.banned
-            if not banned:
+        with self.lock:
+            self.joining += 1
+        try:
+            self._answer(name, pid, reply, gone)
+        finally:
+            with self.lock:
+                self.joining -= 1
+
+    def _answer(self, name: str, pid: int, reply: Callable[[dict], None], gone: Callable[[], bool]) -> None:
+        if self.consent and name not in self.banned and not self.closing:
+            verdict = self.consent.ask(name, self.typing[name], self._host_clients,
+                                       lambda: reply({"answer": "wait", "host": self.host}), gone)
+            if verdict == "gone" or (verdict == "allow" and gone()):
+                return
+            if verdict != "allow":
+                reasons = {"deny": f"{self.host} did not let you in", "kick": self.removed.removeprefix("pairing: "),
+                           "unanswered": f"{self.host} did not answer within {ASK_FOR:.0f} s",
+                           "ended": self.ended.removeprefix("pairing: ")}
+                reply({"answer": "out", "reason": reasons[verdict]})
+                return
+        with self.lock:  # a kick or the stop is either before this, and refuses, or after, and finds the gate
+            banned, closing = name in self.banned, self.closing
+            if not (banned or closing):
                 self.gates[pid] = _Gate(name, time.time())
             read_only = not self.typing[name]
+        if closing:
+            reply({"answer": "out", "reason": self.ended.removeprefix("pairing: ")})
+            return
         if banned:
             self.console.kept_out(name)
             reply({"answer": "out", "reason": self.removed.removeprefix("pairing: ")})
             return
         reply({"answer": "in", "read_only": read_only})
 
-    def _consent(self, name: str, reply: Callable[[dict], None], gone: Callable[[], bool]) -> bool:
-        """The host's yes within ASK_FOR s; else the guest is told why and let go (or gave up: gone())."""
-        waiting = _Pending(name, time.time())
-        with self.lock:
-            self.pending.append(waiting)
-        option, mode = allow_option(name), "typing" if self.typing[name] else "watching"
-        self.tmux.unset(option)  # a yes from an earlier prompt is not this one's
-        self.console.asks(name, self.typing[name], ASK_FOR, self.terminal)
+    def _host_clients(self) -> tuple[Client, ...]:
+        """The host's own tmux clients: every client of the server but the guests' (gates read after tmux:
+        a guest let in meanwhile is never counted as the host)."""
         everywhere = self.tmux.snapshot(self.session).everywhere
-        with self.lock:  # the gates after the look at tmux: a guest let in meanwhile is never asked
-            hosts = tuple(c for c in everywhere if c.pid not in self.gates)
-        self.tmux.confirm(hosts, f"pairing: let {name} in ({mode})? (y/n)", f"set-option -g {option} 1")
-        reply({"answer": "wait", "host": self.host})
-        deadline = time.monotonic() + ASK_FOR
-        while not waiting.decided.wait(POLL) and time.monotonic() < deadline:
-            if self.tmux.option(option) == "1":  # the host's y in the tmux prompt
-                with self.lock:
-                    waiting.verdict = "allow" if waiting.verdict == "unanswered" else waiting.verdict
-                break
-            if gone():
-                with self.lock:
-                    waiting.verdict = "gone" if waiting.verdict == "unanswered" else waiting.verdict
-                break
-        self.tmux.unset(option)
         with self.lock:
-            self.pending.remove(waiting)
-            verdict = waiting.verdict
-        if verdict == "allow" and not gone():
-            return True
-        if verdict in ("allow", "gone"):
-            self.console.gave_up(name)
-            return False
-        self.console.turned_away(name, verdict)
-        reasons = {"deny": f"{self.host} did not let you in", "kick": self.removed.removeprefix("pairing: "),
-                   "unanswered": f"{self.host} did not answer within {ASK_FOR:.0f} s"}
-        reply({"answer": "out", "reason": reasons[verdict]})
-        return False
+            return tuple(c for c in everywhere if c.pid not in self.gates)
 
     # --- the host's commands ---------------------------------------------------------
 
@@ -144,23 +132,22 @@ class Room:
             if name not in self.typing:
                 near = did_you_mean(name, self.typing)
                 return {"error": f"no guest is called {name!r}{near}; {self._connected_text()}"}
+            if op == "allow" and name in self.banned:  # a kicked guest let back, for this run
+                self.banned.discard(name)
+                self.console.let_back(name)
+                asked = "; you will be asked when they do (--ask)" if self.consent else ""
+                return {"ok": f"{name} is no longer kept out; they may join again{asked}"}
             if op in ("allow", "deny"):
-                waiting = [p for p in self.pending if p.name == name and not p.decided.is_set()]
-                if not waiting:
-                    queue = sorted({p.name for p in self.pending})
+                if not (self.consent and self.consent.decide(name, op)):
+                    queue = sorted(q.name for q in self._asked())
                     return {"error": f"{name} is not waiting to join; "
                                      + (f"waiting: {', '.join(queue)}" if queue else "nobody is waiting")}
-                for p in waiting:
-                    p.verdict = op
-                    p.decided.set()
                 return {"ok": f"{'let' if op == 'allow' else 'turned'} {name} {'in' if op == 'allow' else 'away'}"}
             clients = self._clients_of(name)
             if op == "kick":
                 self.banned.add(name)
-                for p in self.pending:
-                    if p.name == name:
-                        p.verdict = "kick"
-                        p.decided.set()
+                if self.consent:
+                    self.consent.decide(name, "kick")
                 for client in clients:
                     self.tmux.detach(client.tty, self.removed)
                 self.console.kicked(name, len(clients))
@@ -170,27 +157,42 @@ class Room:
             self.typing[name] = typing
             for client in clients:
                 self.tmux.set_read_only(client, not typing)
-            self.console.mode(name, typing)
             now = "typing" if typing else "watching"
+            self.tmux.tell(tuple(clients), f"pairing: {self.host} switched you to {now}", TOLD_MS)
+            self.console.mode(name, typing)
             return {"ok": f"{name} is {now} now" if clients else f"{name} is not connected; will be {now} on joining"}
 
-    def answer_oldest(self, yes: bool) -> None:
-        """The host's y or n in the hook's terminal: for the guest waiting longest."""
+    def farewell(self) -> None:
+        """The host is stopping: waiting guests are told so, each guest's tmux client ends with that line last
+        on their screen. Returns once their connections have closed (FAREWELL_WAIT s at most), so that the line
+        has gone out before the way in (tunnel, sshd) does."""
         with self.lock:
-            waiting = [p for p in self.pending if not p.decided.is_set()]
-            if not waiting:
-                self.console.said("nobody is waiting to join")
-                return
-            waiting[0].verdict = "allow" if yes else "deny"
-            waiting[0].decided.set()
+            self.closing = True
+            pids = set(self.gates)
+        if self.consent:
+            self.consent.end()
+        clients = [c for c in self.tmux.snapshot(self.session).everywhere if c.pid in pids]
+        sessions = {_parent(c.pid) for c in clients} - {None, 0, 1}  # each guest's sshd session process
+        for client in clients:
+            self.tmux.detach(client.tty, self.ended)
+        going = {c.pid for c in clients} | sessions
+        deadline = time.monotonic() + FAREWELL_WAIT
+        while time.monotonic() < deadline and (self.joining or any(_alive(pid) for pid in going)):
+            time.sleep(0.05)  # processes of others' (sshd's) making: nothing to wait on but a look
+        if clients:
+            self.console.farewell(len(clients))
 
     def _clients_of(self, name: str) -> list[Client]:
         """That guest's tmux clients now (a fresh look: a stale one could toggle a flag twice)."""
         pids = {pid for pid, gate in self.gates.items() if gate.name == name}
         return [c for c in self.tmux.snapshot(self.session).everywhere if c.pid in pids]
 
+    def _asked(self) -> list[Question]:
+        """The guests waiting for the host's answer (--ask)."""
+        return self.consent.waiting() if self.consent else []
+
     def _connected_text(self) -> str:
-        names = sorted({g.name for g in self.gates.values()} | {p.name for p in self.pending})
+        names = sorted({g.name for g in self.gates.values()} | {q.name for q in self._asked()})
         return f"connected: {', '.join(names)}" if names else "nobody is connected"
 
     # --- what is shown ---------------------------------------------------------------
@@ -202,13 +204,15 @@ class Room:
             rows = [Guest(g.name, "watching" if clients[pid].read_only else "typing", g.since,
                           max(0.0, now - clients[pid].activity))
                     for pid, g in self.gates.items() if pid in clients]
-            rows += [Guest(p.name, "waiting", p.since) for p in self.pending]
+            rows += [Guest(q.name, "waiting", q.since) for q in self._asked()]
         return sorted(rows, key=lambda g: (g.since, g.name))
 
     def tick(self, now_seen: Snapshot) -> tuple[Client, ...]:
         """What tmux has now: joins and leaves said, kicked guests' clients detached, a client whose
         read-only flag is not what the host chose set right. A guest is followed into whichever session
         (a watcher may switch: C-b ( and C-b )). Returns the guests' clients."""
+        if self.consent:
+            self.consent.tick()
         clients = now_seen.clients
         by_pid = {c.pid: c for c in now_seen.everywhere}
         now = time.time()
@@ -242,3 +246,27 @@ class Room:
             self.console.guest_left(name)
             self.tmux.tell(clients, f"pairing: {name} left")
         return ours
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another uid's (the system sshd's): there
+    return True
+
+
+def _parent(pid: int) -> int | None:
+    """pid's parent process (Linux's /proc; elsewhere ps), None if gone or unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rpartition(b")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        found = subprocess.run(["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+        return int(found.stdout.strip())
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None

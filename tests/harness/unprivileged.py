@@ -124,3 +124,4 @@ def ends_with_the_hook(hook, how: str, guest, port: int) -> None:
     if how != "SIGKILL":
         assert hook.process.returncode == 0, hook.text
         assert hook.text.rstrip().endswith("stopped") and "Traceback" not in hook.text, hook.text
+        assert f"pairing: {USER} ended the session" in guest.screen, guest.screen  # told, last thing they see
