@@ -1,4 +1,4 @@
-"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct|who|watch|drive|kick|allow|deny`
+"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct|who|watch|drive|kick|allow|deny|share|unshare`
 (also `python -m pairing ...`).
 
 Only the arguments and a table of handlers: each command's code lives with its concern.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .arg_types import session_name as _session_name, socket_path as _socket_path, target as _target
 from .authorized_keys import AuthorizedKeysError
-from .control_cli import cmd_guest, cmd_who
+from .control_cli import cmd_guest, cmd_share, cmd_who
 from .direct import cmd_direct, listen_address
 from .doctor import cmd_doctor
 from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples
@@ -22,6 +22,7 @@ from .invite import InviteError, cmd_invite
 from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
+from .shared_ports import ShareError, add_flags as _share_flags
 from .status import EXIT_STATUS, cmd_status
 from .text import UnsafeText
 from .tunnel import CARRIERS
@@ -31,7 +32,7 @@ from .up_plan import UpError, default_stack
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
             "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct,
             "who": cmd_who, "watch": cmd_guest, "drive": cmd_guest, "kick": cmd_guest, "allow": cmd_guest,
-            "deny": cmd_guest}
+            "deny": cmd_guest, "share": cmd_share, "unshare": cmd_share}
 
 # The commands that reach the running hook's guests (control_cli.py): what each does, an example.
 GUEST_COMMANDS = {
@@ -103,6 +104,7 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     control.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                          help="with --session: that session's tmux socket, as the hook was given it")
     _record(host)
+    _share_flags(host)
     return {"source": source, "stack": stack, "backend": backend, "host": host, "control": control}
 
 
@@ -198,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
     direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="tmux socket of your session (default: tmux's own)")
     _record(direct)
+    _share_flags(direct)
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
                                  help="write the guest's ssh config and print their command",
@@ -246,6 +249,16 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[common["control"]], help=what,
                                       description=f"{what[0].upper()}{what[1:]}.", epilog=_examples(example))
         command.add_argument("name", metavar="NAME", help="the guest's name, as `pairing who` shows it")
+    for name, what, example in (
+            ("share", "share one more port of this machine's loopback with the guests, from their next connection "
+                      "on", "pairing share 3000"),
+            ("unshare", "stop sharing a port, from each guest's next connection on", "pairing unshare 3000")):
+        command = commands.add_parser(name, parents=[common["control"]], help=what,
+                                      description=f"{what[0].upper()}{what[1:]} (docs/shared-ports.md).",
+                                      epilog=_examples(example))
+        command.add_argument("port", metavar="PORT[:GUEST_PORT]" if name == "share" else "PORT",
+                             help="the port on this machine's loopback (share: GUEST_PORT, the one on the guest's "
+                                  "machine; default: the same, PORT+8000 below 1024)")
 
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem",
                                  description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary (or a "
@@ -266,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, OSError) as exc:
+    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, ShareError,
+            OSError) as exc:
         for line in str(exc).splitlines() or [""]:  # several problems: one line each
             print(f"pairing {args.command}: {line}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""`pairing who|watch|drive|kick|allow|deny`: the running hook's guests, through its control channel.
+"""`pairing who|watch|drive|kick|allow|deny|share|unshare`: the running hook's guests and shared ports, through
+its control channel.
 
 The hook is found by its control socket (hook/control.py) in this user's state folder: the one running,
 or the one serving --session (and --tmux-socket) when several are. Every problem is one line on stderr:
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from .hook.control import ControlError, ask, control_folder
 from .names import GuestNameError, check_name
+from .shared_ports import ShareError, parse
+from .text import printable
 
 NO_HOOK = 3
 WHAT = {"watch": "watching", "drive": "typing"}
@@ -74,6 +77,8 @@ def cmd_who(args) -> int:
             print(f"nobody is connected to tmux session {answer.get('session')!r}")
         for guest in guests:
             print(who_line(guest))
+        if isinstance(answer.get("shared_line"), str):
+            print(printable(answer["shared_line"], "the hook's answer"))
         return 0
     return _run(args, body)
 
@@ -101,6 +106,18 @@ def cmd_guest(args) -> int:
         except GuestNameError as exc:
             raise Refused(str(exc)) from None
         print(_request(args, {"op": args.command, "name": name})["ok"])
+        return 0
+    return _run(args, body)
+
+
+def cmd_share(args) -> int:
+    """share, unshare: one of the host's ports (checked here, and again by the hook); its one line said back."""
+    def body() -> int:
+        try:
+            parse(args.port, f"pairing {args.command}")
+        except ShareError as exc:
+            raise Refused(str(exc)) from None
+        print(_request(args, {"op": args.command, "port": args.port})["ok"])
         return 0
     return _run(args, body)
 

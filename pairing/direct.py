@@ -9,6 +9,7 @@ only); `0.0.0.0`/`::` would put it on every address, public ones too, and need -
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
 import pwd
@@ -30,10 +31,12 @@ from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.recording import RecordingError, check_target, start_recording
 from .hook.room import Room
+from .hook.shares import Shares
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invitation import Invitation, notes
 from .invite import machine_name, write_shareable
 from .names import roster
+from .shared_ports import ShareError, SharedPort, from_flags, listing
 from .sshkeys import PublicKey, shorten
 from .tmux import Tmux, TmuxError
 
@@ -86,6 +89,10 @@ def cmd_direct(args) -> int:
         raise PreflightError("give at least one guest: --guest gh:USER, --guest ~/their_key.pub or "
                              "--guest 'ssh-ed25519 AAAA...'")
     guests, viewers, problems = named_keys(args.guest, args.viewer or [])  # each key named by its comment
+    try:
+        shared = from_flags(args.share_port, {port: "your sshd's port (--listen)"} if port else {})
+    except ShareError as exc:
+        shared, problems = (), [*problems, *str(exc).splitlines()]
     if problems:
         for line in problems:
             print(f"pairing direct: {line}", file=sys.stderr)
@@ -98,25 +105,37 @@ def cmd_direct(args) -> int:
         raise PreflightError(str(exc)) from None
     lock = SingleHook(lock_path(args.session, args.tmux_socket), "direct")  # a second run stops here
     try:
-        return _run(args, str(address), port, guests, viewers, key, lock)
+        return _run(args, str(address), port, guests, viewers, key, lock, shared)
     finally:
         lock.release()
 
 
 def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers: list[PublicKey], key: PublicKey,
-         lock: SingleHook) -> int:
+         lock: SingleHook, shared: tuple[SharedPort, ...] = ()) -> int:
     session, socket_path = args.session, args.tmux_socket
     named = roster(guests, viewers)
     locked = lock_path(session, socket_path)  # the lock cmd_direct holds; the sshd's folder is its own
     control_path = control_socket(locked)
-    # No from=: guests come from the network, and the sshd listens on this one address only.
-    lines = gated_lines(named, str(control_path), session, socket_path)
-    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines, port=port, address=address)
     console, tmux = Console(sys.stdout), Tmux(socket_path)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
     room = Room(named, tmux, session, console, False, pwd.getpwuid(os.geteuid()).pw_name)
+    invitation: list[tuple[DirectRoute, Invitation]] = []  # once the sshd's port is known
+
+    def write_invite(ports: tuple[SharedPort, ...]) -> None:
+        route, words = (dataclasses.replace(fact, shared=ports) for fact in invitation[0])
+        write_shareable(args.invite, guest_documents.direct_config(route, notes(words)))
+
+    shares = Shares(shared, args.share_port_viewers, {port: "your sshd's port (--listen)"} if port else {}, room,
+                    lambda ports: invitation and write_invite(ports))
+
+    def lines(shared_with=shares.shared_with) -> list[str]:
+        # No from=: guests come from the network, and the sshd listens on this one address only.
+        return gated_lines(named, str(control_path), session, socket_path, (), shared_with)
+
+    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines(), port=port, address=address,
+                       avoid=frozenset(p.host for p in shared))
     try:  # before the sshd: the guests' gates connect to it
-        control = ControlServer(control_path, room.handle, console.control_refused)
+        control = ControlServer(control_path, shares.handler(room.handle), console.control_refused)
     except (ControlError, OSError) as exc:
         console.error(f"the control channel: {exc}")
         console.close()
@@ -129,12 +148,16 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
             sshd.start()
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
+        shares.reserve(sshd.port, "your sshd's port")
+        shares.apply = lambda shared_with: sshd.set_guests(lines(shared_with))
         route = DirectRoute(address, sshd.port, sshd.user, key)
-        invitation = Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
-                                relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
-                                file_name=args.invite.name)
-        write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
+        invitation.append((route, Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
+                                             relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
+                                             file_name=args.invite.name, shared_viewers=args.share_port_viewers)))
+        write_invite(shares.shared)
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
+        if shares.shared:
+            console.said(listing(shares.shared, shares.viewers))
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)
         console.ready(instructions(args.invite, route, key.fingerprint))
@@ -148,6 +171,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.error(str(exc))
         return 1
     finally:
+        shares.apply = None
         end_session(previous, control, recorder, sshd)
         console.close()
     console.said("stopped")
