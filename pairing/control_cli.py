@@ -77,7 +77,7 @@ def cmd_who(args) -> int:
             print(f"nobody is connected to tmux session {answer.get('session')!r}")
         for guest in guests:
             print(who_line(guest))
-        if isinstance(answer.get("shared_line"), str):
+        if answer.get("shared") and isinstance(answer.get("shared_line"), str):  # a line only when something is
             print(printable(answer["shared_line"], "the hook's answer"))
         return 0
     return _run(args, body)
