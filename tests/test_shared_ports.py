@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from .harness import Guest, free_port, wait_until
+from .harness import PROJECT, Guest, free_port, wait_until
 from .harness.served import fetch, serving
+from .test_direct import HOST_IP, direct, land, lan  # noqa: F401 (the fixtures, for the direct test)
 from .test_guest_clients import GuestTerminal
 from .test_own_sshd import READY, OwnSession, own_session
 
@@ -46,8 +48,12 @@ def guest_of(own: OwnSession, name: str, folder) -> Guest:
 
 def lands(guest: Guest) -> Guest:
     guest.connect()
-    wait_until(lambda: "$" in guest.screen or "GUEST-SSH-EXITED" in guest.screen, 30, f"{guest.name} to land in tmux")
-    assert "GUEST-SSH-EXITED" not in guest.screen, guest.screen + guest.log.read_text()
+    try:
+        wait_until(lambda: "$" in guest.screen or "GUEST-SSH-EXITED" in guest.screen, 30, f"{guest.name} to land")
+        assert "GUEST-SSH-EXITED" not in guest.screen, guest.screen + guest.log.read_text()
+    except BaseException:
+        guest.disconnect()  # its terminal (a tmux server) goes with the failed test
+        raise
     return guest
 
 
@@ -149,7 +155,7 @@ def test_share_while_running_and_plink_with_the_printed_l(own, tmp_path):
             line = next(line.strip() for line in printed if line.startswith("    plink "))
             assert f" -L {guest_port}:localhost:{host_port} " in line, line
             assert f"    http://localhost:{guest_port} on your machine opens the host's port {host_port}" in printed
-            guest = GuestTerminal(home, line, cwd=home, name="putty")
+            guest = GuestTerminal(home, line, cwd=home, name="putty")  # disconnected by the finally
             wait_until(lambda: "$" in guest.screen or "GUEST-EXITED" in guest.screen, 30, "plink to land",
                        show=lambda: guest.screen)
             assert "GUEST-EXITED" not in guest.screen, guest.screen
@@ -199,3 +205,44 @@ def test_the_low_port_rule_and_80_80(own):
                "#     http://localhost:8080 on your machine opens the host's port 80\n" in conf, conf
     finally:
         assert hook.stop() == 0, hook.text
+
+
+# --- pairing direct: the guest in a network namespace of its own, so the guest's port is the host's ------------
+
+def fetch_in(netns: str, port: int) -> str:
+    """The page at the guest's own localhost:PORT, fetched in its namespace."""
+    code = f"from tests.harness.served import fetch; print(fetch({port}, timeout=5), end='')"
+    return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, cwd=PROJECT).stdout
+
+
+def test_direct_shares_the_same_port_and_share_rewrites_its_invite(direct):
+    taken = free_port()
+    refused = direct.start("--listen", f"{HOST_IP}:{taken}", "--share-port", str(taken))
+    assert refused.process.wait(30) == 2
+    assert refused.text == (f"pairing direct: --share-port {taken}: {taken} is your sshd's port (--listen); share "
+                            "another port\n"), refused.text
+    with serving(PAGE) as host_port, serving("later") as later:
+        hook = direct.start("--listen", HOST_IP, "--share-port", str(host_port))
+        guest = None
+        try:
+            hook.wait_for(READY)
+            assert f"    LocalForward {host_port} localhost:{host_port}\n" in direct.invite.read_text()
+            guest = land(direct)
+            got: list[str] = []
+            wait_until(lambda: got.append(fetch_in(direct.lan, host_port)) or got[-1] == PAGE, 20,
+                       "the page at the guest's own localhost", show=lambda: f"{got[-1:]} {guest.log.read_text()}")
+            # pairing share: the invite is written again with the new LocalForward.
+            shared = direct.host.pairing("share", str(later))
+            assert shared.returncode == 0 and "`pairing invite`" not in shared.stdout, shared
+            assert f"    LocalForward {later} localhost:{later}\n" in direct.invite.read_text()
+            # The key opens a shared port without the gate (ssh -W / -N runs no session): kicked, it no longer does.
+            plain = direct.guest()
+            assert run_as(plain, "-W", f"localhost:{host_port}", given="GET / HTTP/1.0\r\n\r\n").stdout.endswith(PAGE)
+            assert direct.host.pairing("kick", "guest").returncode == 0
+            after = run_as(plain, "-W", f"localhost:{host_port}", given="GET / HTTP/1.0\r\n\r\n")
+            assert PAGE not in after.stdout and f"channel 0: {REFUSED}: open failed" in after.log, after.log
+        finally:
+            if guest:
+                guest.disconnect()
+            assert hook.stop() == 0, hook.text
