@@ -15,6 +15,9 @@ import sys
 
 import pytest
 
+from pairing.invite import write_invite
+from pairing.shared_ports import SharedPort
+
 from .harness import PROJECT, Guest, free_port, wait_until
 from .harness.served import fetch, serving
 from .test_direct import HOST_IP, direct, land, lan  # noqa: F401 (the fixtures, for the direct test)
@@ -246,3 +249,15 @@ def test_direct_shares_the_same_port_and_share_rewrites_its_invite(direct):
             if guest:
                 guest.disconnect()
             assert hook.stop() == 0, hook.text
+
+
+def test_an_invite_for_a_viewer_opens_nothing_unless_viewers_may(own, tmp_path):
+    """`pairing invite --for NAME` of a viewer: no LocalForward and no header lines, unless --share-port-viewers."""
+    outputs, path, web = own.deployment.stack_outputs, tmp_path / "viewer.conf", (SharedPort(3000, 3000),)
+    for viewers in (False, True):
+        write_invite(outputs, path, for_name="viewer", shared=(web, viewers))
+        text = path.read_text()
+        assert ("LocalForward 3000 localhost:3000" in text) is viewers, text
+        assert ("# Shared by the host with every guest, viewers too, while you are connected:" in text) is viewers
+    write_invite(outputs, path, for_name="guest", shared=(web, False))
+    assert "    LocalForward 3000 localhost:3000\n" in path.read_text()
