@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .arg_types import session_name as _session_name, socket_path as _socket_path, target as _target
 from .authorized_keys import AuthorizedKeysError
-from .control_cli import cmd_guest, cmd_share, cmd_who
+from .control_cli import cmd_guest, cmd_who
 from .direct import cmd_direct, listen_address
 from .doctor import cmd_doctor
 from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examples
@@ -22,7 +22,8 @@ from .invite import InviteError, cmd_invite
 from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
-from .shared_ports import ShareError, add_flags as _share_flags
+from .share_cli import add_commands as _share_commands, add_flags as _share_flags, cmd_share
+from .shared_ports import ShareError
 from .status import EXIT_STATUS, cmd_status
 from .text import UnsafeText
 from .tunnel import CARRIERS
@@ -249,16 +250,7 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[common["control"]], help=what,
                                       description=f"{what[0].upper()}{what[1:]}.", epilog=_examples(example))
         command.add_argument("name", metavar="NAME", help="the guest's name, as `pairing who` shows it")
-    for name, what, example in (
-            ("share", "share one more port of this machine's loopback with the guests, from their next connection "
-                      "on", "pairing share 3000"),
-            ("unshare", "stop sharing a port, from each guest's next connection on", "pairing unshare 3000")):
-        command = commands.add_parser(name, parents=[common["control"]], help=what,
-                                      description=f"{what[0].upper()}{what[1:]} (docs/shared-ports.md).",
-                                      epilog=_examples(example))
-        command.add_argument("port", metavar="PORT[:GUEST_PORT]" if name == "share" else "PORT",
-                             help="the port on this machine's loopback (share: GUEST_PORT, the one on the guest's "
-                                  "machine; default: the same, PORT+8000 below 1024)")
+    _share_commands(commands, common["control"])
 
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem",
                                  description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary (or a "

@@ -1,5 +1,4 @@
-"""`pairing who|watch|drive|kick|allow|deny|share|unshare`: the running hook's guests and shared ports, through
-its control channel.
+"""`pairing who|watch|drive|kick|allow|deny`: the running hook's guests, through its control channel.
 
 The hook is found by its control socket (hook/control.py) in this user's state folder: the one running,
 or the one serving --session (and --tmux-socket) when several are. Every problem is one line on stderr:
@@ -14,7 +13,6 @@ from pathlib import Path
 
 from .hook.control import ControlError, ask, control_folder
 from .names import GuestNameError, check_name
-from .shared_ports import ShareError, parse
 from .text import printable
 
 NO_HOOK = 3
@@ -106,18 +104,6 @@ def cmd_guest(args) -> int:
         except GuestNameError as exc:
             raise Refused(str(exc)) from None
         print(_request(args, {"op": args.command, "name": name})["ok"])
-        return 0
-    return _run(args, body)
-
-
-def cmd_share(args) -> int:
-    """share, unshare: one of the host's ports (checked here, and again by the hook); its one line said back."""
-    def body() -> int:
-        try:
-            parse(args.port, f"pairing {args.command}")
-        except ShareError as exc:
-            raise Refused(str(exc)) from None
-        print(_request(args, {"op": args.command, "port": args.port})["ok"])
         return 0
     return _run(args, body)
 

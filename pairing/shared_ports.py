@@ -162,12 +162,3 @@ def listing(shared: Sequence[SharedPort], viewers: bool) -> str:
     ports = ", ".join(f"{p.host} (their localhost:{p.guest})" for p in shared)
     return f"shared with {who(viewers)}: the host's port{'s' * (len(shared) > 1)} {ports}"
 
-
-def add_flags(parser) -> None:
-    """--share-port and --share-port-viewers, for `pairing host`, `up` and `direct` (argparse)."""
-    parser.add_argument("--share-port", action="append", metavar="PORT[:GUEST_PORT]",
-                        help="let typing guests open this port of this machine's loopback (e.g. your dev server) "
-                             "through their own ssh connection, as GUEST_PORT on theirs (default: the same; "
-                             "PORT+8000 below 1024); repeat for more; e.g. --share-port 3000")
-    parser.add_argument("--share-port-viewers", action="store_true",
-                        help="let viewers open the shared ports too (default: typing guests only)")
