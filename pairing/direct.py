@@ -148,8 +148,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
             sshd.start()
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
-        shares.reserve(sshd.port, "your sshd's port")
-        shares.apply = lambda shared_with: sshd.set_guests(lines(shared_with))
+        shares.own_sshd(sshd, named, lines)
         route = DirectRoute(address, sshd.port, sshd.user, key)
         invitation.append((route, Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
                                              relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,

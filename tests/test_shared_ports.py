@@ -18,7 +18,7 @@ import pytest
 from pairing.invite import write_invite
 from pairing.shared_ports import SharedPort
 
-from .harness import PROJECT, Guest, free_port, wait_until
+from .harness import PROJECT, Guest, free_port, stop_process, wait_until
 from .harness.served import fetch, serving
 from .test_direct import HOST_IP, direct, land, lan  # noqa: F401 (the fixtures, for the direct test)
 from .test_guest_clients import GuestTerminal
@@ -219,7 +219,7 @@ def fetch_in(netns: str, port: int) -> str:
                           timeout=30, cwd=PROJECT).stdout
 
 
-def test_direct_shares_the_same_port_and_share_rewrites_its_invite(direct):
+def test_direct_shares_the_same_port_and_a_kick_ends_a_forward_without_a_terminal(direct):
     taken = free_port()
     refused = direct.start("--listen", f"{HOST_IP}:{taken}", "--share-port", str(taken))
     assert refused.process.wait(30) == 2
@@ -239,10 +239,22 @@ def test_direct_shares_the_same_port_and_share_rewrites_its_invite(direct):
             shared = direct.host.pairing("share", str(later))
             assert shared.returncode == 0 and "`pairing invite`" not in shared.stdout, shared
             assert f"    LocalForward {later} localhost:{later}\n" in direct.invite.read_text()
-            # The key opens a shared port without the gate (ssh -W / -N runs no session): kicked, it no longer does.
-            plain = direct.guest()
-            assert run_as(plain, "-W", f"localhost:{host_port}", given="GET / HTTP/1.0\r\n\r\n").stdout.endswith(PAGE)
-            assert direct.host.pairing("kick", "guest").returncode == 0
+            # The key opens a shared port without the gate (ssh -N runs no session, so no tmux client): a kick
+            # ends that connection too, and the next one opens nothing.
+            plain, alone = direct.guest(), free_port()
+            forward = subprocess.Popen(plain.command("-N", "-L", f"{alone}:localhost:{host_port}"),
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_until(lambda: got.append(fetch_in(direct.lan, alone)) or got[-1] == PAGE, 20,
+                           "the page through ssh -N -L", show=lambda: f"{got[-1:]} {plain.log.read_text()}")
+                kicked = direct.host.pairing("kick", "guest")
+                assert kicked.returncode == 0, kicked
+                wait_until(lambda: forward.poll() is not None, 10, "the kicked guest's ssh -N to end",
+                           show=lambda: plain.log.read_text())
+            finally:
+                stop_process(forward)
+            wait_until(lambda: re.search(r"ended \d+ connections? of guest's key to your sshd \(forwards too\)",
+                                         hook.text), 5, "the hook to say so", show=lambda: hook.text)
             after = run_as(plain, "-W", f"localhost:{host_port}", given="GET / HTTP/1.0\r\n\r\n")
             assert PAGE not in after.stdout and f"channel 0: {REFUSED}: open failed" in after.log, after.log
         finally:

@@ -120,8 +120,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
-    room = Room(roster(outputs.guest_keys, outputs.viewer_keys), tmux, outputs.tmux_session, console, options.ask,
-                pwd.getpwuid(os.geteuid()).pw_name)
+    room_roster = roster(outputs.guest_keys, outputs.viewer_keys)
+    room = Room(room_roster, tmux, outputs.tmux_session, console, options.ask, pwd.getpwuid(os.geteuid()).pw_name)
     shares = Shares(options.shared, options.share_viewers, reserved_ports(outputs.tunnel_port, options.target), room,
                     _invite_writer(options))
     try:  # before the guests' keys: their gates connect to it
@@ -145,8 +145,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             return 1
         console.said(f"your own sshd for guests listens on 127.0.0.1:{sshd.port} "
                      f"(host key {outputs.host_sshd_key.fingerprint}; log {sshd.log})")
-        shares.reserve(sshd.port, "your own sshd's port")
-        shares.apply = lambda shared_with: sshd.set_guests(guest_lines(options, shared_with))
+        shares.own_sshd(sshd, room_roster, lambda shared_with: guest_lines(options, shared_with))
     if options.shared:
         console.said(listing(options.shared, options.share_viewers))
     spec = TunnelSpec(

@@ -4,7 +4,8 @@
 A change rewrites the guests' key lines at once (sshd reads them at each login), so it holds from each
 guest's next connection on; a connection already open keeps what its line said when it logged in. The
 lines follow the room too: a guest kicked, or switched to watching, loses the ports on their next
-connection (viewers get them only with --share-port-viewers).
+connection (viewers get them only with --share-port-viewers). With the own sshd, a kick also ends every
+connection of the guest's key, those without a terminal (ssh -N, a forward alone) too: connections.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Callable, Sequence
 
 from ..names import NamedKey
 from ..shared_ports import ShareError, SharedPort, check, listing, parse
+from .connections import end_connections
 from .control import Handler
+from .guests import SharedWith
 from .room import Room
+from .sshd import PrivateSshd
 
 NEXT = "from each guest's next connection on (one already open keeps what it had)"
 
@@ -28,7 +32,9 @@ class Shares:
     def __init__(self, shared: Sequence[SharedPort], viewers: bool, reserved: dict[int, str], room: Room,
                  invite: Callable[[tuple[SharedPort, ...]], None] | None = None) -> None:
         self.shared, self.viewers, self.reserved, self.room, self.invite = tuple(shared), viewers, reserved, room, invite
-        self.apply: Callable[[Callable[[NamedKey], Sequence[SharedPort]]], None] | None = None
+        self.apply: Callable[[SharedWith], None] | None = None
+        self.sshd: PrivateSshd | None = None  # the own sshd, whose connections a kick ends
+        self.roster: Sequence[NamedKey] = ()
         self.lock = threading.Lock()
 
     def shared_with(self, guest: NamedKey) -> tuple[SharedPort, ...]:
@@ -57,7 +63,25 @@ class Shares:
                 inner(request, pid, reply, gone)
                 if op in ("kick", "watch", "drive"):
                     self._rewrite()
+                if op == "kick":
+                    self._end_connections(request.get("name"))
         return handle
+
+    def own_sshd(self, sshd: PrivateSshd, roster: Sequence[NamedKey], lines: Callable[[SharedWith], list[str]]) -> None:
+        """The guests' lines (lines(shared_with)) go to this sshd, and a kick ends that guest's connections to it;
+        from its start on, when its port is known (and refused to `pairing share`)."""
+        self.sshd, self.roster = sshd, tuple(roster)
+        self.reserve(sshd.port, "your own sshd's port")
+        self.apply = lambda shared_with: sshd.set_guests(lines(shared_with))
+
+    def _end_connections(self, name: object) -> None:
+        sshd, keys = self.sshd, {g.key.fingerprint for g in self.roster if g.name == name}
+        if sshd is None or sshd.process is None or not keys or name not in self.room.banned:
+            return
+        ended = end_connections(sshd.process.pid, sshd.port, sshd.log, keys)
+        if ended:
+            self.room.console.said(f"ended {ended} connection{'s' * (ended != 1)} of {name}'s key to your sshd "
+                                   "(forwards too)")
 
     def said(self) -> dict:
         return {"shared": [asdict(p) for p in self.shared], "shared_viewers": self.viewers,
