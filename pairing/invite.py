@@ -14,6 +14,8 @@ from pathlib import Path
 
 from . import backend as backends
 from . import guest_documents, putty
+from .control_cli import Refused, find_hook
+from .hook.control import ControlError, ask
 from .invitation import LEAVE, Invitation, notes
 from .shared_ports import ANOTHER_WITH_PLINK, header
 from .names import NamedKey, roster
@@ -59,9 +61,6 @@ Shared = tuple[tuple[SharedPort, ...], bool]  # the host's shared ports, and whe
 def running_shares(outputs: StackOutputs) -> Shared:
     """What the running hook for this session shares now (`pairing share`), else nothing. Its answer is
     input like any other: each port parsed again."""
-    from .control_cli import Refused, find_hook
-    from .hook.control import ControlError, ask
-
     try:
         answer = ask(find_hook(outputs.tmux_session, None), {"op": "who"}, timeout=3)
         ports = tuple(parse(f"{int(p['host'])}:{int(p['guest'])}") for p in answer.get("shared") or [])

@@ -215,7 +215,7 @@ def _invite_writer(options: HostOptions):
     """`pairing up`'s invite, written again when the shared ports change (none known to `pairing host`)."""
     if options.invite is None:
         return None
-    from ..invite import write_invite
+    from ..invite import write_invite  # here: invite asks the running hook (control_cli), which imports this package
 
     return lambda shared: write_invite(options.outputs, options.invite, shared=(shared, options.share_viewers))
 
