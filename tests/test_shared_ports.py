@@ -15,8 +15,9 @@ import sys
 
 import pytest
 
+from pairing import cli, up
 from pairing.invite import write_invite
-from pairing.shared_ports import SharedPort
+from pairing.shared_ports import ShareError, SharedPort
 
 from .harness import PROJECT, Guest, free_port, stop_process, wait_until
 from .harness.served import fetch, serving
@@ -273,3 +274,24 @@ def test_an_invite_for_a_viewer_opens_nothing_unless_viewers_may(own, tmp_path):
         assert ("# Shared by the host with every guest, viewers too, while you are connected:" in text) is viewers
     write_invite(outputs, path, for_name="guest", shared=(web, False))
     assert "    LocalForward 3000 localhost:3000\n" in path.read_text()
+
+
+@pytest.mark.parametrize(("flags", "line"), [
+    (["--share-port", "1337"], "--share-port 1337: 1337 is the tunnel's port (on the relay); share another port"),
+    (["--port", "2000", "--share-port", "2000"], "--share-port 2000: 2000 is the tunnel's port (on the relay); share "
+                                                 "another port"),
+    (["--share-port", "3000", "--share-port", "3000"], "--share-port 3000: the guest's port 3000 is taken (by the "
+                                                       "host's port 3000); give this one another: --share-port 3000:3001"),
+])
+def test_pairing_up_refuses_before_doctor_and_deploy(tmp_path, monkeypatch, keys, flags, line):
+    """In process, each step after the flags replaced by a recorder: none of them is reached."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    ran: list[str] = []
+    for name in ("run_checks", "plan", "deploy", "write_invite", "run", "ask_to_destroy", "destroy"):
+        monkeypatch.setattr(up, name, lambda *a, _name=name, **k: ran.append(_name))
+    args = cli.parser().parse_args(["up", "--guest", keys["guest"].public_line, "--host-key",
+                                    f"{keys['host'].path}.pub", "--region", "eu-central-1", *flags])
+    with pytest.raises(ShareError) as refused:
+        cli.COMMANDS["up"](args)
+    assert str(refused.value) == line and ran == []
