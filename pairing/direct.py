@@ -78,6 +78,12 @@ def instructions(invite: Path, route: DirectRoute, fingerprint: str) -> str:
     )
 
 
+def _write_invite(path: Path, route: DirectRoute, invitation: Invitation, shared: tuple[SharedPort, ...]) -> None:
+    """The guest's file, with the LocalForward lines (and the header's) of the ports shared now."""
+    route, invitation = dataclasses.replace(route, shared=shared), dataclasses.replace(invitation, shared=shared)
+    write_shareable(path, guest_documents.direct_config(route, notes(invitation)))
+
+
 def cmd_direct(args) -> int:
     """Check every flag and key source, then hold the sshd until Ctrl-C/SIGTERM."""
     check_target(args.record)
@@ -119,14 +125,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     console, tmux = Console(sys.stdout), Tmux(socket_path)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
     room = Room(named, tmux, session, console, False, pwd.getpwuid(os.geteuid()).pw_name)
-    invitation: list[tuple[DirectRoute, Invitation]] = []  # once the sshd's port is known
-
-    def write_invite(ports: tuple[SharedPort, ...]) -> None:
-        route, words = (dataclasses.replace(fact, shared=ports) for fact in invitation[0])
-        write_shareable(args.invite, guest_documents.direct_config(route, notes(words)))
-
-    shares = Shares(shared, args.share_port_viewers, {port: "your sshd's port (--listen)"} if port else {}, room,
-                    lambda ports: invitation and write_invite(ports))
+    shares = Shares(shared, args.share_port_viewers, {port: "your sshd's port (--listen)"} if port else {}, room)
 
     def lines(shared_with=shares.shared_with) -> list[str]:
         # No from=: guests come from the network, and the sshd listens on this one address only.
@@ -150,10 +149,11 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
             raise PreflightError(str(exc)) from None
         shares.own_sshd(sshd, named, lines)
         route = DirectRoute(address, sshd.port, sshd.user, key)
-        invitation.append((route, Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
-                                             relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
-                                             file_name=args.invite.name, shared_viewers=args.share_port_viewers)))
-        write_invite(shares.shared)
+        invitation = Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
+                                relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
+                                file_name=args.invite.name, shared_viewers=args.share_port_viewers)
+        shares.invite = lambda ports: _write_invite(args.invite, route, invitation, ports)  # again on pairing share
+        shares.invite(shares.shared)
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         if shares.shared:
             console.said(listing(shares.shared, shares.viewers))

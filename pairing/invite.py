@@ -17,10 +17,9 @@ from . import guest_documents, putty
 from .control_cli import Refused, find_hook
 from .hook.control import ControlError, ask
 from .invitation import LEAVE, Invitation, notes
-from .shared_ports import ANOTHER_WITH_PLINK, header
 from .names import NamedKey, roster
 from .outputs import HOST_NAME, OutputsError, StackOutputs
-from .shared_ports import ShareError, SharedPort, parse
+from .shared_ports import ANOTHER_WITH_PLINK, ShareError, SharedPort, header, parse
 from .sshkeys import shorten
 from .stack_cli import read_outputs
 from .text import printable

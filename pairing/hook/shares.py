@@ -110,6 +110,7 @@ class Shares:
         self._rewrite()
         if self.invite:
             self.invite(self.shared)
+        self.room.console.said(f"{done} (pairing {op}), {NEXT}")
         again = "" if self.invite else "; `pairing invite` writes the guests' invite with it"
         return {"ok": f"{done}, {NEXT}{again}"}
 
