@@ -1,4 +1,4 @@
-"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct|who|watch|drive|kick|allow|deny`
+"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct|who|watch|drive|kick|allow|deny|share|unshare`
 (also `python -m pairing ...`).
 
 Only the arguments and a table of handlers: each command's code lives with its concern.
@@ -22,6 +22,8 @@ from .invite import InviteError, cmd_invite
 from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
+from .share_cli import add_commands as _share_commands, add_flags as _share_flags, cmd_share
+from .shared_ports import ShareError
 from .status import EXIT_STATUS, cmd_status
 from .text import UnsafeText, quiet_library_logs, shown
 from .tunnel import CARRIERS
@@ -31,7 +33,7 @@ from .up_plan import UpError, default_stack
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
             "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct,
             "who": cmd_who, "watch": cmd_guest, "drive": cmd_guest, "kick": cmd_guest, "allow": cmd_guest,
-            "deny": cmd_guest}
+            "deny": cmd_guest, "share": cmd_share, "unshare": cmd_share}
 
 # The commands that reach the running hook's guests (control_cli.py): what each does, an example.
 GUEST_COMMANDS = {
@@ -109,6 +111,7 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     control.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                          help="with --session: that session's tmux socket, as the hook was given it")
     _record(host)
+    _share_flags(host)
     return {"source": source, "stack": stack, "backend": backend, "host": host, "control": control}
 
 
@@ -207,6 +210,7 @@ def parser() -> argparse.ArgumentParser:
                         help="tmux socket of your session (default: tmux's own)")
     _ask(direct)
     _record(direct)
+    _share_flags(direct)
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
                                  help="write the guest's ssh config and print their command",
@@ -261,6 +265,7 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[common["control"]], help=what,
                                       description=f"{what[0].upper()}{what[1:]}.", epilog=_examples(example))
         command.add_argument("name", metavar="NAME", help="the guest's name, as `pairing who` shows it")
+    _share_commands(commands, common["control"])
 
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem",
                                  description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary and "
@@ -287,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(parser(), argv)
     try:
         return COMMANDS[args.command](args)
-    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, OSError) as exc:
+    except (UpError, OutputsError, PreflightError, AuthorizedKeysError, UnsafeText, InviteError, PuttyKeyError, ShareError,
+            OSError) as exc:
         sys.stdout.flush()  # what the command printed comes first, piped too (e.g. up's FAIL lines before this)
         for line in str(exc).splitlines() or [""]:  # several problems: one line each, escaped (text.shown)
             print(shown(f"pairing {args.command}: {line}"), file=sys.stderr)

@@ -75,6 +75,8 @@ def cmd_who(args) -> int:
             print(shown(f"nobody is connected to tmux session {answer.get('session')!r}"))
         for guest in guests:
             print(shown(who_line(guest)))
+        if answer.get("shared") and isinstance(answer.get("shared_line"), str):  # a line only when something is
+            print(shown(answer["shared_line"]))
         return 0
     return _run(args, body)
 

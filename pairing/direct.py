@@ -36,9 +36,11 @@ from .hook.ports import endpoint, port_taken
 from .hook.prompt import on_terminal
 from .hook.recording import RecordingError, check_target, start_recording
 from .hook.room import Room
+from .hook.shares import Shares
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invite import check_folder
 from .names import roster
+from .shared_ports import ShareError, SharedPort, from_flags, listing
 from .sshkeys import PublicKey, shorten
 from .text import shown
 from .tmux import Tmux, TmuxError
@@ -119,6 +121,10 @@ def cmd_direct(args) -> int:
                              "--guest 'ssh-ed25519 AAAA...'")
     check_folder(args.invite)
     guests, viewers, problems = named_keys(args.guest, args.viewer or [])  # each key named by its comment
+    try:
+        shared = from_flags(args.share_port, {port: "your sshd's port (--listen)"} if port else {})
+    except ShareError as exc:
+        shared, problems = (), [*problems, *str(exc).splitlines()]
     if problems:
         for line in problems:
             print(shown(f"pairing direct: {line}"), file=sys.stderr)
@@ -131,24 +137,30 @@ def cmd_direct(args) -> int:
         raise PreflightError(str(exc)) from None
     lock = SingleHook(lock_path(args.session, args.tmux_socket), "direct")  # a second run stops here
     try:
-        return _run(args, str(address), _port(args, str(address)), guests, viewers, key)
+        return _run(args, str(address), _port(args, str(address)), guests, viewers, key, shared)
     finally:
         lock.release()
 
 
-def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers: list[PublicKey], key: PublicKey) -> int:
+def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers: list[PublicKey], key: PublicKey,
+         shared: tuple[SharedPort, ...] = ()) -> int:
     session, socket_path = args.session, args.tmux_socket
     named = roster(guests, viewers)
     locked = lock_path(session, socket_path)  # the lock cmd_direct holds; the sshd's folder is its own
     control_path = control_socket(locked)
-    # No from=: guests come from the network, and the sshd listens on this one address only.
-    lines = gated_lines(named, str(control_path), session, socket_path)
-    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines, port=port, address=address)
     console, tmux = Console(sys.stdout), Tmux(socket_path)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
     room = Room(named, tmux, session, console, args.ask, pwd.getpwuid(os.geteuid()).pw_name)
+    shares = Shares(shared, args.share_port_viewers, {port: "your sshd's port (--listen)"} if port else {}, room)
+
+    def lines(shared_with=shares.shared_with) -> list[str]:
+        # No from=: guests come from the network, and the sshd listens on this one address only.
+        return gated_lines(named, str(control_path), session, socket_path, (), shared_with)
+
+    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines(), port=port, address=address,
+                       avoid=frozenset(p.host for p in shared))
     try:  # before the sshd: the guests' gates connect to it
-        control = ControlServer(control_path, room.handle, console.control_refused)
+        control = ControlServer(control_path, shares.handler(room.handle), console.control_refused)
     except (ControlError, OSError) as exc:
         console.error(f"the control channel: {exc}")
         console.close()
@@ -161,10 +173,20 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
             sshd.start()  # returns once this run's own sshd answers there (its nonce)
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
+        shares.own_sshd(sshd, named, lines)
         record = DirectRecord(session, socket_path, address, sshd.port, tuple(guests), tuple(viewers))
         remember(record)  # the port, for the next run; the session, for pairing status and pairing invite
-        write_direct_config(record, key, args.invite, direct_invitation(record, key, args.invite.name))
+
+        def invite(ports: tuple[SharedPort, ...]) -> None:  # again on pairing share / unshare
+            invitation = direct_invitation(record, key, args.invite.name, shared=ports,
+                                           shared_viewers=args.share_port_viewers)
+            write_direct_config(record, key, args.invite, invitation)
+
+        shares.invite = invite
+        invite(shares.shared)
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
+        if shares.shared:
+            console.said(listing(shares.shared, shares.viewers))
         # --ask's y/N reads the terminal only from here on: the finally below gives it back.
         answers = on_terminal(sys.stdin, room.consent.answer) if room.consent else None
         if room.consent:
@@ -182,6 +204,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.error(str(exc))
         return 1
     finally:
+        shares.apply = None
         end_session(previous, control, room, recorder, sshd, answers)
         console.close()
     console.said("stopped")

@@ -5,6 +5,7 @@ sshd at the address and port the session's record holds (direct_state), its key 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 from pathlib import Path
@@ -17,6 +18,7 @@ from .hook.sshd import SshdError, host_key
 from .invitation import LEAVE, Invitation, notes
 from .invite import InviteError, guest_in, machine_name, write_shareable
 from .names import NamedKey
+from .shared_ports import SharedPort
 from .sshkeys import PublicKey
 from .text import printable
 
@@ -30,15 +32,17 @@ def direct_command(record: DirectRecord, key: PublicKey) -> str:
 
 
 def direct_invitation(record: DirectRecord, key: PublicKey, file_name: str, known_hosts: str | None = None,
-                      guest: NamedKey | None = None) -> Invitation:
+                      guest: NamedKey | None = None, shared: tuple[SharedPort, ...] = (),
+                      shared_viewers: bool = False) -> Invitation:
     return Invitation(host_user=route(record, key).host_user, machine=machine_name(), guests=record.guests, relay=None,
                       relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None, file_name=file_name,
-                      known_hosts=known_hosts, guest=guest)
+                      known_hosts=known_hosts, guest=guest, shared=shared, shared_viewers=shared_viewers)
 
 
 def write_direct_config(record: DirectRecord, key: PublicKey, path: Path, invitation: Invitation) -> None:
-    """The guest's ssh config (and its .known_hosts when the invitation names one)."""
-    way = route(record, key)
+    """The guest's ssh config (and its .known_hosts when the invitation names one), with the LocalForward lines
+    of the ports the invitation shares."""
+    way = dataclasses.replace(route(record, key), shared=invitation.shared)
     if invitation.known_hosts:
         write_shareable(path.with_name(invitation.known_hosts), guest_documents.known_hosts_file(way))
     write_shareable(path, guest_documents.direct_config(way, notes(invitation), invitation.known_hosts))

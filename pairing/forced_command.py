@@ -7,15 +7,21 @@ shell would read otherwise than written (control characters, backslashes).
 
 from __future__ import annotations
 
+from typing import Sequence
+
+from .shared_ports import SharedPort, permit_options
 from .sshkeys import PublicKey
 from .text import UnsafeText, printable
 
 
-def guest_line(key: PublicKey, tmux_command: str, sources: tuple[str, ...] = ()) -> str:
+def guest_line(key: PublicKey, tmux_command: str, sources: tuple[str, ...] = (),
+               shared: Sequence[SharedPort] = ()) -> str:
     """A guest key that can do one thing on the host: attach to the session,
-    and (given `sources`) only when it arrives from there: the tunnel."""
+    and (given `sources`) only when it arrives from there: the tunnel. `shared`: the host's loopback
+    ports its connection may open too (pairing/shared_ports.py), and nothing else."""
     origin = f"from={_quote_option(','.join(sources))}," if sources else ""
-    return printable(f"restrict,pty,{origin}command={_quote_option(tmux_command)} {key.line}", "a guest's key line")
+    return printable(f"restrict,pty,{permit_options(shared)}{origin}command={_quote_option(tmux_command)} {key.line}",
+                     "a guest's key line")
 
 
 def _quote_option(value: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .accounts import GUEST_USER
+from .shared_ports import SharedPort, local_forwards
 from .sshkeys import PublicKey
 from .text import UnsafeText, printable
 
@@ -41,6 +42,7 @@ class GuestRoute:
     tunnel_port: int
     host_user: str
     host_sshd_key: PublicKey
+    shared: tuple[SharedPort, ...] = ()  # the host's ports this guest may open (LocalForward)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class DirectRoute:
     port: int
     host_user: str
     host_sshd_key: PublicKey
+    shared: tuple[SharedPort, ...] = ()
 
 
 def known_hosts_pattern(address: str, port: int) -> str:
@@ -104,6 +107,7 @@ def _host_hop(route: GuestRoute | DirectRoute, known_hosts: str | None = None) -
         # The host gets the guest's keystrokes, never the guest's agent or display.
         ("ForwardAgent", "no"),
         ("ForwardX11", "no"),
+        *local_forwards(route.shared),  # only the host's shared ports, to its loopback (its sshd allows no other)
         *SERVER_ALIVE,
     ]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .names import NamedKey
+from .shared_ports import SharedPort, another_with_ssh, header
 
 LEAVE = "To leave: detach with C-b d (Ctrl-b, then d), or close the terminal; the host's session goes on."
 
@@ -27,6 +28,8 @@ class Invitation:
     file_name: str  # what the guest gives -F: this file's name
     known_hosts: str | None = None  # the .known_hosts file this config names, if any
     guest: NamedKey | None = None  # `pairing invite --for NAME`: the one guest this is for
+    shared: tuple[SharedPort, ...] = ()  # the host's ports this invite opens (its LocalForward lines)
+    shared_viewers: bool = False  # whether viewers may open them too
 
 
 def _role(typing: bool) -> str:
@@ -71,6 +74,7 @@ def notes(invitation: Invitation) -> list[str]:
         *pins,
         f"    host sshd: {i.host_fingerprint}",
         LEAVE,
+        *header(i.shared, i.shared_viewers, another_with_ssh(i.shared, i.file_name)),
         "Your key: ssh offers the usual ones: ~/.ssh/id_*, your ssh-agent, and what your own ~/.ssh/config",
         *elsewhere,
     ]

@@ -15,9 +15,12 @@ from typing import Sequence
 
 from . import backend as backends
 from . import guest_documents, putty
+from .control_cli import Refused, find_hook
+from .hook.control import ControlError, ask
 from .invitation import LEAVE, Invitation, notes
 from .names import NamedKey, roster
 from .outputs import HOST_NAME, OutputsError, StackOutputs
+from .shared_ports import ANOTHER_WITH_PLINK, ShareError, SharedPort, header, parse
 from .sshkeys import shorten
 from .stack_cli import read_outputs
 from .text import did_you_mean, printable
@@ -57,8 +60,28 @@ def guest_route(outputs: StackOutputs, ipv6: bool) -> guest_documents.GuestRoute
     return dataclasses.replace(outputs.guest_route, relay_address=outputs.relay_ipv6_address)
 
 
+Shared = tuple[tuple[SharedPort, ...], bool]  # the host's shared ports, and whether viewers get them
+
+
+def running_shares(outputs: StackOutputs) -> Shared:
+    """What the running hook for this session shares now (`pairing share`), else nothing. Its answer is
+    input like any other: each port parsed again."""
+    try:
+        answer = ask(find_hook(outputs.tmux_session, None), {"op": "who"}, timeout=3)
+        ports = tuple(parse(f"{int(p['host'])}:{int(p['guest'])}") for p in answer.get("shared") or [])
+    except (Refused, ControlError, ShareError, TypeError, KeyError, ValueError):
+        return (), False
+    return ports, answer.get("shared_viewers") is True
+
+
+def _for(shared: Shared, guest: NamedKey | None) -> Shared:
+    """An invite for one viewer opens nothing unless viewers get the ports."""
+    ports, viewers = shared
+    return ((), viewers) if guest is not None and not guest.typing and not viewers else shared
+
+
 def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, ipv6: bool = False,
-                 for_name: str | None = None) -> str:
+                 for_name: str | None = None, shared: Shared | None = None) -> str:
     """Write the guest's ssh config and return what to tell the guest.
 
     known_hosts: for guests with OpenSSH before 8.5, the keys of both hops go in
@@ -66,15 +89,17 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, i
     ipv6: the relay's IPv6 address in place of its IPv4 one, for a guest on an IPv6-only
     network (the relay's key is pinned under an alias, so the pin is the same).
     for_name: that guest's own invite (their role, their key's fingerprint in the header).
+    shared: the host's shared ports (`pairing up --share-port`); None: what the running hook shares.
     """
     guest = guest_named(outputs, for_name) if for_name is not None else None
-    route = guest_route(outputs, ipv6)
+    ports, viewers = _for(running_shares(outputs) if shared is None else shared, guest)
+    route = dataclasses.replace(guest_route(outputs, ipv6), shared=ports)
     keys_path = path.with_suffix(".known_hosts") if known_hosts else None
     invitation = Invitation(
         host_user=outputs.host_user, machine=machine_name(), guests=roster(outputs.guest_keys, outputs.viewer_keys),
         relay=f"relay {route.relay_address}", relay_fingerprint=outputs.relay_fingerprint,
         host_fingerprint=outputs.host_sshd_key.fingerprint, expires_at=outputs.expires_at, file_name=path.name,
-        known_hosts=keys_path.name if keys_path else None, guest=guest,
+        known_hosts=keys_path.name if keys_path else None, guest=guest, shared=ports, shared_viewers=viewers,
     )
     config = guest_documents.ssh_config(route, invitation.known_hosts, notes(invitation))
     whose = f" for {guest.name}" if guest else ""
@@ -108,8 +133,11 @@ def write_invite(outputs: StackOutputs, path: Path, known_hosts: bool = False, i
 
 def putty_invite(outputs: StackOutputs, key_path: str, ipv6: bool = False) -> str:
     """`--putty KEY.ppk`: what to tell a guest with PuTTY. Writes nothing: the command is the whole invite."""
-    route = guest_route(outputs, ipv6)
+    ports, viewers = running_shares(outputs)
+    route = dataclasses.replace(guest_route(outputs, ipv6), shared=ports)
+    shared = header(ports, viewers, ANOTHER_WITH_PLINK)
     return "\n".join(printable(line, "the PuTTY guest's instructions") for line in [
+        *shared,
         f"For a guest with PuTTY holding {key_path} (plink on their PATH; a key with a passphrase: load it",
         "into Pageant and leave out both -i), in the folder the key's path is relative to:",
         f"    {putty.plink_command(route, key_path)}",

@@ -15,6 +15,7 @@ import re
 
 from .accounts import GUEST_USER
 from .guest_documents import DirectRoute, GuestRoute
+from .shared_ports import plink_forwards
 from .sshkeys import shorten
 from .text import UnsafeText, printable
 
@@ -54,7 +55,7 @@ def relay_proxy(route: GuestRoute, key_path: str) -> str:
 def plink_command(route: GuestRoute, key_path: str) -> str:
     """The whole command: the host's sshd through the relay, a terminal, both hops pinned."""
     words = ["plink", "-ssh", "-t", "-batch", "-i", key_path, "-l", route.host_user, "-P", str(route.tunnel_port),
-             "-hostkey", route.host_sshd_key.fingerprint, "-proxycmd", f'"{relay_proxy(route, key_path)}"', HOST_NAME]
+             "-hostkey", route.host_sshd_key.fingerprint, *plink_forwards(route.shared), "-proxycmd", f'"{relay_proxy(route, key_path)}"', HOST_NAME]
     return printable(" ".join(_plain(w) if not w.startswith('"') else w for w in words), "the plink command")
 
 
@@ -67,6 +68,8 @@ def window_steps(route: GuestRoute, key_path: str) -> list[str]:
         f"    {relay_proxy(route, key_path)}",
         f"Connection > SSH > Host keys: Manually configure host keys: add {route.host_sshd_key.fingerprint}",
         f"Connection > SSH > Auth > Credentials (Auth before PuTTY 0.77): Private key file {key_path}",
+        *(f"Connection > SSH > Tunnels: Source port {p.guest}, Destination localhost:{p.host}, Local, then Add"
+          for p in route.shared),
         "then Open (save the session first to use it again)",
     ]
 

@@ -16,10 +16,12 @@ from typing import Callable
 from . import backend as backends, project
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
-from .hook import HostOptions, PreflightError, SingleHook, lock_path, run, system_sshd
+from .hook import HostOptions, PreflightError, SingleHook, lock_path, reserved_ports, run, system_sshd
 from .hook.recording import check_target
 from .invite import check_folder, write_invite
 from .outputs import OutputsError, StackOutputs
+from .settings import NAMESPACE
+from .shared_ports import from_flags
 from .up_plan import UpError, UpPlan, plan, stack_config
 
 # What `pairing up` cannot do without; a missing OpenSSH 8.5 only matters to guests.
@@ -149,6 +151,8 @@ def cmd_up(args) -> int:
         # Flags, keys and settings first, all of them: a user learns of a bad flag before installing anything.
         config = stack_config(args, Path.home(), dict(os.environ))
         require_aws_extra()  # before doctor: nothing it says would let up go on without it
+        tunnel_port = int(config.get(f"{NAMESPACE}:tunnelPort") or 1337)  # settings' default
+        shared = from_flags(args.share_port, reserved_ports(tunnel_port, args.target))
         identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
         checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key), host_public_key=args.host_key)
         print(report(checks))
@@ -165,9 +169,10 @@ def cmd_up(args) -> int:
     # refused preflight, the hook's own end), the host is asked what to do with it.
     try:
         outputs = deploy(up_plan)
-        print(write_invite(outputs, args.invite))
+        print(write_invite(outputs, args.invite, shared=(shared, args.share_port_viewers)))
         return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
-                               invite=args.invite, record=args.record, ask=args.ask), lock=lock)
+                               invite=args.invite, record=args.record, ask=args.ask, shared=shared,
+                               share_viewers=args.share_port_viewers), lock=lock)
     finally:
         lock.release()  # before destroy, which takes it to clean up the guests' keys
         if ask_to_destroy(args.keep):

@@ -21,10 +21,12 @@ import pytest
 
 from pairing.forced_command import guest_line
 from pairing.hook.sshd import accepted_fingerprints, host_key, key_path, render_config
+from pairing.shared_ports import SharedPort
 from pairing.sshkeys import parse_public_key, public_half
 
 from .harness import JUSTIFIED, findings, free_port, ssh_audit, stop_process, wait_until
 from .harness.installed import installed
+from .harness.served import serving
 from .harness.unprivileged import alive, descendants
 
 NOBODY = 65534
@@ -189,7 +191,8 @@ def test_config_renders_and_sshd_accepts_it(host):
     effective = host.run(SSHD, "-T", "-f", str(config)).stdout.splitlines()
     for setting in ("listenaddress 127.0.0.1:2222", f"allowusers {USER}", "authenticationmethods publickey",
                     "passwordauthentication no", "kbdinteractiveauthentication no", "usepam no", "strictmodes yes",
-                    "permittty yes", "disableforwarding yes", "allowtcpforwarding no", "allowstreamlocalforwarding no",
+                    "permittty yes", "allowtcpforwarding local", "allowstreamlocalforwarding no",
+                    "permitopen localhost:* 127.0.0.1:* [::1]:*", "permitlisten none",
                     "allowagentforwarding no", "x11forwarding no", "permittunnel no", "gatewayports no",
                     "permituserenvironment no", "loglevel VERBOSE", f"authorizedkeysfile {host.home}/run/authorized_keys"):
         assert setting in effective, setting
@@ -261,6 +264,32 @@ def test_forwards_are_refused(running, keys, tmp_path):
         assert "agent=none" in forwarded_agent.stdout and "forced" in forwarded_agent.stdout, forwarded_agent.stdout
     finally:
         stop_process(agent)
+
+
+def test_a_shared_port_opens_that_port_and_nothing_else(host, keys):
+    """A line sharing a port (shared_ports.py): its connection opens that port of the host's loopback, by each
+    spelling of it, and nothing else: not another port, not the sshd itself, not another host, not -R."""
+    with serving("the-shared-page") as shared, serving("not-shared") as other:
+        line = guest_line(parse_public_key(keys["guest"].public_line), COMMAND, shared=(SharedPort(shared, shared),))
+        assert host.start([line]).startswith("port "), host.out.read_text()
+        guest = keys["guest"].path
+        for name in ("localhost", "127.0.0.1", "[::1]"):
+            page = _through(host, guest, f"{name}:{shared}")
+            # [::1]: nothing listens there (the page is on 127.0.0.1 only), but sshd let the channel open
+            assert page.stdout.endswith("the-shared-page") if name != "[::1]" else "prohibited" not in page.stderr, \
+                page.stderr
+        for target in (f"127.0.0.1:{other}", f"127.0.0.1:{host.port}", f"127.0.0.2:{shared}", f"0.0.0.0:{shared}"):
+            refused = _through(host, guest, target)
+            assert "channel 0: open failed: administratively prohibited: open failed" in refused.stderr, target
+            assert "not-shared" not in refused.stdout and "SSH-" not in refused.stdout
+        remote = host.ssh(guest, "-o", "ExitOnForwardFailure=yes", "-R", f"{free_port()}:127.0.0.1:{shared}", "-N")
+        assert "Error: remote port forwarding failed for listen port" in remote.stderr, remote.stderr
+
+
+def _through(host: Host, key: Path, target: str) -> subprocess.CompletedProcess:
+    """An HTTP GET through the guest's connection (-W: the same direct-tcpip channel as -L)."""
+    return subprocess.run(host.ssh_argv(key, "-W", target), input="GET / HTTP/1.0\r\n\r\n", capture_output=True,
+                          text=True, timeout=30, env=_without_agent())
 
 
 def test_ssh_audit_passes(running):

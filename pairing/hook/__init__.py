@@ -33,6 +33,7 @@ from ..authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
 from ..backend import data_dir
 from ..names import roster
 from ..outputs import StackOutputs
+from ..shared_ports import SharedPort, from_flags, listing
 from ..stack_cli import read_outputs
 from ..tmux import Tmux, TmuxError
 from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
@@ -45,6 +46,7 @@ from .preflight import PreflightError, fido_refusal, preflight, probe_relay, pro
 from .recording import RecordingError, check_target, start_recording
 from .prompt import on_terminal
 from .room import Room
+from .shares import Shares
 from .sshd import PrivateSshd, SshdError, key_path
 
 STATUS_EVERY = 1.0
@@ -69,6 +71,16 @@ class HostOptions:
     invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
     record: Path | None = None  # --record FILE.cast (checked by recording.check_target)
     ask: bool = False  # each joining guest waits for the host's yes
+    shared: tuple[SharedPort, ...] = ()  # --share-port: the host's loopback ports guests may open
+    share_viewers: bool = False  # --share-port-viewers: viewers may too
+
+
+def reserved_ports(tunnel_port: int, target: tuple[str, int] | None) -> dict[int, str]:
+    """The ports --share-port and `pairing share` refuse (the own sshd's is added once it runs)."""
+    reserved = {tunnel_port: "the tunnel's port (on the relay)"}
+    if target is not None:
+        reserved[target[1]] = "your sshd's port (--target)"
+    return reserved
 
 
 class _Published:
@@ -109,10 +121,12 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
-    room = Room(roster(outputs.guest_keys, outputs.viewer_keys), tmux, outputs.tmux_session, console, options.ask,
-                pwd.getpwuid(os.geteuid()).pw_name)
+    room_roster = roster(outputs.guest_keys, outputs.viewer_keys)
+    room = Room(room_roster, tmux, outputs.tmux_session, console, options.ask, pwd.getpwuid(os.geteuid()).pw_name)
+    shares = Shares(options.shared, options.share_viewers, reserved_ports(outputs.tunnel_port, options.target), room,
+                    _invite_writer(options))
     try:  # before the guests' keys: their gates connect to it
-        control = ControlServer(control_socket(options), room.handle, console.control_refused)
+        control = ControlServer(control_socket(options), shares.handler(room.handle), console.control_refused)
     except (ControlError, OSError) as exc:
         console.error(f"the control channel: {exc}")
         console.close()
@@ -121,7 +135,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     sshd = None
     if own:  # before the tunnel: its target is this sshd's port
         sshd = PrivateSshd(lock_path(outputs.tmux_session, options.tmux_socket).parent, key_path(data_dir()),
-                           guest_lines(options))
+                           guest_lines(options, shares.shared_with), avoid=frozenset(p.host for p in options.shared))
         try:
             sshd.start()
         except (SshdError, OSError) as exc:
@@ -132,6 +146,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             return 1
         console.said(f"your own sshd for guests listens on 127.0.0.1:{sshd.port} "
                      f"(host key {outputs.host_sshd_key.fingerprint}; log {sshd.log})")
+        shares.own_sshd(sshd, room_roster, lambda shared_with: guest_lines(options, shared_with))
+    if options.shared:
+        console.said(listing(options.shared, options.share_viewers))
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),
@@ -161,7 +178,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         open_session(tmux, outputs.tmux_session, console)
         recorder = start_recording(options.record, tmux, outputs.tmux_session, console)  # before any guest is in
         if keys_file:
-            keys_file.install(guest_lines(options))
+            keys_file.install(guest_lines(options, shares.shared_with))
+            shares.apply = lambda shared_with: keys_file.install(guest_lines(options, shared_with))
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
         watch(tmux, outputs.tmux_session, console, bool(outputs.viewer_keys),
@@ -172,6 +190,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         console.error(str(exc))
         return 1
     finally:
+        shares.apply = None  # the keys go now: a late `pairing share` writes none back
         end_session(previous, control, room, recorder, sshd, answers, tunnel.stop)
         if worker:
             worker.join(STOP_TUNNEL_WAIT)
@@ -193,8 +212,18 @@ def cmd_host(args) -> int:
     check_target(args.record)
     target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    shared = from_flags(args.share_port, reserved_ports(outputs.tunnel_port, target))
     return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel,
-                           record=args.record, ask=args.ask))
+                           record=args.record, ask=args.ask, shared=shared, share_viewers=args.share_port_viewers))
+
+
+def _invite_writer(options: HostOptions):
+    """`pairing up`'s invite, written again when the shared ports change (none known to `pairing host`)."""
+    if options.invite is None:
+        return None
+    from ..invite import write_invite  # here: invite asks the running hook (control_cli), which imports this package
+
+    return lambda shared: write_invite(options.outputs, options.invite, shared=(shared, options.share_viewers))
 
 
 def open_session(tmux: Tmux, session: str, console: Console) -> None:

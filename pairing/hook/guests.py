@@ -10,12 +10,13 @@ import ipaddress
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import guest_documents
 from ..forced_command import gate_command, guest_line
 from ..names import NamedKey, roster
 from ..outputs import StackOutputs
+from ..shared_ports import SharedPort
 from .control import socket_path
 from .own_sshd import lock_path
 
@@ -26,7 +27,14 @@ if TYPE_CHECKING:
 GATE = Path(__file__).resolve().parent.parent / "gate.py"
 
 
-def guest_lines(options: HostOptions) -> list[str]:
+SharedWith = Callable[[NamedKey], Sequence[SharedPort]]  # the ports a guest's connection may open now
+
+
+def _none(_: NamedKey) -> Sequence[SharedPort]:
+    return ()
+
+
+def guest_lines(options: HostOptions, shared_with: SharedWith = _none) -> list[str]:
     """Each key forced to its gate, which asks the hook (by the guest's name) before it becomes
     `tmux attach`, read-only or not as the hook says."""
     outputs, tmux_socket = options.outputs, options.tmux_socket
@@ -37,13 +45,15 @@ def guest_lines(options: HostOptions) -> list[str]:
     # The own sshd (no --target) listens on 127.0.0.1 only.
     sources = LOOPBACK_SOURCES if options.target is None or _is_loopback(options.target[0]) else ()
     return gated_lines(roster(outputs.guest_keys, outputs.viewer_keys), control, outputs.tmux_session, tmux_socket,
-                       sources)
+                       sources, shared_with)
 
 
 def gated_lines(guests: Sequence[NamedKey], control: str, session: str, tmux_socket: str | None,
-                sources: tuple[str, ...] = ()) -> list[str]:
-    """`pairing host`'s and `pairing direct`'s: each guest's key forced to its gate, by name."""
-    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, session, tmux_socket), sources)
+                sources: tuple[str, ...] = (), shared_with: SharedWith = _none) -> list[str]:
+    """`pairing host`'s and `pairing direct`'s: each guest's key forced to its gate, by name (and the
+    host's loopback ports it may open: pairing/shared_ports.py)."""
+    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, session, tmux_socket), sources,
+                       shared_with(k))
             for k in guests]
 
 

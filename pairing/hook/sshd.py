@@ -1,6 +1,7 @@
 """The host's own sshd: the system's OpenSSH `sshd` run as the host user (no root), for guests only:
 127.0.0.1 on a free port (the tunnel's target), the host user only, publickey only, its own
-AuthorizedKeysFile of guests' forced-command lines, no forwarding, the relay's algorithms (ssh-audit
+AuthorizedKeysFile of guests' forced-command lines, no forwarding but a guest line's `permitopen` to a port of
+this machine's loopback the host shares (shared_ports.py), the relay's algorithms (ssh-audit
 fails nothing). Its host key, made once under the data folder, is what guests pin.
 
 Run as a normal user (OpenSSH 9.2 and 10.0 alike) sshd needs no /run/sshd (only root's chroots there),
@@ -41,9 +42,9 @@ TTY_GID = 5  # Debian's tty group, which sshd gives each guest's pty
 KEX = "-ecdh-sha2-*,diffie-hellman-*,curve25519-sha256"
 MACS = "-*-sha1*,umac-64*,hmac-sha2-256,hmac-sha2-512,umac-128@openssh.com"
 
-# Each said `no`, though DisableForwarding covers the forwarding ones: what a reader checks for is there.
+# Each said `no`: what a reader checks for is there.
 _OFF = ("PasswordAuthentication", "KbdInteractiveAuthentication", "PermitRootLogin", "PermitEmptyPasswords", "UsePAM",
-        "PermitUserEnvironment", "PermitUserRC", "AllowTcpForwarding", "AllowStreamLocalForwarding",
+        "PermitUserEnvironment", "PermitUserRC", "AllowStreamLocalForwarding",
         "AllowAgentForwarding", "X11Forwarding", "PermitTunnel", "GatewayPorts")
 _ACCEPTED = re.compile(r"Accepted publickey for (\S+) from \S+ port \d+ ssh2: \S+ (SHA256:[A-Za-z0-9+/]{43})")
 
@@ -125,7 +126,12 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path, addre
         # writable by no one else; PrivateSshd checks the same before starting, to say it clearly.
         "StrictModes yes",
         "PermitTTY yes",  # tmux attach needs a terminal; each key line says `pty` after `restrict`
-        "DisableForwarding yes",
+        # TCP forwarding: local only (never -R), to this machine's loopback only, and only for a key line that
+        # says `port-forwarding` and a `permitopen` (a port the host shares: shared_ports.py). Every guest line
+        # starts with `restrict`, which turns it off otherwise; agent, X11, tunnels, Unix sockets stay off above.
+        "AllowTcpForwarding local",
+        "PermitOpen localhost:* 127.0.0.1:* [::1]:*",
+        "PermitListen none",
         "LoginGraceTime 20",
         "MaxAuthTries 10",  # a guest's agent offers its other keys first (as on the relay)
         "LogLevel VERBOSE",  # "Accepted publickey ... SHA256:...": which guest's key logged in
@@ -185,8 +191,9 @@ class PrivateSshd:
     `with PrivateSshd(folder, key_path(data), lines) as sshd:` ... the tunnel's target is sshd.port."""
 
     def __init__(self, folder: Path, host_key_file: Path, guest_lines: list[str], port: int | None = None,
-                 address: str = "127.0.0.1") -> None:
-        self.folder, self.host_key_file, self.guest_lines = folder, host_key_file, list(guest_lines)
+                 address: str = "127.0.0.1", avoid: frozenset[int] = frozenset()) -> None:
+        """avoid: ports not to take when picking a free one (the host's shared ports)."""
+        self.folder, self.host_key_file, self.guest_lines, self.avoid = folder, host_key_file, list(guest_lines), avoid
         self.address = _address(address)
         self.fixed_port, self.port = port, port or 0
         self.log, self.config, self.authorized_keys = folder / "sshd.log", folder / "sshd_config", folder / "authorized_keys"
@@ -220,6 +227,8 @@ class PrivateSshd:
         self.set_guests(self.guest_lines)
         for _ in range(3):  # a free port may be taken before sshd binds it: pick another
             self.port = self.fixed_port or _free_port(self.address)
+            if self.port in self.avoid:
+                continue
             self.nonce = f"pairing-{secrets.token_hex(8)}"
             self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file, self.address,
                                                  self.nonce))
