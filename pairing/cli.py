@@ -24,7 +24,7 @@ from .putty import PuttyKeyError
 from .relays import cmd_ls
 from .status import EXIT_STATUS, cmd_status
 from .text import UnsafeText
-from .tunnel import CARRIERS
+from .tunnel import CARRIERS, default_carrier
 from .up import cmd_down, cmd_up
 from .up_plan import UpError, default_stack
 
@@ -91,9 +91,12 @@ def _common() -> dict[str, argparse.ArgumentParser]:
                            "sshd, at --target or localhost:22 (default with --target: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                       help="tmux socket of your session (default: tmux's own)")
-    host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
-                      help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
-                           "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
+    host.add_argument("--tunnel", choices=CARRIERS, default=None,
+                      help="what carries the tunnel: openssh, a supervised `ssh -N -R` (the default where ssh is "
+                           f"installed; here: {default_carrier()}), since it adds the least per keystroke "
+                           "(bench/README.md); or paramiko, in this process, which needs nothing else. A key "
+                           "with a passphrase that ssh-agent does not hold goes through paramiko, which can ask "
+                           "for it. paramiko pins the relay, preflights and self-tests under either")
     host.add_argument("--ask", action="store_true",
                       help="each joining guest waits (told so) until you let them in: pairing allow NAME, or "
                            "turn them away: pairing deny NAME; no answer within 60 s turns them away")
