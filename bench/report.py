@@ -154,8 +154,25 @@ def _hook_rows(hook: dict) -> list[Row]:
     return rows
 
 
+# Issue 20's goals, seconds on the harness relay: what a person waits for, not a ratio.
+TIME_TO_PAIR_GOALS = {"time_to_pair_s": ("warm start: pairing host started -> a guest's first echoed key", 3.0),
+                      "add_to_pair_s": ("pairing add -> the new guest's first echoed key", 2.0)}
+
+
+def _time_to_pair_rows(results: dict) -> list[Row]:
+    rows = []
+    for key, (label, goal) in TIME_TO_PAIR_GOALS.items():
+        phase = results.get(key)
+        if phase is None:
+            continue
+        parts = ", ".join(f"{name.replace('_', ' ')} {value:.2f}" for name, value in phase.items() if name != "total")
+        rows.append(Row(label, f"{phase['total']:.2f} s ({parts})", f"<= {goal:g} s", phase["total"] <= goal))
+    return rows
+
+
 def rows(results: dict) -> list[Row]:
     return [
+        *_time_to_pair_rows(results),
         *_keystroke_rows(results["keystrokes_ms"]),
         *_bare_rows(results.get("bare_keystrokes_ms")),
         *_baseline_rows(results),
@@ -172,7 +189,7 @@ def render(results: dict) -> str:
         f"{results['date']}: {info['host']}, nproc {info['nproc']}, {info['model']}, Linux {info['kernel']}; "
         f"{info['openssh']}, paramiko {info['paramiko']}, Python {info['python']}, {info['tmux']}; "
         f"relays: {options['relay_suite']}, {results['relay_openssh']}; "
-        f"pairing host --tunnel {options.get('tunnel', 'paramiko')}",
+        f"pairing host --tunnel {options.get('tunnel') or 'paramiko'}",
         f"{options['keys']} keys per guest, a key every {options['interval_ms']:g} ms on average; "
         f"{options['transfers']} x {options['payload_mb']:g} MB bulk; {options['outages']} outage(s)"
         + _load(results.get("load")),

@@ -21,7 +21,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from pairing.tunnel import CARRIERS
+from pairing.tunnel import CARRIERS, default_carrier
 from tests.harness import SUITES, Hook, client_env
 
 from . import plot, report
@@ -30,10 +30,11 @@ from .keystrokes import type_keys, wait_attached
 from .process import cpu_times, peak_rss_mb
 from .recovery import outage
 from .terminal import GuestTerminal
+from .time_to_pair import start_hook
 from .world import BASELINE, ROUTES, World
 
 FULL = dict(keys=1000, warmup=20, interval_ms=30.0, guests=8, payload_mb=64.0, transfers=3, idle=60.0, outages=3,
-            relay_suite="trixie", tunnel="paramiko")
+            relay_suite="trixie", tunnel=default_carrier())
 QUICK = {**FULL, "keys": 30, "warmup": 5, "payload_mb": 4.0, "transfers": 1, "idle": 3.0, "outages": 0}
 
 
@@ -49,7 +50,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--relay-suite", choices=SUITES,
                         help="the relay's Debian release, which decides its OpenSSH (default trixie, what EC2 runs)")
     parser.add_argument("--tunnel", choices=CARRIERS,
-                        help="what carries `pairing host`'s tunnel, as its own --tunnel (default paramiko)")
+                        help="what carries `pairing host`'s tunnel, as its own --tunnel (default: pairing's own, "
+                             f"here {default_carrier()})")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also time a second pairing host run from the source tree DIR (e.g. an older commit's "
                              "`git archive`), on a third relay: an A/B of two versions in one run")
@@ -86,8 +88,9 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="pairing-bench-") as folder, ExitStack() as stack:
         say(f"booting two relays ({args.relay_suite}), the host's sshd and tmux")
         world = World(Path(folder), stack, args.guests, int(args.payload_mb * 1e6), args.relay_suite, args.baseline)
-        say(f"starting pairing host (--tunnel {args.tunnel}) on one relay and ssh -N -R on the other")
-        hook = stack.enter_context(world.hook(args.tunnel))
+        say(f"time to pair: starting pairing host (--tunnel {args.tunnel}) on one relay, to a guest's first echoed key")
+        hook, to_pair = start_hook(stack, world, args.tunnel)
+        say("ssh -N -R on the other relay")
         if args.baseline:
             say(f"starting the baseline's pairing host (from {args.baseline}) on a third relay")
             stack.enter_context(world.hook(args.tunnel, BASELINE))
@@ -108,7 +111,8 @@ def measure(args: argparse.Namespace) -> dict:
         hook_numbers["peak_rss_mb"] = peak_rss_mb(hook.process.pid)
         relay_openssh = world.pairing.relay.run(["sshd", "-V"], check=False).stderr.split(",")[0].strip()
     say("done")
-    return {"relay_openssh": relay_openssh, "keystrokes_ms": alone, "bare_keystrokes_ms": bare,
+    return {"relay_openssh": relay_openssh, "time_to_pair_s": {**dataclasses.asdict(to_pair), "total": to_pair.total},
+            "keystrokes_ms": alone, "bare_keystrokes_ms": bare,
             "group_keystrokes_ms": group, "bulk_mb_s": bulk, "outages": outages, "hook": hook_numbers,
             "load": LOAD}
 

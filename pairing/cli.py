@@ -26,7 +26,7 @@ from .share_cli import add_commands as _share_commands, add_flags as _share_flag
 from .shared_ports import ShareError
 from .status import EXIT_STATUS, cmd_status
 from .text import UnsafeText, quiet_library_logs, shown
-from .tunnel import CARRIERS
+from .tunnel import CARRIERS, default_carrier
 from .up import cmd_down, cmd_up
 from .up_plan import UpError, default_stack
 
@@ -101,9 +101,12 @@ def _common() -> dict[str, argparse.ArgumentParser]:
                            "sshd, at --target or localhost:22 (default with --target: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                       help="tmux socket of your session (default: tmux's own)")
-    host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
-                      help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
-                           "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
+    host.add_argument("--tunnel", choices=CARRIERS, default=None,
+                      help="what carries the tunnel: openssh, a supervised `ssh -N -R` (the default where ssh is "
+                           f"installed; here: {default_carrier()}), since it adds the least per keystroke "
+                           "(bench/README.md); or paramiko, in this process, which needs nothing else. A key "
+                           "with a passphrase that ssh-agent does not hold goes through paramiko, which can ask "
+                           "for it. paramiko pins the relay, preflights and self-tests under either")
     _ask(host)
     control = argparse.ArgumentParser(add_help=False)
     control.add_argument("--session", type=_session_name, metavar="NAME",
@@ -155,7 +158,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--host-key", type=Path, metavar="FILE.pub", help="your public key (default: ~/.ssh/id_ed25519.pub)")
     up.add_argument("--allow", action="append", metavar="CIDR", help="who may reach the relay (default: anyone)")
     up.add_argument("--ttl", type=int, metavar="MINUTES", help="the relay ends itself after this (default: 240)")
-    up.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, else your AWS profile's)")
+    up.add_argument("--region", help="AWS region, or auto: the nearest by TCP round trip from here, measured in "
+                                     "under 3 s and printed (default: AWS_REGION, AWS_DEFAULT_REGION, else your "
+                                     "AWS profile's)")
     up.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (default: t3.micro)")
     up.add_argument("--port", type=int, metavar="PORT", help="the tunnel's port on the relay (default: 1337)")
     up.add_argument("--session", metavar="NAME", help="your tmux session (default: pair)")

@@ -149,8 +149,10 @@ class PairingRelay(pulumi.ComponentResource):
                 # A changed ami replaces the relay: keep the image the first deploy found
                 # (the lookup finds a newer one every few weeks), unless relayImage names one.
                 ignore_changes=["ami"] if settings.relay_image is None else None,
-                # Reachable as soon as it runs: its routes exist first.
-                depends_on=[self.network.route_table_association],
+                # No depends_on the routes: the launch (most of a cold deploy, bench/README.md) overlaps the
+                # gateway, route table and association, and `up` returns, outputs and all, only when every
+                # resource exists, so nobody reaches for the relay before its routes do. Its boot needs none
+                # (no packages, cloud-config.yaml), nor does its TTL (the clock, and IMDS on the link).
             )),
         )
 

@@ -14,12 +14,14 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import backend as backends
 from .doctor import aws_profile_config
 from .hook import fido_refusal
 from .guest_flags import named_keys
 from .keysources import KeySourceError, keys_from
+from .regions import AUTO, NoRegionAnswered, known_regions, nearest
 from .settings import LOCAL_SSHD_KEY, NAMESPACE, ConfigError, Settings, parse_setting, settings_from, system_sshd_key
 from .sshkeys import is_fido, shorten
 from .text import did_you_mean
@@ -75,9 +77,9 @@ FLAG_OF = {
 AWS_REGION_NAME = re.compile(r"[a-z]{2}(-[a-z0-9]+){1,3}")  # eu-central-1, us-gov-west-1, ap-southeast-5
 
 
-def stack_config(args, home: Path, environ: dict[str, str]) -> dict[str, str]:
+def stack_config(args, home: Path, environ: dict[str, str], say: Callable[[str], None] = print) -> dict[str, str]:
     """Flags -> the stack's config, in the form `pulumi config` keeps it. Every problem is found, not only the
-    first: UpError's text is one line each, naming the flag as typed and the fix."""
+    first: UpError's text is one line each, naming the flag as typed and the fix. `say`: --region auto's figures."""
     problems: list[str] = []
     if not args.guest:
         problems.append("no --guest: give at least one guest: --guest gh:USER, --guest ~/their_key.pub "
@@ -121,6 +123,15 @@ def stack_config(args, home: Path, environ: dict[str, str]) -> dict[str, str]:
     if region is None:
         problems.append("no AWS region: pass --region (e.g. --region eu-central-1), set AWS_REGION, "
                         "or set region in your AWS profile (aws configure set region eu-central-1)")
+    elif region == AUTO and where == f"--region {AUTO}":
+        if not problems:  # measured only once every other flag is good: it takes up to 3 s
+            try:
+                region, figures = nearest()
+            except NoRegionAnswered as exc:
+                problems.append(str(exc))
+            else:
+                say(figures)
+                config["aws:region"] = region
     elif not AWS_REGION_NAME.fullmatch(region):
         problems.append(f"{where}: {shorten(region)!r} is not an AWS region name; use e.g. eu-central-1")
     elif region not in (regions := known_regions()) and regions:
@@ -147,15 +158,6 @@ def _settings_problems(config: dict[str, str], host_key: Path) -> list[str]:
     if is_fido(settings.host_public_key):  # the hook would refuse it, after the deploy
         return [fido_refusal(f"--host-key {host_key}", settings.host_public_key)]
     return []
-
-
-def known_regions() -> list[str]:
-    """The regions the installed pulumi-aws knows (its Region enum); none (no check) without it."""
-    try:
-        from pulumi_aws import Region
-    except ImportError:
-        return []
-    return [region.value for region in Region]
 
 
 def aws_region(given: str | None, environ: dict[str, str], home: Path) -> tuple[str | None, str]:

@@ -26,6 +26,10 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     for route in ("pairing", "openssh"):
         assert [len(guest) for guest in data["group_keystrokes_ms"][route]] == [keys] * data["options"]["guests"]
         assert len(data["bulk_mb_s"][route]) == data["options"]["transfers"]
+    phase = data["time_to_pair_s"]  # the warm start, each part and their sum
+    assert 0 < phase["ready"] and 0 < phase["attached"] and 0 < phase["first_key"]
+    assert abs(phase["total"] - phase["ready"] - phase["attached"] - phase["first_key"]) < 1e-9
+    assert "warm start: pairing host started -> a guest's first echoed key" in result.stdout
     assert data["hook"]["peak_rss_mb"] > 0 and data["hook"]["idle_seconds"] > 0
     assert data["machine"]["nproc"] >= 1
     assert data["load"][0]["loadavg"][0] >= 0

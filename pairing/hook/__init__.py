@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -67,7 +67,7 @@ class HostOptions:
     target: tuple[str, int] | None  # None: the hook's own sshd
     authorized_keys: Path
     tmux_socket: str | None = None
-    tunnel: str = "paramiko"  # a key of CARRIERS
+    tunnel: str | None = None  # a key of CARRIERS; None: default_carrier(), resolved by preflight
     invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
     record: Path | None = None  # --record FILE.cast (checked by recording.check_target)
     ask: bool = False  # each joining guest waits for the host's yes
@@ -114,10 +114,11 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     try:
         if keys_file:
             keys_file.check_owner()
-        identity = preflight(options)
+        identity, carrier = preflight(options)
     except BaseException:
         lock.release()
         raise
+    options = replace(options, tunnel=carrier)
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)

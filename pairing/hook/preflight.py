@@ -23,7 +23,7 @@ from ..accounts import TUNNEL_USER
 from ..outputs import StackOutputs
 from ..sshkeys import PublicKey, host_key_algorithms, is_fido, is_key, public_half, public_key_of
 from ..tmux import Tmux
-from ..tunnel import Endpoint, HostKeyMismatch, OpenSSHTunnel, handshake
+from ..tunnel import Endpoint, HostKeyMismatch, OpenSSHTunnel, ParamikoTunnel, default_carrier, handshake
 from ..tunnel.spec import reason
 
 if TYPE_CHECKING:
@@ -36,6 +36,10 @@ RELAY_PROBE_TIMEOUT = 10.0
 
 class PreflightError(RuntimeError):
     """One line: what is wrong and how to fix it. Nothing was changed."""
+
+
+class PassphraseForSsh(PreflightError):
+    """The key needs a passphrase typed on a terminal, which `ssh -N -R` (run without one) cannot ask for."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def _locked_key(path: Path, text: str, expected: PublicKey, carrier: str) -> tup
     if agent_key is not None:
         return Identity(agent_key, None), expected
     if carrier == OpenSSHTunnel.name:
-        raise PreflightError(f"--tunnel openssh cannot ask for the passphrase of {path}; add the key to "
+        raise PassphraseForSsh(f"--tunnel openssh cannot ask for the passphrase of {path}; add the key to "
                              f"ssh-agent first (ssh-add {path}) or leave out --tunnel")
     if not sys.stdin.isatty():
         raise PreflightError(f"{path} needs a passphrase and there is no terminal to ask it on; add the key to "
@@ -185,8 +189,9 @@ def probe_relay(relay: Endpoint) -> None:
         ) from None
 
 
-def preflight(options: HostOptions) -> Identity:
-    """Everything checked before anything is touched; the identity the tunnel logs in with."""
+def preflight(options: HostOptions) -> tuple[Identity, str]:
+    """Everything checked before anything is touched; the identity the tunnel logs in with, and the carrier
+    (--tunnel, else default_carrier(), else paramiko for a passphrase key that only a terminal can unlock)."""
     outputs = options.outputs
     if not Tmux.installed():
         raise PreflightError("tmux is not installed; install it (Debian/Ubuntu: sudo apt install tmux; macOS: brew install tmux)")
@@ -194,7 +199,14 @@ def preflight(options: HostOptions) -> Identity:
         raise PreflightError("--tunnel openssh needs OpenSSH's ssh; install it (Debian/Ubuntu: sudo apt install "
                              "openssh-client) or leave out --tunnel")
     expected = outputs.host_public_key
-    identity = load_identity(options.identity, expected, options.tunnel)
+    carrier = options.tunnel or default_carrier()
+    try:
+        identity = load_identity(options.identity, expected, carrier)
+    except PassphraseForSsh:
+        if options.tunnel:  # asked for by name: say so rather than switch
+            raise
+        carrier = ParamikoTunnel.name  # it can ask for the passphrase; ssh runs without a terminal
+        identity = load_identity(options.identity, expected, carrier)
     if options.target is None:  # its own sshd, started once everything here passed
         from .own_sshd import check_own_sshd
 
@@ -202,7 +214,7 @@ def preflight(options: HostOptions) -> Identity:
     else:
         probe_sshd(options.target, outputs.host_sshd_key)
     probe_relay(relay_endpoint(outputs, TUNNEL_USER))
-    return identity
+    return identity, carrier
 
 
 def relay_endpoint(outputs: StackOutputs, user: str) -> Endpoint:
