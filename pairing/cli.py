@@ -90,7 +90,8 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     _authorized_keys(host, "the authorized_keys file your system's sshd reads for you; given, it means your system's "
                            "sshd, at --target or localhost:22 (default with --target: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                      help="tmux socket of your session (default: tmux's own)")
+                      help="the tmux server's socket for the session, yours alone (default: pairing's own server, "
+                           "~/.local/state/pairing/tmux/SESSION)")
     host.add_argument("--tunnel", choices=CARRIERS, default="paramiko",
                       help="what carries the tunnel: paramiko, in this process (default), or openssh, a supervised "
                            "`ssh -N -R` (about 0.4 ms less per keystroke; needs the key in a file or ssh-agent)")
@@ -196,7 +197,8 @@ def parser() -> argparse.ArgumentParser:
     direct.add_argument("--session", type=_session_name, default="pair", metavar="NAME",
                         help="your tmux session (default: pair)")
     direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                        help="tmux socket of your session (default: tmux's own)")
+                        help="the tmux server's socket for the session, yours alone (default: pairing's own server, "
+                             "~/.local/state/pairing/tmux/SESSION)")
     _record(direct)
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
@@ -229,7 +231,8 @@ def parser() -> argparse.ArgumentParser:
                                                                           "pairing status --outputs outputs.json"))
     _authorized_keys(status, argparse.SUPPRESS, AUTHORIZED_KEYS)
     status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                        help="tmux socket of your session (default: tmux's own)")
+                        help="the tmux server's socket for the session, as the hook was given it (default: "
+                             "pairing's own server, ~/.local/state/pairing/tmux/SESSION)")
 
     commands.add_parser("sshd-key", help="print the host key of pairing's own sshd (made the first time): what guests pin",
                         description="The public line of the ED25519 host key pairing host's own sshd presents, made "

@@ -28,6 +28,7 @@ from .hook.control import ControlError, ControlServer, socket_path as control_so
 from .hook.guests import gated_lines
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
+from .hook.tmux_server import attach_command, chosen_server
 from .hook.recording import RecordingError, check_target, start_recording
 from .hook.room import Room
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
@@ -64,14 +65,15 @@ def _unspecified(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return (mapped or address).is_unspecified
 
 
-def instructions(invite: Path, route: DirectRoute, fingerprint: str) -> str:
+def instructions(invite: Path, route: DirectRoute, fingerprint: str, attach: str) -> str:
     return (
         f"ready: guests can join now. Send them {invite} and have them run\n"
         f"    ssh -F {invite.name} pairing\n"
         "or this one command (needs OpenSSH 8.5+):\n"
         f"    {guest_documents.direct_command(route)}\n"
         f"your sshd {route.address} port {route.port} ({fingerprint}), no relay: guests must reach that address. "
-        "Ctrl-C to stop."
+        "Ctrl-C to stop.\n"
+        f"you join the pair session with: {attach}"
     )
 
 
@@ -82,6 +84,7 @@ def cmd_direct(args) -> int:
     if _unspecified(address) and not args.listen_all:
         raise PreflightError(f"--listen {address} is every address of this machine, public ones too; give "
                              "the one guests reach (a LAN or VPN address, e.g. Tailscale's 100.x.y.z), or add --listen-all")
+    args.tmux_socket = chosen_server(args.session, args.tmux_socket)  # a server not surely the user's: refused here
     if not args.guest:
         raise PreflightError("give at least one guest: --guest gh:USER, --guest ~/their_key.pub or "
                              "--guest 'ssh-ed25519 AAAA...'")
@@ -137,7 +140,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)
-        console.ready(instructions(args.invite, route, key.fingerprint))
+        console.ready(instructions(args.invite, route, key.fingerprint, attach_command(socket_path, session)))
         since = time.time()
         watch(tmux, session, console, bool(viewers), lambda: not stopped.is_set() and sshd.process.poll() is None,
               stopped.wait, stopped.set, lambda clients: direct_status_text(sshd.endpoint, since, clients), room)

@@ -13,6 +13,7 @@ import shutil
 from . import backend as backends
 from .control_cli import guests_line
 from .hook import lock_path, read_state
+from .hook.tmux_server import attach_command, server_socket
 from .outputs import StackOutputs
 from .stack_cli import NoStack, read_outputs_json
 from .up_plan import default_stack
@@ -79,7 +80,8 @@ def cmd_status(args) -> int:
         return EXPIRED
     minutes = int(left.total_seconds() // 60)
     # The hook with its own sshd (locked on its folder), else one with --target (on authorized_keys).
-    hook = read_state(lock_path(outputs.tmux_session, args.tmux_socket, make=False))
+    socket = server_socket(outputs.tmux_session, args.tmux_socket, make=False)
+    hook = read_state(lock_path(outputs.tmux_session, socket, make=False))
     if not hook.running:
         hook = read_state(args.authorized_keys)
     record = hook.record
@@ -94,4 +96,5 @@ def cmd_status(args) -> int:
     print(f"tunnel  {tunnel}")
     # The running hook's guests, by name: the host's own tmux clients are nobody's.
     print(f"guests  {guests_line(outputs.tmux_session, args.tmux_socket)}")
+    print(f"attach  {attach_command(socket, outputs.tmux_session)}")
     return HELD if hook.running else NOT_HELD

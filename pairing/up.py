@@ -18,6 +18,7 @@ from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
 from .hook import HostOptions, PreflightError, SingleHook, lock_path, run, system_sshd
 from .hook.recording import check_target
+from .hook.tmux_server import chosen_server
 from .invite import write_invite
 from .outputs import OutputsError, StackOutputs
 from .stack_cli import PROJECT_DIR
@@ -132,6 +133,7 @@ def cmd_up(args) -> int:
     check_target(args.record)
     args.target, args.authorized_keys = system_sshd(args.target, args.authorized_keys)
     own = args.target is None
+    args.tmux_socket = chosen_server(args.session or "pair", args.tmux_socket)  # before the lock: it is keyed on it
     lock = SingleHook(lock_path(args.session or "pair", args.tmux_socket) if own else args.authorized_keys, command="up")
     try:
         if not own:

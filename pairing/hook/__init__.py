@@ -17,6 +17,7 @@ private folder; ~/.ssh/authorized_keys is not touched, and the lock is on that f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import signal
@@ -46,6 +47,7 @@ from .recording import RecordingError, check_target, start_recording
 from .prompt import on_terminal
 from .room import Room
 from .sshd import PrivateSshd, SshdError, key_path
+from .tmux_server import attach_command, chosen_server, server_socket
 
 STATUS_EVERY = 1.0
 GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
@@ -63,7 +65,7 @@ class HostOptions:
     identity: Path | None
     target: tuple[str, int] | None  # None: the hook's own sshd
     authorized_keys: Path
-    tmux_socket: str | None = None
+    tmux_socket: str | None = None  # None: pairing's own server (tmux_server.py); run() puts its path here
     tunnel: str = "paramiko"  # a key of CARRIERS
     invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
     record: Path | None = None  # --record FILE.cast (checked by recording.check_target)
@@ -82,7 +84,8 @@ class _Published:
             self.state.state, self.state.since = state, time.time()
             self.lock.publish(self.state, self.options.tunnel)
         if state is State.UP and not self.state.ready_once:
-            self.console.ready(instructions(self.options.outputs, self.options.invite))
+            self.console.ready(instructions(self.options.outputs, self.options.invite,
+                                            attach_command(self.options.tmux_socket, self.options.outputs.tmux_session)))
             self.state.ready_once = True
         else:
             self.console.tunnel_state(state, detail)
@@ -94,6 +97,7 @@ class _Published:
 def run(options: HostOptions, console: Console | None = None, lock: SingleHook | None = None) -> int:
     """Preflight, then hold everything up until Ctrl-C/SIGTERM or a fatal error. Returns the exit code."""
     outputs = options.outputs
+    options = dataclasses.replace(options, tmux_socket=server_socket(outputs.tmux_session, options.tmux_socket))
     own = options.target is None
     # A second run stops here, having touched nothing.
     lock = lock or SingleHook(lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys)
@@ -187,14 +191,15 @@ def cmd_host(args) -> int:
     check_target(args.record)
     target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
-    return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel,
+    socket = chosen_server(outputs.tmux_session, args.tmux_socket)  # a server not surely the user's: refused here
+    return run(HostOptions(outputs, args.identity, target, authorized_keys, socket, args.tunnel,
                            record=args.record, ask=args.ask))
 
 
 def open_session(tmux: Tmux, session: str, console: Console) -> None:
     """The session guests attach to: made if absent, else kept from closing with its last client."""
     if tmux.ensure_session(session):
-        console.said(f"created tmux session {session!r} (attach yourself: tmux attach -t {session})")
+        console.said(f"created tmux session {session!r} (attach yourself: {attach_command(tmux.socket, session)})")
     else:
         tmux.keep_clients_in(session)
 
@@ -206,12 +211,17 @@ def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Ca
     session made again if gone, viewers' way to other sessions warned about, joins and leaves said by name
     (the room's), the status line (status(the guests' clients)) redrawn. A Ctrl-C calls stop(), which ends running()."""
     warned: set[str] = set()
+    typists: frozenset[str] = frozenset()
     while running():
         try:
             wait(STATUS_EVERY)
             now = tmux.snapshot(session)
             if not now.exists and tmux.ensure_session(session):
                 console.said(f"tmux session {session!r} was gone; created a new one for guests to attach to")
+            typing = frozenset(c.tty for c in now.clients if not c.read_only)
+            if typing != typists and typing:  # one left, or turned viewer: tmux's hooks fit only on arrival
+                tmux.fit(session)
+            typists = typing
             if viewers:
                 warned = _warn_about_other_sessions(now.others, warned, console)
             console.status(status(room.tick(now)))  # guests by name; the host's own clients are nobody's
