@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -29,16 +31,18 @@ def ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *argv], capture_output=True, text=True, check=check)
 
 
-@pytest.fixture(scope="module")
-def lan():
-    """A guest's network namespace, joined to ours by a veth pair on SUBNET; deleted after, by name."""
-    name, host_if, guest_if = f"pairing-direct-{os.getpid()}", f"pdh{os.getpid() % 100000}", f"pdg{os.getpid() % 100000}"
-    assert not ip("-4", "-o", "addr", "show", "to", str(SUBNET)).stdout.strip(), f"{SUBNET} is in use on this machine"
+@contextmanager
+def veth_lan(subnet: ipaddress.IPv4Network, tag: str) -> Iterator[str]:
+    """A guest's network namespace, joined to ours by a veth pair on `subnet` (a /30: ours .1, the guest's
+    .2); deleted after, by name. tag: a letter, so that two modules' interfaces never share a name."""
+    pid = os.getpid() % 100000
+    name, host_if, guest_if = f"pairing-direct{tag}-{os.getpid()}", f"pd{tag}h{pid}", f"pd{tag}g{pid}"
+    assert not ip("-4", "-o", "addr", "show", "to", str(subnet)).stdout.strip(), f"{subnet} is in use on this machine"
     ip("netns", "add", name)
     try:
         ip("link", "add", host_if, "type", "veth", "peer", "name", guest_if, "netns", name)
-        ip("addr", "add", f"{HOST_IP}/30", "dev", host_if)
-        ip("-n", name, "addr", "add", f"{GUEST_IP}/30", "dev", guest_if)
+        ip("addr", "add", f"{subnet[1]}/30", "dev", host_if)
+        ip("-n", name, "addr", "add", f"{subnet[2]}/30", "dev", guest_if)
         ip("link", "set", "dev", host_if, "up")
         ip("-n", name, "link", "set", "dev", guest_if, "up")
         ip("-n", name, "link", "set", "dev", "lo", "up")
@@ -46,6 +50,12 @@ def lan():
     finally:
         ip("link", "del", host_if, check=False)  # deleting the netns alone removes the veth later
         ip("netns", "del", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def lan():
+    with veth_lan(SUBNET, "") as name:
+        yield name
 
 
 class Direct:

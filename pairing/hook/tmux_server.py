@@ -57,7 +57,7 @@ def chosen_server(session: str, given: str | None) -> str:
     problem = untrusted(given)
     if problem:
         raise UntrustedServer(f"--tmux-socket {given}: {problem}; leave --tmux-socket out to use pairing's own "
-                              f"tmux server ({attach_command(default_socket(session), session)})")
+                              f"tmux server ({attach_command(default_socket(session, make=False), session)})")
     return given
 
 
