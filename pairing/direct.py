@@ -30,6 +30,7 @@ from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.tmux_server import attach_command, chosen_server
 from .hook.recording import RecordingError, check_target, start_recording
+from .hook.startup import own_sshd_warning
 from .hook.room import Room
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invitation import Invitation, notes
@@ -138,6 +139,9 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
                                 file_name=args.invite.name)
         write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
+        startup = own_sshd_warning(sshd, key)  # proven before "ready": what runs before each guest's gate
+        if startup:
+            console.warning(startup)
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)
         console.ready(instructions(args.invite, route, key.fingerprint, attach_command(socket_path, session)))

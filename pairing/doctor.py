@@ -206,12 +206,21 @@ def check_identity(home: Path | None = None, given: Path | None = None) -> Check
                  "make one: ssh-keygen -t ed25519, or pass --identity PATH")
 
 
+def check_shell_startup(own_sshd: bool) -> Check:
+    """What the login shell runs before each guest's gate (hook/startup.py), tried here as sshd would run it."""
+    from .hook.startup import login_shell, shell_warning
+
+    problem = shell_warning(own_sshd)
+    return Check("shell startup", problem is None,
+                 problem or f"{login_shell()[0]} runs nothing before a guest's gate (a test run printed only the marker)")
+
+
 def run_checks(target: tuple[str, int] | None = None, identity: Path | None = None,
                sshd_key_given: bool = False) -> list[Check]:
     """target None: pairing's own sshd (the binary is checked); else the system sshd listening there."""
     sshd = check_sshd_binary() if target is None else check_sshd(target, None if sshd_key_given else LOCAL_SSHD_KEY)
     return [check_python(), check_pulumi(), check_aws_credentials(), sshd, check_tmux(),
-            check_openssh(), check_identity(given=identity)]
+            check_openssh(), check_identity(given=identity), check_shell_startup(own_sshd=target is None)]
 
 
 def report(checks: list[Check]) -> str:

@@ -47,6 +47,7 @@ from .recording import RecordingError, check_target, start_recording
 from .prompt import on_terminal
 from .room import Room
 from .sshd import PrivateSshd, SshdError, key_path
+from .startup import own_sshd_warning, shell_warning
 from .tmux_server import attach_command, chosen_server, server_socket
 
 STATUS_EVERY = 1.0
@@ -135,6 +136,10 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             return 1
         console.said(f"your own sshd for guests listens on 127.0.0.1:{sshd.port} "
                      f"(host key {outputs.host_sshd_key.fingerprint}; log {sshd.log})")
+    # What the login shell runs before each gate: proven through the own sshd, else tried here as sshd would.
+    startup = own_sshd_warning(sshd, outputs.host_sshd_key) if sshd else shell_warning(own_sshd=False)
+    if startup:
+        console.warning(startup)
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..sshkeys import PublicKey, public_half
 from ..text import printable
+from .startup import quiet_environment, quiet_home
 
 KEY_NAME = "ssh_host_ed25519_key"
 START_TIMEOUT = 10.0
@@ -126,6 +127,8 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path, addre
         "LoginGraceTime 20",
         "MaxAuthTries 10",  # a guest's agent offers its other keys first (as on the relay)
         "LogLevel VERBOSE",  # "Accepted publickey ... SHA256:...": which guest's key logged in
+        # No startup file of the user's runs before a guest's gate (startup.py says how, and proves it).
+        "SetEnv " + " ".join(_word(f"{k}={v}", "the sshd folder") for k, v in quiet_environment(folder).items()),
         f"KexAlgorithms {KEX}",
         f"MACs {MACS}",
         "",  # no Subsystem: no sftp, nothing but the forced command
@@ -202,6 +205,7 @@ class PrivateSshd:
         sshd = find_sshd()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
+        quiet_home(self.folder).mkdir(mode=0o700, exist_ok=True)
         for problem in (strict_modes_problem(self.folder, os.geteuid(), self.home), _pty_problem()):
             if problem:
                 raise SshdError(f"the host's sshd cannot serve guests here: {problem}")

@@ -10,6 +10,7 @@ version runs pairing, with the venv's packages on PYTHONPATH.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -48,12 +49,14 @@ class UnprivilegedHost:
         path.chmod(0o600)
         return path
 
-    def prefix(self, *, python: bool = True) -> tuple[str, ...]:
+    def prefix(self, *, python: bool = True, binds: tuple[tuple[Path, str], ...] = ()) -> tuple[str, ...]:
         """What runs a command as uid 65534 in its namespace. python: the command's first word (the
-        venv's interpreter, as Hook gives it) is replaced by the system's."""
+        venv's interpreter, as Hook gives it) is replaced by the system's. binds: (our file, the path it
+        is seen at there), e.g. a system startup file."""
         mounts = ['mount --bind "$0" /etc/passwd', 'mount --bind "$1" /etc/ssh',
                   "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts",
-                  "mount --bind /dev/pts/ptmx /dev/ptmx"]
+                  "mount --bind /dev/pts/ptmx /dev/ptmx",
+                  *(f"mount --bind {shlex.quote(str(ours))} {shlex.quote(seen)}" for ours, seen in binds)]
         run = (f'shift {2 if python else 1} && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups '
                f'{PYTHON if python else ""} "$@"')
         return ("unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join([*mounts, run]),
