@@ -240,8 +240,8 @@ def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: C
     if others - warned:
         console.warning(
             f"viewers can switch to your other tmux sessions on this server ({', '.join(sorted(others))}) "
-            "with C-b ( and C-b ): tmux lets read-only clients switch sessions. Close them, or give the pair "
-            "session a tmux server of its own with --tmux-socket PATH"
+            "with C-b ( and C-b ): tmux lets read-only clients switch sessions. Close them, or leave "
+            "--tmux-socket out: pairing's own tmux server holds the pair session only"
         )
     return others
 
