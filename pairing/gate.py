@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--session", required=True)
     parser.add_argument("--tmux-socket", required=True)
+    parser.add_argument("--tmux", default="tmux")  # the hook's, by its path: sshd's PATH may not have it
     args = parser.parse_args()
     for answer in answers(args.control, args.name):
         verdict = answer.get("answer")
@@ -81,7 +82,10 @@ def main() -> None:
                 refuse("the host's tmux server is gone; ask them to start pairing again")
             argv = ["tmux", "-S", args.tmux_socket, "attach"]
             argv += (["-r"] if answer.get("read_only") is not False else []) + ["-t", "=" + args.session]
-            os.execvp("tmux", argv)  # our connection to the hook closes here (close-on-exec)
+            try:
+                os.execvp(args.tmux, argv)  # our connection to the hook closes here (close-on-exec)
+            except OSError as exc:
+                refuse(f"tmux did not start on the host ({exc.strerror}); ask them to run pairing doctor")
         else:
             refuse(str(answer.get("reason") or "the host's pairing refused you"))
 

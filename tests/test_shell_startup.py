@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from .harness import Hook, Tmux, wait_until
+from .harness import Hook, Tmux
 from .harness.unprivileged import NOBODY, USER, UnprivilegedHost
 from .test_direct import READY, Direct, land, veth_lan
 

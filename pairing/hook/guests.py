@@ -7,6 +7,7 @@ target, only from loopback.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ def guest_lines(options: HostOptions) -> list[str]:
     """Each key forced to its gate, which asks the hook (by the guest's name) before it becomes
     `tmux attach`, read-only or not as the hook says."""
     outputs = options.outputs
-    tmux_socket = server_socket(outputs.tmux_session, options.tmux_socket)
+    tmux_socket = server_socket(outputs.tmux_session, options.tmux_socket, make=False)  # run() makes it
     control = str(control_socket(options))
     # Guests reach a loopback sshd only through the tunnel, whose connections
     # the hook opens from this machine: their keys then work from nowhere else
@@ -45,8 +46,9 @@ def guest_lines(options: HostOptions) -> list[str]:
 def gated_lines(guests: Sequence[NamedKey], control: str, session: str, tmux_socket: str,
                 sources: tuple[str, ...] = ()) -> list[str]:
     """`pairing host`'s and `pairing direct`'s: each guest's key forced to its gate, by name."""
-    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, session, tmux_socket), sources)
-            for k in guests]
+    tmux = shutil.which("tmux") or "tmux"  # by its path: sshd's sessions have sshd's PATH, no startup file's
+    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, session, tmux_socket, tmux),
+                       sources) for k in guests]
 
 
 LOOPBACK_SOURCES = ("127.0.0.1", "::1")
@@ -56,7 +58,9 @@ def control_socket(options: HostOptions) -> Path:
     """The hook's control socket, one per lock (own sshd's folder, or authorized_keys), as hooks are."""
     own = options.target is None
     session = options.outputs.tmux_session
-    return socket_path(lock_path(session, server_socket(session, options.tmux_socket)) if own else options.authorized_keys)
+    if not own:
+        return socket_path(options.authorized_keys)
+    return socket_path(lock_path(session, server_socket(session, options.tmux_socket, make=False)))
 
 
 def _is_loopback(host: str) -> bool:

@@ -48,12 +48,20 @@ def quiet_environment(folder: Path) -> dict[str, str]:
     return {"HOME": str(quiet_home(folder)), "SHLVL": "1"}
 
 
+class ProbeFailed(Exception):
+    """The test login itself did not happen: nothing learnt about the startup files."""
+
+
 def own_sshd_warning(sshd, host_key: PublicKey) -> str | None:
     """The marker's login through the own sshd (hook/sshd.PrivateSshd, started): None, or the one-line warning."""
     shell, _, home = login_shell()
-    arrived = probe_sshd(sshd.address, sshd.port, sshd.user, host_key,
-                         lambda line: sshd.set_guests([*sshd.guest_lines, line]),
-                         lambda line: sshd.set_guests([kept for kept in sshd.guest_lines if kept != line]))
+    try:
+        arrived = probe_sshd(sshd.address, sshd.port, sshd.user, host_key,
+                             lambda line: sshd.set_guests([*sshd.guest_lines, line]),
+                             lambda line: sshd.set_guests([kept for kept in sshd.guest_lines if kept != line]))
+    except ProbeFailed as exc:
+        return (f"could not check what your login shell {shell} runs before each guest's gate: a test login through "
+                f"your own sshd failed ({exc}); `pairing doctor` tries it without sshd")
     return warning(shell, home, arrived)
 
 
@@ -89,9 +97,13 @@ def first_line(files: list[Path]) -> str:
             continue
         for number, text in enumerate(lines, 1):
             if text.strip() and not text.lstrip().startswith("#"):
-                shown = "".join("?" if unprintable(c) else c for c in text.strip()[:60])
-                return f"{path} line {number} ({shown})"
+                return f"{path} line {number} ({_shown(text.strip()[:60])})"
     return f"one of {', '.join(map(str, files))}" if files else "its startup files"
+
+
+def _shown(text: str) -> str:
+    """Text from outside (a file, a peer), each character a terminal would act on as ?."""
+    return "".join("?" if unprintable(c) else c for c in text)
 
 
 def warning(shell: str, home: Path, arrived: bytes | None, files: list[Path] | None = None) -> str | None:
@@ -126,15 +138,15 @@ def probe_sshd(address: str, port: int, user: str, host_key: PublicKey, add_line
         transport = paramiko.Transport((address, port))
         transport.start_client(timeout=PROBE_TIMEOUT)
         if transport.get_remote_server_key().get_base64() != host_key.blob:
-            return None  # not our sshd: nothing to learn from it
+            raise ProbeFailed(f"{address} port {port} answered with another host key")
         transport.auth_publickey(user, pkey)
         channel = transport.open_session(timeout=PROBE_TIMEOUT)
         channel.get_pty(term="dumb", width=80, height=24)
         channel.exec_command("probe")
         channel.settimeout(0.2)
         return _until(marker.encode(), lambda: _recv(channel))
-    except (paramiko.SSHException, OSError):
-        return None
+    except (paramiko.SSHException, OSError) as exc:
+        raise ProbeFailed(_shown(str(exc)[:100]) or type(exc).__name__) from None
     finally:
         if transport:
             transport.close()

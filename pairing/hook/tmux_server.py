@@ -32,7 +32,9 @@ class UntrustedServer(PreflightError):
 def default_socket(session: str, make: bool = True) -> str:
     """Pairing's own server for this session (its folder made mode 700, unless make is False)."""
     folder = state_base() / "tmux"
-    path = (private_folder(folder) if make else folder) / session
+    if make:
+        private_folder(folder).chmod(0o700)  # an existing one too: nobody else may make a server in it
+    path = folder / session
     if len(os.fsencode(str(path))) >= UNIX_PATH_MAX:
         raise UntrustedServer(f"the tmux socket's path {path} is too long for a Unix socket; "
                               "set XDG_STATE_HOME to a shorter folder")
