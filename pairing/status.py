@@ -80,7 +80,7 @@ def cmd_status(args) -> int:
         return EXPIRED
     minutes = int(left.total_seconds() // 60)
     # The hook with its own sshd (locked on its folder), else one with --target (on authorized_keys).
-    socket = server_socket(outputs.tmux_session, args.tmux_socket, make=False)
+    socket = server_socket(outputs.tmux_session, args.tmux_socket)
     hook = read_state(lock_path(outputs.tmux_session, socket, make=False))
     if not hook.running:
         hook = read_state(args.authorized_keys)

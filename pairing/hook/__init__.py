@@ -48,7 +48,7 @@ from .prompt import on_terminal
 from .room import Room
 from .sshd import PrivateSshd, SshdError, key_path
 from .startup import own_sshd_warning, shell_warning
-from .tmux_server import attach_command, chosen_server, server_socket
+from .tmux_server import attach_command, chosen_server, own_folder, server_socket
 
 STATUS_EVERY = 1.0
 GIVE_UP_GRACE = 120  # seconds past expiresAt before the relay is surely gone
@@ -203,6 +203,7 @@ def cmd_host(args) -> int:
 
 def open_session(tmux: Tmux, session: str, console: Console) -> None:
     """The session guests attach to: made if absent, else kept from closing with its last client."""
+    own_folder(tmux.socket)
     if tmux.ensure_session(session):
         console.said(f"created tmux session {session!r} (attach yourself: {attach_command(tmux.socket, session)})")
     else:

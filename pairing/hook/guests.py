@@ -32,7 +32,7 @@ def guest_lines(options: HostOptions) -> list[str]:
     """Each key forced to its gate, which asks the hook (by the guest's name) before it becomes
     `tmux attach`, read-only or not as the hook says."""
     outputs = options.outputs
-    tmux_socket = server_socket(outputs.tmux_session, options.tmux_socket, make=False)  # run() makes it
+    tmux_socket = server_socket(outputs.tmux_session, options.tmux_socket)
     control = str(control_socket(options))
     # Guests reach a loopback sshd only through the tunnel, whose connections
     # the hook opens from this machine: their keys then work from nowhere else
@@ -60,7 +60,7 @@ def control_socket(options: HostOptions) -> Path:
     session = options.outputs.tmux_session
     if not own:
         return socket_path(options.authorized_keys)
-    return socket_path(lock_path(session, server_socket(session, options.tmux_socket, make=False)))
+    return socket_path(lock_path(session, server_socket(session, options.tmux_socket)))
 
 
 def _is_loopback(host: str) -> bool:

@@ -29,21 +29,26 @@ class UntrustedServer(PreflightError):
     pass
 
 
-def default_socket(session: str, make: bool = True) -> str:
-    """Pairing's own server for this session (its folder made mode 700, unless make is False)."""
-    folder = state_base() / "tmux"
-    if make:
-        private_folder(folder).chmod(0o700)  # an existing one too: nobody else may make a server in it
-    path = folder / session
+def default_socket(session: str) -> str:
+    """Pairing's own server for this session (its folder is made by own_folder, when the session is)."""
+    path = state_base() / "tmux" / session
     if len(os.fsencode(str(path))) >= UNIX_PATH_MAX:
         raise UntrustedServer(f"the tmux socket's path {path} is too long for a Unix socket; "
                               "set XDG_STATE_HOME to a shorter folder")
     return str(path)
 
 
-def server_socket(session: str, given: str | None, make: bool = True) -> str:
+def server_socket(session: str, given: str | None) -> str:
     """The socket every tmux call of this session names: --tmux-socket as given, else pairing's own."""
-    return given if given is not None else default_socket(session, make)
+    return given if given is not None else default_socket(session)
+
+
+def own_folder(socket: str) -> None:
+    """Before tmux makes a server at `socket`: pairing's own server's folder, mode 700 (an existing one
+    too: nobody else may make a server in it). A --tmux-socket's folder is the user's, checked, left alone."""
+    folder = state_base() / "tmux"
+    if Path(socket).parent == folder:
+        private_folder(folder).chmod(0o700)
 
 
 def attach_command(socket: str, session: str) -> str:
@@ -59,7 +64,7 @@ def chosen_server(session: str, given: str | None) -> str:
     problem = untrusted(given)
     if problem:
         raise UntrustedServer(f"--tmux-socket {given}: {problem}; leave --tmux-socket out to use pairing's own "
-                              f"tmux server ({attach_command(default_socket(session, make=False), session)})")
+                              f"tmux server ({attach_command(default_socket(session), session)})")
     return given
 
 
