@@ -65,7 +65,7 @@ def chosen_server(session: str, given: str | None) -> str:
     if problem:
         raise UntrustedServer(f"--tmux-socket {given}: {problem}; leave --tmux-socket out to use pairing's own "
                               f"tmux server ({attach_command(default_socket(session), session)})")
-    return given
+    return str(Path(os.getcwd(), given))  # the gates run in another folder: the path they get is whole
 
 
 def untrusted(path: str) -> str | None:
