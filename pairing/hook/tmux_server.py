@@ -39,8 +39,9 @@ def default_socket(session: str) -> str:
 
 
 def server_socket(session: str, given: str | None) -> str:
-    """The socket every tmux call of this session names: --tmux-socket as given, else pairing's own."""
-    return given if given is not None else default_socket(session)
+    """The socket every tmux call of this session names: --tmux-socket made whole (the gates run in another
+    folder), else pairing's own."""
+    return str(Path(os.getcwd(), given)) if given is not None else default_socket(session)
 
 
 def own_folder(socket: str) -> None:
@@ -65,7 +66,7 @@ def chosen_server(session: str, given: str | None) -> str:
     if problem:
         raise UntrustedServer(f"--tmux-socket {given}: {problem}; leave --tmux-socket out to use pairing's own "
                               f"tmux server ({attach_command(default_socket(session), session)})")
-    return str(Path(os.getcwd(), given))  # the gates run in another folder: the path they get is whole
+    return server_socket(session, given)
 
 
 def untrusted(path: str) -> str | None:
