@@ -6,17 +6,21 @@ harness), real OpenSSH guests in another network namespace, real tmux."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
+from pairing.hook.guests import GATE
 from pairing.hook.tmux_server import untrusted
 
 from .harness import Hook, Tmux, wait_until
@@ -209,3 +213,33 @@ def test_a_lone_viewer_never_sizes_the_window_and_a_typing_guest_does(direct):
                 someone.disconnect()
         assert hook.stop() == 0, hook.text
     assert re.search(r"viewer joined the session \(watching\)", hook.text), hook.text
+
+
+def test_the_gate_attaches_only_to_a_socket_of_the_hosts_uid(layout):
+    """If the checked server ended during the run, whoever then made a socket at its path gets no guest:
+    the gate (pairing/gate.py, the real one) looks again before it execs tmux."""
+    control = listening_socket(layout / "control.sock")
+    control.listen(2)
+
+    def answer_in() -> None:
+        for _ in range(2):
+            conn, _ = control.accept()
+            with conn:
+                conn.makefile("rb").readline()
+                conn.sendall(json.dumps({"answer": "in", "read_only": True}).encode() + b"\n")
+
+    threading.Thread(target=answer_in, daemon=True).start()
+    theirs, mine = listening_socket(layout / "theirs.sock", OTHER), listening_socket(layout / "mine.sock")
+    try:
+        def gate(tmux_socket: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-I", "-S", str(GATE), "--control", str(layout / "control.sock"),
+                                   "--name", "alice", "--session", "pair", "--tmux-socket", tmux_socket,
+                                   "--tmux", "/bin/echo"], capture_output=True, text=True, timeout=10)
+        refused = gate(str(layout / "theirs.sock"))
+        assert (refused.returncode, refused.stdout) == (
+            1, "pairing: the host's tmux server is gone; ask them to start pairing again\n")
+        let_in = gate(str(layout / "mine.sock"))  # /bin/echo stands in for tmux: its words are tmux's
+        assert (let_in.returncode, let_in.stdout) == (0, f"-S {layout / 'mine.sock'} attach -r -t =pair\n")
+    finally:
+        for sock in (control, theirs, mine):
+            sock.close()
