@@ -243,3 +243,24 @@ def test_the_gate_attaches_only_to_a_socket_of_the_hosts_uid(layout):
     finally:
         for sock in (control, theirs, mine):
             sock.close()
+
+
+def test_a_socket_handed_over_to_the_host_still_names_its_servers_uid():
+    """The socket may be chowned to the host (by root, say); the kernel still says whose server listens."""
+    folder = Path(tempfile.mkdtemp(prefix="pairing-handed-"))  # outside root's 0700 pytest folder
+    folder.chmod(0o777)
+    path = folder / "pair.sock"
+    server = subprocess.Popen(
+        ["setpriv", f"--reuid={OTHER}", f"--regid={OTHER}", "--clear-groups", "/usr/bin/python3", "-I", "-c",
+         "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); "
+         "print('up', flush=True); time.sleep(60)", str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "up\n"
+        os.chown(path, 0, 0)
+        folder.chmod(0o755)
+        assert untrusted(str(path)) == (f"the server answering on it runs as uid {OTHER}, not as you: that tmux "
+                                        "server is theirs")
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -7,7 +7,8 @@ host user could have made that server or could put another in its place: the soc
 socket, not a link, the user's, written by nobody else; every folder on the way is the user's or
 root's and written by nobody else, or sticky (others cannot rename what is not theirs); the socket's
 own folder may be sticky and written by others only when the socket is there and the user's (none
-there: anyone could make it first). Checked with lstat, each link's target walked the same way.
+there: anyone could make it first); the process listening on it is the user's (SO_PEERCRED). Checked
+with lstat, each link's target walked the same way.
 Every tmux call (the hook's, the gates', the recording's) names the socket with -S: $TMUX is never followed.
 """
 
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import stat
 from pathlib import Path
 
+from .control import peer
 from .own_sshd import private_folder, state_base
 from .preflight import PreflightError
 
@@ -88,7 +91,21 @@ def untrusted(path: str) -> str | None:
             return f"it belongs to uid {found.st_uid}, not to you: that tmux server is theirs"
         if found.st_mode & 0o022:
             return f"its mode {stat.filemode(found.st_mode)} lets others write to it"
+        server = _server_uid(whole)
+        if server not in (None, me):
+            return f"the server answering on it runs as uid {server}, not as you: that tmux server is theirs"
     return _folders(whole.parent, socket_is_mine=found is not None)
+
+
+def _server_uid(path: Path) -> int | None:
+    """The uid of the process listening on the socket, as the kernel says (None: nobody listens)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return None
+        return peer(sock)[1]
 
 
 def _folders(folder: Path, socket_is_mine: bool) -> str | None:
