@@ -201,6 +201,10 @@ def test_a_lone_viewer_never_sizes_the_window_and_a_typing_guest_does(direct):
         guest.terminal.run("resize-window", "-t", "guest", "-x", "90", "-y", "25")
         wait_until(lambda: window_size(direct.tmux) == "90x24", 10, "the typing guest's size to be the window's",
                    show=lambda: (window_size(direct.tmux), client_sizes(direct.tmux)))
+        # Not alone either: a viewer smaller than the typing guest is not counted (the window is the smallest typist's).
+        viewer.terminal.run("resize-window", "-t", "guest", "-x", "40", "-y", "11")
+        wait_until(lambda: "1 40x11" in client_sizes(direct.tmux), 10, "the viewer's client resized")
+        assert window_size(direct.tmux) == "90x24"
         guest.disconnect()
         guest = None
         wait_until(lambda: len(client_sizes(direct.tmux)) == 1, 10, "the typing guest to leave")
