@@ -30,3 +30,9 @@ def printable(text: str, what: str) -> str:
     if bad is not None:
         raise UnsafeText(f"{what} holds the control or format character U+{ord(bad):04X}; refusing to write it")
     return text
+
+
+def shown(text: str) -> str:
+    """Text from outside (a file, a link's target, a peer's words) as a message may show it: each character
+    a terminal would act on (unprintable()'s) as ?."""
+    return "".join("?" if unprintable(c) is not None else c for c in text)

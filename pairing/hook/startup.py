@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..forced_command import guest_line
 from ..sshkeys import PublicKey, parse_public_key
-from ..text import unprintable
+from ..text import shown
 
 PROBE_TIMEOUT = 5.0
 # What to put first in that file, so that it does nothing for a command sshd runs.
@@ -97,13 +97,8 @@ def first_line(files: list[Path]) -> str:
             continue
         for number, text in enumerate(lines, 1):
             if text.strip() and not text.lstrip().startswith("#"):
-                return f"{path} line {number} ({_shown(text.strip()[:60])})"
+                return f"{path} line {number} ({shown(text.strip()[:60])})"
     return f"one of {', '.join(map(str, files))}" if files else "its startup files"
-
-
-def _shown(text: str) -> str:
-    """Text from outside (a file, a peer), each character a terminal would act on as ?."""
-    return "".join("?" if unprintable(c) else c for c in text)
 
 
 def warning(shell: str, home: Path, arrived: bytes | None, files: list[Path] | None = None) -> str | None:
@@ -146,7 +141,7 @@ def probe_sshd(address: str, port: int, user: str, host_key: PublicKey, add_line
         channel.settimeout(0.2)
         return _until(marker.encode(), lambda: _recv(channel))
     except (paramiko.SSHException, OSError) as exc:
-        raise ProbeFailed(_shown(str(exc)[:100]) or type(exc).__name__) from None
+        raise ProbeFailed(shown(str(exc)[:100]) or type(exc).__name__) from None
     finally:
         if transport:
             transport.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .control import peer
 from .own_sshd import private_folder, state_base
+from ..text import shown
 from .preflight import PreflightError
 
 UNIX_PATH_MAX = 104  # macOS's sun_path; Linux's is 108
@@ -67,7 +68,7 @@ def chosen_server(session: str, given: str | None) -> str:
         return default_socket(session)
     problem = untrusted(given)
     if problem:
-        raise UntrustedServer(f"--tmux-socket {given}: {problem}; leave --tmux-socket out to use pairing's own "
+        raise UntrustedServer(f"--tmux-socket {given}: {shown(problem)}; leave --tmux-socket out to use pairing's own "
                               f"tmux server ({attach_command(default_socket(session), session)})")
     return server_socket(session, given)
 
