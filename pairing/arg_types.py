@@ -22,8 +22,8 @@ def socket_path(text: str) -> str:
     """It goes into the guests' forced command: one printable path."""
     if not text or unprintable(text) is not None or "\\" in text:  # no shell reads a backslash alike (fish)
         raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a usable path (it holds control or format "
-                                         "characters, or a backslash); give the path of your tmux socket, "
-                                         "e.g. /tmp/pair.sock")
+                                         "characters, or a backslash); leave --tmux-socket out (pairing runs a "
+                                         "tmux server of its own), or give a socket in a folder only you can write")
     return text
 
 

@@ -100,7 +100,8 @@ def _common() -> dict[str, argparse.ArgumentParser]:
     _authorized_keys(host, "the authorized_keys file your system's sshd reads for you; given, it means your system's "
                            "sshd, at --target or localhost:22 (default with --target: ~/.ssh/authorized_keys)")
     host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                      help="tmux socket of your session (default: tmux's own)")
+                      help="the tmux server's socket for the session, yours alone (default: pairing's own server, "
+                           "~/.local/state/pairing/tmux/SESSION)")
     host.add_argument("--tunnel", choices=CARRIERS, default=None,
                       help="what carries the tunnel: openssh, a supervised `ssh -N -R` (the default where ssh is "
                            f"installed; here: {default_carrier()}), since it adds the least per keystroke "
@@ -212,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
     direct.add_argument("--session", type=_session_name, default="pair", metavar="NAME",
                         help="your tmux session (default: pair); its port is remembered under this name")
     direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                        help="tmux socket of your session (default: tmux's own)")
+                        help="the tmux server's socket for the session, yours alone (default: pairing's own server, "
+                             "~/.local/state/pairing/tmux/SESSION)")
     _ask(direct)
     _record(direct)
     _share_flags(direct)
@@ -253,7 +255,8 @@ def parser() -> argparse.ArgumentParser:
                                                                           "pairing status --outputs outputs.json"))
     _authorized_keys(status, argparse.SUPPRESS, AUTHORIZED_KEYS)
     status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                        help="tmux socket of your session (default: tmux's own)")
+                        help="the tmux server's socket for the session, as the hook was given it (default: "
+                             "pairing's own server, ~/.local/state/pairing/tmux/SESSION)")
 
     commands.add_parser("sshd-key", help="print the host key of pairing's own sshd (made the first time): what guests pin",
                         description="The public line of the ED25519 host key pairing host's own sshd presents, made "

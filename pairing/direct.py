@@ -34,7 +34,9 @@ from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.ports import endpoint, port_taken
 from .hook.prompt import on_terminal
+from .hook.tmux_server import attach_command, chosen_server
 from .hook.recording import RecordingError, check_target, start_recording
+from .hook.startup import own_sshd_warning
 from .hook.room import Room
 from .hook.shares import Shares
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
@@ -72,7 +74,7 @@ def _unspecified(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return (mapped or address).is_unspecified
 
 
-def instructions(invite: Path, record: DirectRecord, key: PublicKey) -> str:
+def instructions(invite: Path, record: DirectRecord, key: PublicKey, attach: str) -> str:
     return (
         f"ready: guests can join now. Send them {invite} and have them run\n"
         f"    ssh -F {invite.name} pairing\n"
@@ -81,7 +83,8 @@ def instructions(invite: Path, record: DirectRecord, key: PublicKey) -> str:
         "a guest on Windows or with OpenSSH before 8.5: pairing invite --known-hosts; with PuTTY: pairing invite "
         "--putty KEY.ppk\n"
         f"your sshd {record.address} port {record.port} ({key.fingerprint}), no relay: guests must reach that address; "
-        "it keeps this port when you start it again. Ctrl-C to stop."
+        "it keeps this port when you start it again. Ctrl-C to stop.\n"
+        f"you join the pair session with: {attach}"
     )
 
 
@@ -116,6 +119,7 @@ def cmd_direct(args) -> int:
     if _unspecified(address) and not args.listen_all:
         raise PreflightError(f"--listen {address} is every address of this machine, public ones too; give "
                              "the one guests reach (a LAN or VPN address, e.g. Tailscale's 100.x.y.z), or add --listen-all")
+    args.tmux_socket = chosen_server(args.session, args.tmux_socket)  # a server not surely the user's: refused here
     if not args.guest:
         raise PreflightError("give at least one guest: --guest gh:USER, --guest ~/their_key.pub or "
                              "--guest 'ssh-ed25519 AAAA...'")
@@ -187,13 +191,16 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         if shares.shared:
             console.said(listing(shares.shared, shares.viewers))
+        startup = own_sshd_warning(sshd, key)  # proven before "ready": what runs before each guest's gate
+        if startup:
+            console.warning(startup)
         # --ask's y/N reads the terminal only from here on: the finally below gives it back.
         answers = on_terminal(sys.stdin, room.consent.answer) if room.consent else None
         if room.consent:
             room.consent.terminal = answers is not None
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)
-        console.ready(instructions(args.invite, record, key))
+        console.ready(instructions(args.invite, record, key, attach_command(socket_path, session)))
         since = time.time()
         watch(tmux, session, console, bool(viewers), lambda: not stopped.is_set() and sshd.process.poll() is None,
               stopped.wait, stopped.set, lambda clients: direct_status_text(sshd.endpoint, since, clients), room)

@@ -242,6 +242,15 @@ def check_identity(home: Path | None = None, given: Path | None = None, host_pub
                  "make one: ssh-keygen -t ed25519, or pass --identity PATH")
 
 
+def check_shell_startup(own_sshd: bool) -> Check:
+    """What the login shell runs before each guest's gate (hook/startup.py), tried here as sshd would run it."""
+    from .hook.startup import login_shell, shell_warning
+
+    problem = shell_warning(own_sshd)
+    return Check("shell startup", problem is None,
+                 problem or f"{login_shell()[0]} runs nothing before a guest's gate (a test run printed only the marker)")
+
+
 def _private_half_of(path: Path, host_public_key: Path | None) -> Check:
     """A private key, and hostPublicKey's (host_public_key's) if that is known: else FAIL with the fix."""
     try:
@@ -301,7 +310,8 @@ def run_checks(target: tuple[str, int] | None = None, identity: Path | None = No
     own = [check_sshd_binary(), check_terminals()] if target is None else \
         [check_sshd(target, None if sshd_key_given else LOCAL_SSHD_KEY)]
     return [check_python(), check_pulumi(), check_aws_credentials(), *own, check_tmux(),
-            check_openssh(), check_identity(given=identity, host_public_key=host_public_key)]
+            check_openssh(), check_identity(given=identity, host_public_key=host_public_key),
+            check_shell_startup(own_sshd=target is None)]
 
 
 def direct_checks() -> list[Check]:

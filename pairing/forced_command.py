@@ -39,11 +39,14 @@ def tmux_attach_command(session: str, read_only: bool, socket: str | None = None
     return " ".join(_shell_word(word) for word in argv)
 
 
-def gate_command(python: str, gate: str, control: str, name: str, session: str, socket: str | None = None) -> str:
+def gate_command(python: str, gate: str, control: str, name: str, session: str, socket: str,
+                 tmux: str = "tmux") -> str:
     """The guest's forced command when the hook runs a control channel: its gate, isolated from the
-    environment and site (-I -S: stdlib only, fast to start), told who it is by this line alone."""
-    argv = ["exec", python, "-I", "-S", gate, "--control", control, "--name", name, "--session", session]
-    return " ".join(_shell_word(word) for word in argv + (["--tmux-socket", socket] if socket else []))
+    environment and site (-I -S: stdlib only, fast to start), told who it is, and which tmux server
+    the hook's session is on (never the guest's $TMUX nor tmux's default), by this line alone."""
+    argv = ["exec", python, "-I", "-S", gate, "--control", control, "--name", name, "--session", session,
+            "--tmux-socket", socket, *(["--tmux", tmux] if tmux != "tmux" else [])]
+    return " ".join(_shell_word(word) for word in argv)
 
 
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_/.-")

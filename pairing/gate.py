@@ -3,7 +3,7 @@
 sshd runs it (`exec python -I -S gate.py --control SOCKET --name NAME --session SESSION`, from the
 guest's authorized_keys line) as the host user. It connects to the hook's control socket, says its
 name (its PID the hook reads from the socket itself), and is answered:
-  in    exec `tmux [-S SOCKET] attach [-r] -t =SESSION`, the same PID, which the hook maps to the name;
+  in    exec `tmux -S SOCKET attach [-r] -t =SESSION`, the same PID, which the hook maps to the name;
   wait  (the host asks per join) one line to the guest, then the same answers again;
   out   one line with the reason (kicked, denied, unanswered), exit 1: the connection ends.
 No hook listening, or anything else unexpected: the guest is refused (fails closed).
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import socket
+import stat
 import sys
 
 WAIT_AT_MOST = 75  # s: the hook answers within 60 s; past this it is surely gone
@@ -24,6 +25,16 @@ def refuse(reason: str) -> "None":
     sys.stdout.write(f"pairing: {reason}\n")
     sys.stdout.flush()
     sys.exit(1)
+
+
+def mine(socket_path: str) -> bool:
+    """Whether the tmux socket is (still) a socket of this user's, not a link: the hook checked its server
+    before starting; if that server ended, whoever could then make one at the path must not get this guest."""
+    try:
+        found = os.lstat(socket_path)
+    except OSError:
+        return False
+    return stat.S_ISSOCK(found.st_mode) and found.st_uid == os.geteuid()
 
 
 def answers(control: str, name: str):
@@ -58,7 +69,8 @@ def main() -> None:
     parser.add_argument("--control", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--session", required=True)
-    parser.add_argument("--tmux-socket")
+    parser.add_argument("--tmux-socket", required=True)
+    parser.add_argument("--tmux", default="tmux")  # the hook's, by its path: sshd's PATH may not have it
     args = parser.parse_args()
     for answer in answers(args.control, args.name):
         verdict = answer.get("answer")
@@ -66,9 +78,14 @@ def main() -> None:
             sys.stdout.write(f"waiting for {answer.get('host', 'the host')} to let you in\n")
             sys.stdout.flush()
         elif verdict == "in":
-            argv = ["tmux"] + (["-S", args.tmux_socket] if args.tmux_socket else []) + ["attach"]
+            if not mine(args.tmux_socket):
+                refuse("the host's tmux server is gone; ask them to start pairing again")
+            argv = ["tmux", "-S", args.tmux_socket, "attach"]
             argv += (["-r"] if answer.get("read_only") is not False else []) + ["-t", "=" + args.session]
-            os.execvp("tmux", argv)  # our connection to the hook closes here (close-on-exec)
+            try:
+                os.execvp(args.tmux, argv)  # our connection to the hook closes here (close-on-exec)
+            except OSError as exc:
+                refuse(f"tmux did not start on the host ({exc.strerror}); ask them to run pairing doctor")
         else:
             refuse(str(answer.get("reason") or "the host's pairing refused you"))
 

@@ -16,6 +16,7 @@ from . import backend as backends
 from .control_cli import guests_line
 from .direct_state import RunningDirect, running
 from .hook import lock_path, read_state
+from .hook.tmux_server import attach_command, server_socket
 from .outputs import StackOutputs
 from .stack_cli import NoStack, read_outputs_json
 from .text import shown
@@ -102,7 +103,8 @@ def cmd_status(args) -> int:
         return EXPIRED
     minutes = int(left.total_seconds() // 60)
     # The hook with its own sshd (locked on its folder), else one with --target (on authorized_keys).
-    hook = read_state(lock_path(outputs.tmux_session, args.tmux_socket, make=False))
+    socket = server_socket(outputs.tmux_session, args.tmux_socket)
+    hook = read_state(lock_path(outputs.tmux_session, socket, make=False))
     if not hook.running:
         hook = read_state(args.authorized_keys)
     record = hook.record
@@ -117,4 +119,5 @@ def cmd_status(args) -> int:
     print(f"tunnel  {tunnel}")
     # The running hook's guests, by name: the host's own tmux clients are nobody's.
     print(shown(f"guests  {guests_line(outputs.tmux_session, args.tmux_socket)}"))  # tmux's words
+    print(shown(f"attach  {attach_command(socket, outputs.tmux_session)}"))
     return HELD if hook.running else NOT_HELD

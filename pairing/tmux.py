@@ -11,6 +11,10 @@ class TmuxError(RuntimeError):
     pass
 
 
+# A hook's client, if attached to the session and not read-only, fits the window; tmux 3.3 has no #{!:}.
+FIT_FOR_TYPISTS = 'if-shell -F "#{?client_session,#{?client_readonly,0,1},0}" "resize-window -a"'
+
+
 @dataclass(frozen=True)
 class Client:
     tty: str
@@ -49,10 +53,10 @@ def _client(line: str) -> tuple[str, Client] | None:
 
 @dataclass(frozen=True)
 class Tmux:
-    socket: str | None = None  # None: tmux's default socket, the one a plain `tmux` uses
+    socket: str  # always named: a plain `tmux` would follow $TMUX, or the default server (hook/tmux_server.py)
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        argv = ["tmux"] + (["-S", self.socket] if self.socket else []) + list(args)
+        argv = ["tmux", "-S", self.socket, *args]
         try:
             result = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=10)
         except FileNotFoundError:
@@ -82,12 +86,31 @@ class Tmux:
         return True
 
     def keep_clients_in(self, name: str) -> None:
-        """When the session ends, its clients leave tmux instead of moving to another session.
+        """When the session ends, its clients leave tmux instead of moving to another session; and only
+        typing clients size its windows (size_by_typists).
 
         With `detach-on-destroy off` (a common setting) tmux would hand guests and
         viewers of an ended session one of the host's other sessions.
         """
         self._run("set-option", "-t", f"={name}:", "detach-on-destroy", "on")
+        self.size_by_typists(name)
+
+    def size_by_typists(self, name: str) -> None:
+        """A viewer never changes the window's size, alone or not. tmux counts a read-only (ignore-size)
+        client whenever no other is attached, so a lone viewer's terminal became the window's; here each
+        window's size is `manual` (no client sizes it), and tmux's own hooks fit the window to the
+        smallest typing client (`resize-window -a`, which counts viewers only when nobody types) when a
+        typing client of this session attaches, resizes, or changes window. fit() does it when one leaves."""
+        args: list[str] = []
+        for window in self._run("list-windows", "-t", f"={name}", "-F", "#{window_id}").stdout.split():
+            args += ["set-option", "-w", "-t", window, "window-size", "manual", ";"]
+        for hook in ("client-attached", "client-resized", "client-session-changed", "session-window-changed"):
+            args += ["set-hook", "-t", f"={name}:", hook, FIT_FOR_TYPISTS, ";"]
+        self._run(*args, "set-hook", "-t", f"={name}:", "window-linked", "set-option -w window-size manual")
+
+    def fit(self, name: str) -> None:
+        """The session's window fitted to its typing clients now (call only when one is attached)."""
+        self._run("resize-window", "-a", "-t", f"={name}:", check=False)
 
     def snapshot(self, name: str) -> Snapshot:
         """What the status line needs every second, for one fork instead of three."""

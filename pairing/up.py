@@ -18,6 +18,7 @@ from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
 from .hook import HostOptions, PreflightError, SingleHook, lock_path, reserved_ports, run, system_sshd
 from .hook.recording import check_target
+from .hook.tmux_server import chosen_server
 from .invite import check_folder, write_invite
 from .outputs import OutputsError, StackOutputs
 from .settings import NAMESPACE
@@ -144,6 +145,7 @@ def cmd_up(args) -> int:
     check_folder(args.invite)  # said now, not after the relay is made
     args.target, args.authorized_keys = system_sshd(args.target, args.authorized_keys)
     own = args.target is None
+    args.tmux_socket = chosen_server(args.session or "pair", args.tmux_socket)  # before the lock: it is keyed on it
     lock = SingleHook(lock_path(args.session or "pair", args.tmux_socket) if own else args.authorized_keys, command="up")
     try:
         if not own:

@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -31,11 +33,13 @@ def ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def veth_lan(subnet: ipaddress.IPv4Network):
-    """A guest's network namespace, joined to ours by a veth pair on `subnet` (a /30: ours .1, the guest's .2);
-    deleted after, by name. Each module its own subnet: modules may run side by side."""
-    name, host_if, guest_if = f"pairing-direct-{os.getpid()}-{subnet[0].packed[3]}", \
-        f"pdh{os.getpid() % 100000}-{subnet[0].packed[3]}", f"pdg{os.getpid() % 100000}-{subnet[0].packed[3]}"
+def veth_lan(subnet: ipaddress.IPv4Network, tag: str = "") -> Iterator[str]:
+    """A guest's network namespace, joined to ours by a veth pair on `subnet` (a /30: ours .1, the guest's
+    .2); deleted after, by name. Each module its own subnet and tag (a letter), so that modules may run
+    side by side and two modules' interfaces never share a name."""
+    pid = os.getpid() % 100000
+    name, host_if, guest_if = f"pairing-direct{tag}-{os.getpid()}-{subnet[0].packed[3]}", \
+        f"pd{tag}h{pid}-{subnet[0].packed[3]}", f"pd{tag}g{pid}-{subnet[0].packed[3]}"
     assert not ip("-4", "-o", "addr", "show", "to", str(subnet)).stdout.strip(), f"{subnet} is in use on this machine"
     ip("netns", "add", name)
     try:

@@ -223,7 +223,12 @@ def test_status_of_a_live_relay_no_hook_is_not_held(tmp_path, keys):
         f"ends    {ends} (3 h 29 min left)",  # under 3 h 30 min from the second it was read
         f"tunnel  not held: run pairing host --outputs {path} --tmux-socket {tmp_path}/none.sock",  # the same relay
         "guests  0 typing, 0 watching in tmux session 'pair' (no hook runs: nobody can be in)",
+        f"attach  tmux -S {tmp_path}/none.sock attach -t pair",  # the host's own way in
     ]
+    # No --tmux-socket: pairing's own server, where `pairing host` puts the session; nothing made by asking.
+    own = run("status", "--outputs", str(path), home=tmp_path)
+    assert own.stdout.splitlines()[-1] == f"attach  tmux -S {tmp_path}/.local/state/pairing/tmux/pair attach -t pair"
+    assert not (tmp_path / ".local/state/pairing/tmux").exists()
 
 
 HOLDER = """

@@ -433,7 +433,7 @@ def test_viewer_keys_change_nothing(pairing, held, guests):
 def test_read_only_does_not_stop_switching_sessions(pairing, held, guests):
     """What `attach -r` does not prevent: tmux lets a read-only client switch to any other
     session on the same server (C-b ( and C-b )). The hook warns as soon as there is one;
-    docs/SECURITY.md says to give pairing a tmux server of its own (--tmux-socket)."""
+    by default the pair session is on pairing's own server (tests/test_tmux_server.py), which holds nothing else."""
     tmux = pairing.host_tmux
     tmux.run("new-session", "-d", "-s", "host-private", "-x", "80", "-y", "24")
     try:

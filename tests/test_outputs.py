@@ -193,8 +193,9 @@ def test_a_backslash_is_kept_as_sshd_reads_it():
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--tmux-socket", "/tmp/pair\n.sock", "argument --tmux-socket: '/tmp/pair .sock' is not a usable path (it holds "
-                                         "control or format characters, or a backslash); give the path of your "
-                                         "tmux socket, e.g. /tmp/pair.sock"),
+                                         "control or format characters, or a backslash); leave --tmux-socket out "
+                                         "(pairing runs a tmux server of its own), or give a socket in a folder "
+                                         "only you can write"),
     ("--tmux-socket", "/tmp/a\\b.sock", "argument --tmux-socket: '/tmp/a\\\\b.sock' is not a usable path"),
     ("--target", "localhost\n:22", "argument --target: 'localhost :22' is not HOST:PORT, e.g. localhost:22"),
     ("--target", "-oProxyCommand=x:22", "argument --target: '-oProxyCommand=x:22' is not HOST:PORT, e.g. localhost:22"),

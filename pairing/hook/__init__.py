@@ -17,6 +17,7 @@ private folder; ~/.ssh/authorized_keys is not touched, and the lock is on that f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import signal
@@ -48,6 +49,8 @@ from .prompt import on_terminal
 from .room import Room
 from .shares import Shares
 from .sshd import PrivateSshd, SshdError, key_path
+from .startup import own_sshd_warning, shell_warning
+from .tmux_server import attach_command, chosen_server, own_folder, server_socket
 
 STATUS_EVERY = 1.0
 STOP_TUNNEL_WAIT = 10.0  # s for the tunnel's thread to end once stopped
@@ -66,7 +69,7 @@ class HostOptions:
     identity: Path | None
     target: tuple[str, int] | None  # None: the hook's own sshd
     authorized_keys: Path
-    tmux_socket: str | None = None
+    tmux_socket: str | None = None  # None: pairing's own server (tmux_server.py); run() puts its path here
     tunnel: str | None = None  # a key of CARRIERS; None: default_carrier(), resolved by preflight
     invite: Path | None = None  # the guest's ssh config, where `pairing up` wrote it
     record: Path | None = None  # --record FILE.cast (checked by recording.check_target)
@@ -95,7 +98,8 @@ class _Published:
             self.state.state, self.state.since = state, time.time()
             self.lock.publish(self.state, self.options.tunnel)
         if state is State.UP and not self.state.ready_once:
-            self.console.ready(instructions(self.options.outputs, self.options.invite))
+            self.console.ready(instructions(self.options.outputs, self.options.invite,
+                                            attach_command(self.options.tmux_socket, self.options.outputs.tmux_session)))
             self.state.ready_once = True
         else:
             self.console.tunnel_state(state, detail)
@@ -107,6 +111,7 @@ class _Published:
 def run(options: HostOptions, console: Console | None = None, lock: SingleHook | None = None) -> int:
     """Preflight, then hold everything up until Ctrl-C/SIGTERM or a fatal error. Returns the exit code."""
     outputs = options.outputs
+    options = dataclasses.replace(options, tmux_socket=server_socket(outputs.tmux_session, options.tmux_socket))
     own = options.target is None
     # A second run stops here, having touched nothing.
     lock = lock or SingleHook(lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys)
@@ -150,6 +155,10 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         shares.own_sshd(sshd, room_roster, lambda shared_with: guest_lines(options, shared_with))
     if options.shared:
         console.said(listing(options.shared, options.share_viewers))
+    # What the login shell runs before each gate: proven through the own sshd, else tried here as sshd would.
+    startup = own_sshd_warning(sshd, outputs.host_sshd_key) if sshd else shell_warning(own_sshd=False)
+    if startup:
+        console.warning(startup)
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),
@@ -213,8 +222,9 @@ def cmd_host(args) -> int:
     check_target(args.record)
     target, authorized_keys = system_sshd(args.target, args.authorized_keys)
     outputs = read_outputs(args.outputs, args.stack, backends.choose(args.backend).env)
+    socket = chosen_server(outputs.tmux_session, args.tmux_socket)  # a server not surely the user's: refused here
     shared = from_flags(args.share_port, reserved_ports(outputs.tunnel_port, target))
-    return run(HostOptions(outputs, args.identity, target, authorized_keys, args.tmux_socket, args.tunnel,
+    return run(HostOptions(outputs, args.identity, target, authorized_keys, socket, args.tunnel,
                            record=args.record, ask=args.ask, shared=shared, share_viewers=args.share_port_viewers))
 
 
@@ -229,8 +239,9 @@ def _invite_writer(options: HostOptions):
 
 def open_session(tmux: Tmux, session: str, console: Console) -> None:
     """The session guests attach to: made if absent, else kept from closing with its last client."""
+    own_folder(tmux.socket)
     if tmux.ensure_session(session):
-        console.said(f"created tmux session {session!r} (attach yourself: tmux attach -t {session})")
+        console.said(f"created tmux session {session!r} (attach yourself: {attach_command(tmux.socket, session)})")
     else:
         tmux.keep_clients_in(session)
 
@@ -242,12 +253,17 @@ def watch(tmux: Tmux, session: str, console: Console, viewers: bool, running: Ca
     session made again if gone, viewers' way to other sessions warned about, joins and leaves said by name
     (the room's), the status line (status(the guests' clients)) redrawn. A Ctrl-C calls stop(), which ends running()."""
     warned: set[str] = set()
+    typists: frozenset[str] = frozenset()
     while running():
         try:
             wait(STATUS_EVERY)
             now = tmux.snapshot(session)
             if not now.exists and tmux.ensure_session(session):
                 console.said(f"tmux session {session!r} was gone; created a new one for guests to attach to")
+            typing = frozenset(c.tty for c in now.clients if not c.read_only)
+            if typing != typists and typing:  # one left, or turned viewer: tmux's hooks fit only on arrival
+                tmux.fit(session)
+            typists = typing
             if viewers:
                 warned = _warn_about_other_sessions(now.others, warned, console)
             console.status(status(room.tick(now)))  # guests by name; the host's own clients are nobody's
@@ -261,8 +277,8 @@ def _warn_about_other_sessions(sessions: list[str], warned: set[str], console: C
     if others - warned:
         console.warning(
             f"viewers can switch to your other tmux sessions on this server ({', '.join(sorted(others))}) "
-            "with C-b ( and C-b ): tmux lets read-only clients switch sessions. Close them, or give the pair "
-            "session a tmux server of its own with --tmux-socket PATH"
+            "with C-b ( and C-b ): tmux lets read-only clients switch sessions. Close them, or leave "
+            "--tmux-socket out: pairing's own tmux server holds the pair session only"
         )
     return others
 

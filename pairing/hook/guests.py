@@ -7,6 +7,7 @@ target, only from loopback.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..outputs import StackOutputs
 from ..shared_ports import SharedPort
 from .control import socket_path
 from .own_sshd import lock_path
+from .tmux_server import server_socket
 
 if TYPE_CHECKING:
     from . import HostOptions
@@ -37,7 +39,8 @@ def _none(_: NamedKey) -> Sequence[SharedPort]:
 def guest_lines(options: HostOptions, shared_with: SharedWith = _none) -> list[str]:
     """Each key forced to its gate, which asks the hook (by the guest's name) before it becomes
     `tmux attach`, read-only or not as the hook says."""
-    outputs, tmux_socket = options.outputs, options.tmux_socket
+    outputs = options.outputs
+    tmux_socket = server_socket(outputs.tmux_session, options.tmux_socket)
     control = str(control_socket(options))
     # Guests reach a loopback sshd only through the tunnel, whose connections
     # the hook opens from this machine: their keys then work from nowhere else
@@ -48,13 +51,13 @@ def guest_lines(options: HostOptions, shared_with: SharedWith = _none) -> list[s
                        sources, shared_with)
 
 
-def gated_lines(guests: Sequence[NamedKey], control: str, session: str, tmux_socket: str | None,
+def gated_lines(guests: Sequence[NamedKey], control: str, session: str, tmux_socket: str,
                 sources: tuple[str, ...] = (), shared_with: SharedWith = _none) -> list[str]:
     """`pairing host`'s and `pairing direct`'s: each guest's key forced to its gate, by name (and the
     host's loopback ports it may open: pairing/shared_ports.py)."""
-    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, session, tmux_socket), sources,
-                       shared_with(k))
-            for k in guests]
+    tmux = shutil.which("tmux") or "tmux"  # by its path: sshd's sessions have sshd's PATH, no startup file's
+    return [guest_line(k.key, gate_command(sys.executable, str(GATE), control, k.name, session, tmux_socket, tmux),
+                       sources, shared_with(k)) for k in guests]
 
 
 LOOPBACK_SOURCES = ("127.0.0.1", "::1")
@@ -63,7 +66,10 @@ LOOPBACK_SOURCES = ("127.0.0.1", "::1")
 def control_socket(options: HostOptions) -> Path:
     """The hook's control socket, one per lock (own sshd's folder, or authorized_keys), as hooks are."""
     own = options.target is None
-    return socket_path(lock_path(options.outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys)
+    session = options.outputs.tmux_session
+    if not own:
+        return socket_path(options.authorized_keys)
+    return socket_path(lock_path(session, server_socket(session, options.tmux_socket)))
 
 
 def _is_loopback(host: str) -> bool:
@@ -82,7 +88,7 @@ def _loopback_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     return (mapped or address).is_loopback
 
 
-def instructions(outputs: StackOutputs, invite: Path | None = None) -> str:
+def instructions(outputs: StackOutputs, invite: Path | None = None, attach: str = "") -> str:
     sent = f"Send them {invite}" if invite else "Send them the file from `pairing invite`"
     return (
         f"ready: guests can join now. {sent} and have them run\n"
@@ -91,4 +97,5 @@ def instructions(outputs: StackOutputs, invite: Path | None = None) -> str:
         f"    {guest_documents.command(outputs.guest_route)}\n"
         f"relay {outputs.relay_address} ({outputs.relay_fingerprint}), ends {outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}. "
         "Ctrl-C to stop."
+        + (f"\nyou join the pair session with: {attach}" if attach else "")
     )

@@ -1,6 +1,6 @@
 """The own-sshd mode of the hook (no --target): where its private sshd lives and what is checked first.
 
-One folder per user and tmux session (socket and name), under the user's state folder, mode 700:
+One folder per user and tmux session (its server's socket, tmux_server.py, and its name), under the user's state folder, mode 700:
 the sshd's config, the guests' AuthorizedKeysFile, its PID file and log. The hook's lock is on this
 folder, so a second `pairing host` or `pairing up` for the same session refuses before anything;
 it is known before the relay is (`pairing up` takes the lock before it deploys).
@@ -23,10 +23,10 @@ def state_base() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pairing"
 
 
-def sshd_folder(session: str, tmux_socket: str | None, make: bool = True) -> Path:
+def sshd_folder(session: str, tmux_socket: str, make: bool = True) -> Path:
     """The private sshd's folder for this tmux session (made mode 700, as are the folders above it
     that it makes: StrictModes refuses a group-writable parent, which a umask 002 would give)."""
-    digest = hashlib.sha256(f"{tmux_socket or ''}\0{session}".encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    digest = hashlib.sha256(f"{tmux_socket}\0{session}".encode("utf-8", "surrogateescape")).hexdigest()[:12]
     folder = state_base() / "sshd" / f"{session[:32]}-{digest}"
     return private_folder(folder) if make else folder
 
@@ -39,7 +39,7 @@ def private_folder(folder: Path) -> Path:
     return folder
 
 
-def lock_path(session: str, tmux_socket: str | None, make: bool = True) -> Path:
+def lock_path(session: str, tmux_socket: str, make: bool = True) -> Path:
     """What SingleHook and read_state are given: the guests' file in the folder (the lock is its folder's)."""
     return sshd_folder(session, tmux_socket, make) / "authorized_keys"
 

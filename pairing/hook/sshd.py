@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ..sshkeys import PublicKey, public_half
 from .ports import answers as _answers, endpoint, family as _family
 from ..text import printable
+from .startup import quiet_environment, quiet_home
 
 KEY_NAME = "ssh_host_ed25519_key"
 START_TIMEOUT = 10.0
@@ -135,6 +136,8 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path, addre
         "LoginGraceTime 20",
         "MaxAuthTries 10",  # a guest's agent offers its other keys first (as on the relay)
         "LogLevel VERBOSE",  # "Accepted publickey ... SHA256:...": which guest's key logged in
+        # No startup file of the user's runs before a guest's gate (startup.py says how, and proves it).
+        "SetEnv " + " ".join(_word(f"{k}={v}", "the sshd folder") for k, v in quiet_environment(folder).items()),
         f"KexAlgorithms {KEX}",
         f"MACs {MACS}",
         # Another sshd of the same host key (a second `pairing direct` on a held port) answers alike but for this.
@@ -221,6 +224,7 @@ class PrivateSshd:
         sshd = find_sshd()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
+        quiet_home(self.folder).mkdir(mode=0o700, exist_ok=True)
         for problem in (strict_modes_problem(self.folder, os.geteuid(), self.home), pty_problem()):
             if problem:
                 raise SshdError(f"the host's sshd cannot serve guests here: {problem}")

@@ -165,6 +165,17 @@ class Tmux:
 
     def kill_server(self) -> None:
         self.run("kill-server", check=False)
+        # tmux answers before its server is gone: a session made at once could meet the dying server
+        # ("server exited unexpectedly"), so this returns when the socket takes no connection.
+        wait_until(lambda: not self.answers(), 5, f"the tmux server at {self.socket} to end")
+
+    def answers(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
 
 class Guest:

@@ -11,6 +11,7 @@ read (installed.py), from its own home, so nothing of the checkout is on its pat
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -46,12 +47,14 @@ class UnprivilegedHost:
         path.chmod(0o600)
         return path
 
-    def prefix(self, *, python: bool = True) -> tuple[str, ...]:
+    def prefix(self, *, python: bool = True, binds: tuple[tuple[Path, str], ...] = ()) -> tuple[str, ...]:
         """What runs a command as uid 65534 in its namespace, in its home. python: the command's first
-        word (the tests' interpreter, as Hook gives it) is replaced by the installed copy's."""
+        word (the tests' interpreter, as Hook gives it) is replaced by the installed copy's. binds: (our
+        file, the path it is seen at there), e.g. a system startup file."""
         mounts = ['mount --bind "$0" /etc/passwd', 'mount --bind "$1" /etc/ssh',
                   "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts",
-                  "mount --bind /dev/pts/ptmx /dev/ptmx", 'cd "$2"']
+                  "mount --bind /dev/pts/ptmx /dev/ptmx",
+                  *(f"mount --bind {shlex.quote(str(ours))} {shlex.quote(seen)}" for ours, seen in binds), 'cd "$2"']
         run = (f'shift {3 if python else 2} && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups '
                f'{installed().python if python else ""} "$@"')
         return ("unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join([*mounts, run]),
