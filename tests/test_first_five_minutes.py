@@ -85,7 +85,7 @@ def test_good_flags_then_every_failed_check_then_their_count(tmp_path, keys):
         f"{home}/.aws/config (an EC2 instance role was not checked); fix: run `aws configure` (or `aws sso login`), "
         "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
     ]
-    assert result.stdout.splitlines()[-1] == f"{len(fails)} of 8 checks failed"
+    assert result.stdout.splitlines()[-1] == f"{len(fails)} of 9 checks failed"
     assert result.stderr == stopped(result.stdout)
     assert result.stderr.startswith("pairing up: stopped before creating anything: ")
     assert "failed (pulumi, aws credentials" in result.stderr
