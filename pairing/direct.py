@@ -26,6 +26,7 @@ from .hook import PreflightError, end_session, open_session, watch
 from .hook.console import Console, direct_status_text
 from .hook.control import ControlError, ControlServer, socket_path as control_socket
 from .hook.guests import gated_lines
+from .hook.leftovers import remove_leftovers, scratch_folder
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.recording import RecordingError, check_target, start_recording
@@ -108,6 +109,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     session, socket_path = args.session, args.tmux_socket
     named = roster(guests, viewers)
     locked = lock_path(session, socket_path)  # the lock cmd_direct holds; the sshd's folder is its own
+    remove_leftovers(locked, own=True)  # a killed hook's; the lock is ours, so no live one's
     control_path = control_socket(locked)
     # No from=: guests come from the network, and the sshd listens on this one address only.
     lines = gated_lines(named, str(control_path), session, socket_path)
@@ -136,7 +138,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         open_session(tmux, session, console)
-        recorder = start_recording(args.record, tmux, session, console)
+        recorder = start_recording(args.record, tmux, session, console, scratch_folder(locked))
         console.ready(instructions(args.invite, route, key.fingerprint))
         since = time.time()
         watch(tmux, session, console, bool(viewers), lambda: not stopped.is_set() and sshd.process.poll() is None,

@@ -39,6 +39,7 @@ from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
 from .control import ControlError, ControlServer
 from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions
+from .leftovers import remove_leftovers, scratch_folder
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
@@ -96,7 +97,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     outputs = options.outputs
     own = options.target is None
     # A second run stops here, having touched nothing.
-    lock = lock or SingleHook(lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys)
+    locked = lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys
+    lock = lock or SingleHook(locked)
+    remove_leftovers(locked, own)  # a killed hook's; the lock is ours, so no live one's
     keys_file = None if own else AuthorizedKeysFile(options.authorized_keys)
     try:
         if keys_file:
@@ -156,7 +159,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         answers = on_terminal(sys.stdin, room.answer_oldest) if options.ask else None
         room.terminal = answers is not None
         open_session(tmux, outputs.tmux_session, console)
-        recorder = start_recording(options.record, tmux, outputs.tmux_session, console)  # before any guest is in
+        recorder = start_recording(options.record, tmux, outputs.tmux_session, console,  # before any guest is in
+                                   scratch_folder(locked))
         if keys_file:
             keys_file.install(guest_lines(options))
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
