@@ -86,7 +86,7 @@ class Waiting:
                         self._drain_wake()
                     elif key.data in self.waiting:
                         self._forget(key.data)
-                        key.data.spoke()
+                        self._hand_on(key.data)
                 self._expire()
                 self._report()
         finally:
@@ -97,6 +97,12 @@ class Waiting:
             self.selector.close()
             self.wake_read.close()
             self.wake_write.close()
+
+    def _hand_on(self, arrival: Arrival) -> None:
+        try:
+            arrival.spoke()
+        except Exception:  # e.g. no thread could be started for it: that one connection is closed, not the rest
+            _quietly(arrival.close)
 
     def _take_arrivals(self) -> None:
         while self.arriving:
