@@ -99,7 +99,6 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     # A second run stops here, having touched nothing.
     locked = lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys
     lock = lock or SingleHook(locked)
-    remove_leftovers(locked, own)  # a killed hook's; the lock is ours, so no live one's
     keys_file = None if own else AuthorizedKeysFile(options.authorized_keys)
     try:
         if keys_file:
@@ -108,6 +107,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     except BaseException:
         lock.release()
         raise
+    remove_leftovers(locked, own)  # a killed hook's (a refused run touches nothing); the lock is ours: no live one's
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
