@@ -62,3 +62,25 @@ def test_one_silent_too_long_is_closed_and_stop_closes_the_rest():
     assert closed_by_the_other_end(second_peer)
     for sock in (first_peer, second_peer):
         sock.close()
+
+
+def test_one_line_per_interval_however_many_are_closed():
+    said = []
+    waiting = Waiting(said.append, limit=1, idle_timeout=60, report_every=1.0)
+    pairs = [socket.socketpair() for _ in range(6)]
+    try:
+        waiting.add(pairs[0][0], lambda: None, pairs[0][0].close)
+        waiting.add(pairs[1][0], lambda: None, pairs[1][0].close)
+        wait_until(lambda: said, 5, "the first line")
+        for ours, _ in pairs[2:]:
+            waiting.add(ours, lambda: None, ours.close)
+        for _, theirs in pairs[:5]:
+            assert closed_by_the_other_end(theirs)
+        assert len(said) == 1  # the next is due a second after the first
+        wait_until(lambda: len(said) == 2, 5, "the second line")
+        assert said[1].startswith("closed connections through the relay that sent nothing (4 because more than 1 ")
+    finally:
+        waiting.stop()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()

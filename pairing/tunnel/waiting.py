@@ -42,8 +42,9 @@ class Arrival:
 class Waiting:
     """Holds silent connections until they speak (then spoke()), are too many or too old (then close())."""
 
-    def __init__(self, warn: Callable[[str], None], limit: int = LIMIT, idle_timeout: float = IDLE_TIMEOUT) -> None:
-        self.warn, self.limit, self.idle_timeout = warn, limit, idle_timeout
+    def __init__(self, warn: Callable[[str], None], limit: int = LIMIT, idle_timeout: float = IDLE_TIMEOUT,
+                 report_every: float = REPORT_EVERY) -> None:
+        self.warn, self.limit, self.idle_timeout, self.report_every = warn, limit, idle_timeout, report_every
         self.selector = selectors.DefaultSelector()
         self.waiting: collections.OrderedDict[Arrival, None] = collections.OrderedDict()  # oldest first
         self.arriving: collections.deque[Arrival] = collections.deque()  # added by other threads
@@ -53,7 +54,7 @@ class Waiting:
         self.selector.register(self.wake_read, selectors.EVENT_READ, None)
         self.stopping = False
         self.closed_since_report = {"too many": 0, "silent": 0}
-        self.reported_at = -REPORT_EVERY  # the first line goes at once
+        self.reported_at = -report_every  # the first line goes at once
         self.thread = threading.Thread(target=self._run, name="pairing-waiting", daemon=True)
         self.thread.start()
 
@@ -118,13 +119,13 @@ class Waiting:
                 self._send_away(oldest, "too many")
 
     def _next_timeout(self) -> float | None:
-        if not self.waiting:
-            return None
-        oldest = next(iter(self.waiting))
-        timeout = max(0.0, oldest.since + self.idle_timeout - time.monotonic())
+        """Until the oldest one has waited too long, or the next line about closed ones is due; None: nothing to do."""
+        now, due = time.monotonic(), []
+        if self.waiting:
+            due.append(next(iter(self.waiting)).since + self.idle_timeout)
         if any(self.closed_since_report.values()):
-            timeout = min(timeout, max(0.0, self.reported_at + REPORT_EVERY - time.monotonic()))
-        return timeout
+            due.append(self.reported_at + self.report_every)
+        return max(0.0, min(due) - now) if due else None
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -140,7 +141,7 @@ class Waiting:
         self.closed_since_report[why] += 1  # said by _report: the first line at once, then one per REPORT_EVERY
 
     def _report(self) -> None:
-        if not any(self.closed_since_report.values()) or time.monotonic() < self.reported_at + REPORT_EVERY:
+        if not any(self.closed_since_report.values()) or time.monotonic() < self.reported_at + self.report_every:
             return
         many, silent = self.closed_since_report["too many"], self.closed_since_report["silent"]
         parts = [f"{many} because more than {self.limit} were waiting at once" if many else "",
