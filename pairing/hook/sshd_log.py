@@ -35,7 +35,6 @@ class SshdLog:
     def start(self) -> int:
         """The pipe's write end, for the child's stdout and stderr; the caller closes it once the child has it."""
         read, write = os.pipe()
-        os.set_inheritable(write, True)
         self.thread = threading.Thread(target=self._copy, args=(read,), name="pairing-sshd-log", daemon=True)
         self.thread.start()
         return write
