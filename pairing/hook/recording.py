@@ -96,6 +96,8 @@ class Recorder:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.fifo)  # a killed hook's (leftovers.py removes it first; the lock is ours)
         os.mkfifo(self.fifo, 0o600)
+        # tmux expands formats in it (#{...}): a # in the state folder's path is written ##.
+        self._pipe_command = f"exec cat > {shlex.quote(self.fifo)}".replace("#", "##")
         self.reader = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         # Held open so the FIFO has a writer between two panes' `cat`s: no EOF until stop().
         self.keeper = os.open(self.fifo, os.O_WRONLY | os.O_CLOEXEC)
@@ -168,7 +170,7 @@ class Recorder:
         # One tmux command list, so no output of the pane falls between the snapshot and the pipe.
         cursor, _, screen = self.tmux.query(
             "display-message", "-p", "-t", pane, "#{cursor_x} #{cursor_y}", ";", "capture-pane", "-p", "-e", "-t", pane,
-            ";", "pipe-pane", "-O", "-t", pane, f"exec cat > {shlex.quote(self.fifo)}").partition("\n")
+            ";", "pipe-pane", "-O", "-t", pane, self._pipe_command).partition("\n")
         self.pane = pane
         x, y = (int(n) + 1 for n in cursor.split())
         self._event("o", "\x1b[0m\x1b[H\x1b[2J" + screen.rstrip("\n").replace("\n", "\r\n") + f"\x1b[{y};{x}H")
