@@ -113,8 +113,9 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     control_path = control_socket(locked)
     # No from=: guests come from the network, and the sshd listens on this one address only.
     lines = gated_lines(named, str(control_path), session, socket_path)
-    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines, port=port, address=address, tunneled=False)
     console, tmux = Console(sys.stdout), Tmux(socket_path)
+    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines, port=port, address=address, tunneled=False,
+                       warn=console.warning)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
     room = Room(named, tmux, session, console, False, pwd.getpwuid(os.geteuid()).pw_name)
     try:  # before the sshd: the guests' gates connect to it

@@ -138,6 +138,8 @@ def test_a_guest_joins_while_another_address_holds_100_preauth_connections(direc
         wait_until(lambda: "past-the-flood-42" in direct.tmux.screen("pair"), 10,
                    "the guest's line in the host's pane", show=lambda: direct.tmux.screen("pair"))
         assert len(holder.held) <= 4  # PerSourceMaxStartups
+        wait_until(lambda: f"had not logged in: too many at once from {HOST_IP} (its MaxStartups" in hook.text, 10,
+                   "the hook to say sshd turned connections away", show=lambda: hook.text)
         holder.stop()
         log = next((direct.host.home / ".local/state/pairing/sshd").glob("pair-*")) / "sshd.log"
         began, count = time.monotonic(), 0
@@ -145,6 +147,7 @@ def test_a_guest_joins_while_another_address_holds_100_preauth_connections(direc
             with socket.create_connection((HOST_IP, port), timeout=5):
                 count += 1  # each a few lines of sshd's log
         assert log.stat().st_size <= CAP and log.with_name("sshd.log.1").stat().st_size <= CAP, count
+        assert hook.text.count("your sshd turned away") == 1, hook.text  # one line a minute at most
     finally:
         if holder:
             holder.stop()

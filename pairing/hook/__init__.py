@@ -122,8 +122,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         return 1
     sshd = None
     if own:  # before the tunnel: its target is this sshd's port
-        sshd = PrivateSshd(lock_path(outputs.tmux_session, options.tmux_socket).parent, key_path(data_dir()),
-                           guest_lines(options))
+        sshd = PrivateSshd(locked.parent, key_path(data_dir()), guest_lines(options), warn=console.warning)
         try:
             sshd.start()
         except (SshdError, OSError) as exc:

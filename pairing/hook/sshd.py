@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -135,9 +136,8 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path, addre
 
 
 def _preauth_limits(tunneled: bool, penalties: bool) -> list[str]:
-    """The relay's limits on unauthenticated connections (docs/SECURITY.md). Through the tunnel every guest
-    comes from 127.0.0.1, so a per-address limit or penalty would be everyone's: there only the total holds,
-    and the tunnel's carrier connects no channel before it speaks (tunnel/waiting.py)."""
+    """The relay's limits on connections not logged in (docs/SECURITY.md). Through the tunnel every guest comes from
+    127.0.0.1: a per-address limit would be everyone's, so only the total holds (and tunnel/waiting.py)."""
     relay = preauth_limits()
     if tunneled:
         return [relay["MaxStartups"], *(["PerSourcePenalties no"] if penalties else [])]
@@ -185,14 +185,13 @@ class PrivateSshd:
     `with PrivateSshd(folder, key_path(data), lines) as sshd:` ... the tunnel's target is sshd.port."""
 
     def __init__(self, folder: Path, host_key_file: Path, guest_lines: list[str], port: int | None = None,
-                 address: str = "127.0.0.1", tunneled: bool = True) -> None:
-        """tunneled: its guests come through the tunnel (`pairing host`), not from their own addresses."""
+                 address: str = "127.0.0.1", tunneled: bool = True, warn: Callable[[str], None] | None = None) -> None:
+        """tunneled: guests come through the tunnel (`pairing host`); warn: told of connections turned away."""
         self.folder, self.host_key_file, self.guest_lines = folder, host_key_file, list(guest_lines)
-        self.address, self.tunneled = _address(address), tunneled
+        self.address, self.tunneled, self.warn = _address(address), tunneled, warn
         self.fixed_port, self.port = port, port or 0
         self.log, self.config, self.authorized_keys = folder / "sshd.log", folder / "sshd_config", folder / "authorized_keys"
         self.process: subprocess.Popen | None = None
-        self.logged: SshdLog | None = None  # the running sshd's
         account = pwd.getpwuid(os.geteuid())
         self.user, self.home = account.pw_name, account.pw_dir
 
@@ -247,7 +246,7 @@ class PrivateSshd:
         """Start it; True once it answers, False if its port was taken meanwhile."""
         argv = [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()),
                 str(sshd), "-D", "-e", "-f", str(self.config)]  # -e: its log to the pipe (sshd_log: capped)
-        self.logged = SshdLog(self.log)
+        self.logged = SshdLog(self.log, self.warn)  # the running sshd's
         out = self.logged.start()
         try:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,

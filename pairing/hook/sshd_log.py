@@ -5,21 +5,28 @@ in one test). Here sshd.log never passes CAP bytes: when the next piece would ta
 sshd.log.1 (replacing the one before) and a new one begins, so at most 2 x CAP is kept, the newest lines
 always. sshd never holds the file, so nothing it does can grow it behind the hook's back.
 
-And what its lines say: which keys logged in, why it did not start.
+And what its lines say: which keys logged in, why it did not start, and the connections it turned away before
+login (MaxStartups, PerSourceMaxStartups), which the host is told in one line, at most once per REPORT_EVERY.
 """
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 import os
 import re
+import select
 import subprocess
 import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 CAP = 256 * 1024  # bytes in sshd.log; one more file of as much in sshd.log.1
 CHUNK = 16 * 1024
 KEEP_LINES = 200  # this run's last lines, for the one line that says why sshd did not start
+REPORT_EVERY = 60.0  # seconds between two lines about connections turned away
+_DROPPED = re.compile(r"drop connection #\d+ from \[([^\]]+)\]:\d+ on \S+ past MaxStartups")
 _ACCEPTED = re.compile(r"Accepted publickey for (\S+) from \S+ port \d+ ssh2: \S+ (SHA256:[A-Za-z0-9+/]{43})")
 
 
@@ -27,10 +34,12 @@ class SshdLog:
     """One sshd run's log: start() gives the fd its stderr goes to; the file is written until sshd and every
     process of it have ended (the pipe's end)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warn: Callable[[str], None] | None = None) -> None:
+        """warn: told of connections sshd turned away (None: not told)."""
         self.path, self.previous = path, path.with_name(path.name + ".1")
         self.lines: collections.deque[str] = collections.deque(maxlen=KEEP_LINES)
         self.thread: threading.Thread | None = None
+        self.turned_away = TurnedAway(warn) if warn else None
 
     def start(self) -> int:
         """The pipe's write end, for the child's stdout and stderr; the caller closes it once the child has it."""
@@ -48,11 +57,22 @@ class SshdLog:
     def _copy(self, read: int) -> None:
         partial, out = b"", None
         try:
-            while chunk := os.read(read, CHUNK):  # read to the end whatever happens to the file: sshd must never block
+            while True:  # read to the end whatever happens to the file: sshd must never block
+                if not select.select([read], [], [], self.turned_away and self.turned_away.due())[0]:
+                    self.turned_away.say()  # due, and no line came meanwhile
+                    continue
+                chunk = os.read(read, CHUNK)
+                if not chunk:
+                    break
                 partial += chunk
                 *whole, partial = partial.split(b"\n")
-                self.lines.extend(line.decode(errors="replace") for line in whole)
+                for line in whole:
+                    self.lines.append(line.decode(errors="replace"))
+                    if self.turned_away:
+                        self.turned_away.heard(self.lines[-1])
                 out = self._write(out, chunk)
+                if self.turned_away and self.turned_away.due() == 0:
+                    self.turned_away.say()
         finally:
             if partial:
                 self.lines.append(partial.decode(errors="replace"))
@@ -77,6 +97,45 @@ class SshdLog:
             if out is not None:
                 out.close()
             return None
+
+
+class TurnedAway:
+    """Connections sshd dropped before login, by address; said in one line, the first at once."""
+
+    def __init__(self, warn: Callable[[str], None], every: float = REPORT_EVERY) -> None:
+        self.warn, self.every = warn, every
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.said_at = -every
+
+    def heard(self, line: str) -> None:
+        dropped = _DROPPED.search(line)
+        if dropped:
+            try:  # sshd's words: only an address parsed as one reaches the terminal
+                self.counts[str(ipaddress.ip_address(dropped.group(1)))] += 1
+            except ValueError:
+                self.counts["an address"] += 1
+
+    def due(self) -> float | None:
+        """Seconds until a line is due; None: nothing to say."""
+        return max(0.0, self.said_at + self.every - time.monotonic()) if self.counts else None
+
+    def say(self) -> None:
+        if self.due() != 0:
+            return
+        try:
+            self._warn_now()
+        except Exception:  # on the thread that drains sshd's pipe, which nothing may end: this line is lost
+            pass
+        finally:
+            self.counts.clear()
+            self.said_at = time.monotonic()
+
+    def _warn_now(self) -> None:
+        total, most = sum(self.counts.values()), [address for address, _ in self.counts.most_common(3)]
+        others = len(self.counts) - len(most)
+        self.warn(f"your sshd turned away {total} connection{'s' if total > 1 else ''} that had not logged in: too "
+                  f"many at once from {', '.join(most)}{f' and {others} more' if others else ''} (its MaxStartups "
+                  "limits, as on the relay)")
 
 
 def accepted_fingerprints(log: str, user: str | None = None) -> list[str]:
