@@ -4,8 +4,9 @@ One outage: the relay's link goes down (packets vanish, nothing resets). We
 time until the hook says it noticed; until the relay's sshd drops the dead
 connection and frees the tunnel port (ClientAlive); then, the network back,
 until the tunnel answers again. "Answers" is checked on the relay itself: a
-connection to the tunnel port there gets the host sshd's banner, which is
-what a guest's jump reaches.
+connection to the tunnel port there that speaks first, as an SSH client does
+(the hook connects no silent one: pairing/tunnel/waiting.py), gets the host
+sshd's banner, which is what a guest's jump reaches.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ deadline = time.monotonic() + {BACK_TIMEOUT}
 while time.monotonic() < deadline:
     try:
         with socket.create_connection(("localhost", port), timeout=0.5) as sock:
+            sock.sendall(b"SSH-2.0-pairing_bench\r\n")
             if sock.recv(4) == b"SSH-":
                 print(time.monotonic())
                 break

@@ -30,6 +30,7 @@ from .hook import PreflightError, end_session, open_session, watch
 from .hook.console import Console, direct_status_text
 from .hook.control import ControlError, ControlServer, socket_path as control_socket
 from .hook.guests import gated_lines
+from .hook.leftovers import remove_leftovers, scratch_folder
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.ports import endpoint, port_taken
@@ -151,6 +152,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     session, socket_path = args.session, args.tmux_socket
     named = roster(guests, viewers)
     locked = lock_path(session, socket_path)  # the lock cmd_direct holds; the sshd's folder is its own
+    remove_leftovers(locked, own=True)  # a killed hook's; the lock is ours, so no live one's
     control_path = control_socket(locked)
     console, tmux = Console(sys.stdout), Tmux(socket_path)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
@@ -162,7 +164,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         return gated_lines(named, str(control_path), session, socket_path, (), shared_with)
 
     sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines(), port=port, address=address,
-                       avoid=frozenset(p.host for p in shared))
+                       avoid=frozenset(p.host for p in shared), tunneled=False, warn=console.warning)
     try:  # before the sshd: the guests' gates connect to it
         control = ControlServer(control_path, shares.handler(room.handle), console.control_refused)
     except (ControlError, OSError) as exc:
@@ -199,7 +201,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         if room.consent:
             room.consent.terminal = answers is not None
         open_session(tmux, session, console)
-        recorder = start_recording(args.record, tmux, session, console)
+        recorder = start_recording(args.record, tmux, session, console, scratch_folder(locked))
         console.ready(instructions(args.invite, record, key, attach_command(socket_path, session)))
         since = time.time()
         watch(tmux, session, console, bool(viewers), lambda: not stopped.is_set() and sshd.process.poll() is None,

@@ -216,3 +216,12 @@ def user_data(settings: Settings, host_key: RelayHostKey) -> str:
             "in pairing:guestKeys and pairing:viewerKeys"
         )
     return text
+
+
+def preauth_limits() -> dict[str, str]:
+    """The relay's limits on unauthenticated connections, option -> its whole line, as its sshd gets them
+    (MaxStartups, PerSourceMaxStartups; PerSourcePenalties where that sshd knows it): the host's own sshd
+    takes the same (hook/sshd.py)."""
+    lines = _SSHD_DROPIN.template.splitlines() + _SSHD_PENALTIES.splitlines()
+    wanted = ("MaxStartups", "PerSourceMaxStartups", "PerSourcePenalties")
+    return {line.split()[0]: line.strip() for line in lines if line.split()[:1] and line.split()[0] in wanted}

@@ -58,7 +58,12 @@ def test_the_tunnel_is_an_ssh_that_ends_with_the_hook(pairing):
     hook.wait_for("ready: guests can join now")
     ssh = tunnel_ssh(hook)
     port = pairing.deployment.settings.tunnel_port
-    assert f"localhost:{port}:127.0.0.1:{pairing.deployment.host_sshd.port}" in command_line(ssh)
+    # To the hook's own listener, which joins a channel to the host's sshd once it has spoken (tunnel/waiting.py).
+    forward = next(word for word in command_line(ssh) if word.startswith(f"localhost:{port}:127.0.0.1:"))
+    listener = int(forward.rpartition(":")[2])
+    assert listener != pairing.deployment.host_sshd.port
+    listening = subprocess.run(["ss", "-Hltnp", f"sport = :{listener}"], capture_output=True, text=True).stdout
+    assert f"pid={hook.process.pid}," in listening, listening
     assert hook.stop() == 0, hook.text
     assert not alive(ssh)
     assert pairing.authorized_keys() == (harness.ORIGINAL_KEYS, harness.ORIGINAL_MODE)

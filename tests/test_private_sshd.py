@@ -197,6 +197,13 @@ def test_config_renders_and_sshd_accepts_it(host):
                     "permituserenvironment no", "loglevel VERBOSE", f"authorizedkeysfile {host.home}/run/authorized_keys"):
         assert setting in effective, setting
     assert not any(line.startswith("subsystem") for line in effective)
+    # The relay's limit on connections not logged in; through the tunnel all come from 127.0.0.1, so no per-address
+    # one (docs/SECURITY.md); `pairing direct`'s guests come from their own addresses, so the relay's too.
+    assert "maxstartups 10:30:60" in effective and "logingracetime 15" in effective
+    assert "persourcemaxstartups none" in effective or not any(l.startswith("persourcemaxstartups") for l in effective)
+    config.write_text(render_config(USER, 2222, host.home / "run", key_path(host.data), tunneled=False))
+    effective = host.run(SSHD, "-T", "-f", str(config)).stdout.splitlines()
+    assert "maxstartups 10:30:60" in effective and "persourcemaxstartups 4" in effective
 
 
 def test_listens_on_loopback_only(running):

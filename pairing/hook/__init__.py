@@ -41,6 +41,7 @@ from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
 from .control import ControlError, ControlServer
 from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions
+from .leftovers import remove_leftovers, scratch_folder
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
@@ -114,7 +115,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     options = dataclasses.replace(options, tmux_socket=server_socket(outputs.tmux_session, options.tmux_socket))
     own = options.target is None
     # A second run stops here, having touched nothing.
-    lock = lock or SingleHook(lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys)
+    locked = lock_path(outputs.tmux_session, options.tmux_socket) if own else options.authorized_keys
+    lock = lock or SingleHook(locked)
     keys_file = None if own else AuthorizedKeysFile(options.authorized_keys)
     try:
         if keys_file:
@@ -124,6 +126,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         lock.release()
         raise
     options = replace(options, tunnel=carrier)
+    remove_leftovers(locked, own)  # a killed hook's (a refused run touches nothing); the lock is ours: no live one's
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
@@ -140,8 +143,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         return 1
     sshd = None
     if own:  # before the tunnel: its target is this sshd's port
-        sshd = PrivateSshd(lock_path(outputs.tmux_session, options.tmux_socket).parent, key_path(data_dir()),
-                           guest_lines(options, shares.shared_with), avoid=frozenset(p.host for p in options.shared))
+        sshd = PrivateSshd(locked.parent, key_path(data_dir()), guest_lines(options, shares.shared_with),
+                           avoid=frozenset(p.host for p in options.shared), warn=console.warning)
         try:
             sshd.start()
         except (SshdError, OSError) as exc:
@@ -186,7 +189,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         if room.consent:
             room.consent.terminal = answers is not None
         open_session(tmux, outputs.tmux_session, console)
-        recorder = start_recording(options.record, tmux, outputs.tmux_session, console)  # before any guest is in
+        recorder = start_recording(options.record, tmux, outputs.tmux_session, console,  # before any guest is in
+                                   scratch_folder(locked))
         if keys_file:
             keys_file.install(guest_lines(options, shares.shared_with))
             shares.apply = lambda shared_with: keys_file.install(guest_lines(options, shared_with))

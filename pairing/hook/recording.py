@@ -22,12 +22,12 @@ and every snapshot goes through pane_filter.PaneFilter first, which drops what t
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import select
 import shlex
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Protocol
 from ..text import unprintable
 from ..tmux import Tmux, TmuxError
 from .pane_filter import PaneFilter, filtered
+from .own_sshd import private_folder
 from .preflight import PreflightError
 
 REFRESH = 1.0  # seconds between checks of which pane guests see, and its size
@@ -75,8 +76,10 @@ def check_target(path: Path | None) -> None:
 class Recorder:
     """One recording: start() after the session exists, stop() when the hook ends (joins the thread)."""
 
-    def __init__(self, path: Path, tmux: Tmux, session: str, console: Shows) -> None:
+    def __init__(self, path: Path, tmux: Tmux, session: str, console: Shows, scratch: Path) -> None:
+        """scratch: the FIFO's folder, one per hook (leftovers.scratch_folder), so a killed hook's is found again."""
         self.path, self.tmux, self.session, self.console = path, tmux, session, console
+        self.scratch = scratch
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two reads
         self.filter = PaneFilter()  # so may a sequence
         self.pane: str | None = None
@@ -94,9 +97,13 @@ class Recorder:
         header = {"version": 2, "width": width, "height": height, "timestamp": int(time.time()),
                   "title": f"pairing: tmux session {self.session}"}
         self._write(json.dumps(header))
-        self.folder = tempfile.mkdtemp(prefix="pairing-record-")  # mode 700; a name sh needs no quoting for
+        self.folder = str(private_folder(self.scratch))  # mode 700, as are the folders it makes above it
         self.fifo = os.path.join(self.folder, "pane")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.fifo)  # a killed hook's (leftovers.py removes it first; the lock is ours)
         os.mkfifo(self.fifo, 0o600)
+        # tmux expands formats in it (#{...}): a # in the state folder's path is written ##.
+        self._pipe_command = f"exec cat > {shlex.quote(self.fifo)}".replace("#", "##")
         self.reader = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         # Held open so the FIFO has a writer between two panes' `cat`s: no EOF until stop().
         self.keeper = os.open(self.fifo, os.O_WRONLY | os.O_CLOEXEC)
@@ -169,7 +176,7 @@ class Recorder:
         # One tmux command list, so no output of the pane falls between the snapshot and the pipe.
         cursor, _, screen = self.tmux.query(
             "display-message", "-p", "-t", pane, "#{cursor_x} #{cursor_y}", ";", "capture-pane", "-p", "-e", "-t", pane,
-            ";", "pipe-pane", "-O", "-t", pane, f"exec cat > {shlex.quote(self.fifo)}").partition("\n")
+            ";", "pipe-pane", "-O", "-t", pane, self._pipe_command).partition("\n")
         if pane != self.pane:  # a sequence the last pane left unfinished must not swallow this one's output
             self.filter = PaneFilter()
         self.pane = pane
@@ -200,12 +207,14 @@ class Recorder:
             if fd is not None:
                 os.close(fd)
         shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.scratch.parent.rmdir()  # if no other hook's is in it: nothing left behind
 
 
-def start_recording(path: Path | None, tmux: Tmux, session: str, console: Shows) -> Recorder | None:
+def start_recording(path: Path | None, tmux: Tmux, session: str, console: Shows, scratch: Path) -> Recorder | None:
     """The hook's one call: a running Recorder, or None without --record."""
     if path is None:
         return None
-    recorder = Recorder(path, tmux, session, console)
+    recorder = Recorder(path, tmux, session, console, scratch)
     recorder.start()
     return recorder

@@ -25,14 +25,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..relay_documents import preauth_limits
 from ..sshkeys import PublicKey, public_half
 from .ports import answers as _answers, endpoint, family as _family
 from ..text import printable
 from .startup import quiet_environment, quiet_home
+from .sshd_log import SshdLog, accepted_fingerprints, too_old, why_it_stopped  # noqa: F401 (accepted_fingerprints: re-exported)
 
 KEY_NAME = "ssh_host_ed25519_key"
 START_TIMEOUT = 10.0
@@ -47,7 +50,6 @@ MACS = "-*-sha1*,umac-64*,hmac-sha2-256,hmac-sha2-512,umac-128@openssh.com"
 _OFF = ("PasswordAuthentication", "KbdInteractiveAuthentication", "PermitRootLogin", "PermitEmptyPasswords", "UsePAM",
         "PermitUserEnvironment", "PermitUserRC", "AllowStreamLocalForwarding",
         "AllowAgentForwarding", "X11Forwarding", "PermitTunnel", "GatewayPorts")
-_ACCEPTED = re.compile(r"Accepted publickey for (\S+) from \S+ port \d+ ssh2: \S+ (SHA256:[A-Za-z0-9+/]{43})")
 
 
 class SshdError(RuntimeError):
@@ -81,11 +83,6 @@ def key_path(data: Path) -> Path:
     return data / "sshd" / KEY_NAME
 
 
-def accepted_fingerprints(log: str, user: str | None = None) -> list[str]:
-    """The key fingerprint (SHA256:...) of each publickey login in an sshd log (LogLevel VERBOSE), in order."""
-    return [m.group(2) for m in _ACCEPTED.finditer(log) if user is None or m.group(1) == user]
-
-
 def find_sshd() -> Path:
     """The system's sshd, by absolute path: it re-executes itself for each connection and refuses a relative one."""
     found = shutil.which("sshd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
@@ -103,9 +100,12 @@ def _word(value: str, what: str) -> str:
 
 
 def render_config(user: str, port: int, folder: Path, host_key_file: Path, address: str = "127.0.0.1",
-                  nonce: str | None = None) -> str:
+                  nonce: str | None = None, tunneled: bool = True, penalties: bool = False) -> str:
     """The sshd_config of the private sshd (every file it names is in `folder` but the host key). nonce: this
-    run's word at the end of sshd's banner (VersionAddendum), by which the start proves the sshd answering is its own."""
+    run's word at the end of sshd's banner (VersionAddendum), by which the start proves the sshd answering is its own.
+
+    tunneled: every guest comes through the tunnel, from 127.0.0.1 (`pairing host`); else each from their own
+    address (`pairing direct`). penalties: this sshd knows PerSourcePenalties (OpenSSH 9.8+)."""
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?", user):  # AllowUsers reads * ? ! , @ as patterns
         raise SshdError(f"the user name {user!r} cannot be written into AllowUsers; run pairing host as another user")
     if not 0 < port < 65536:
@@ -133,7 +133,8 @@ def render_config(user: str, port: int, folder: Path, host_key_file: Path, addre
         "AllowTcpForwarding local",
         "PermitOpen localhost:* 127.0.0.1:* [::1]:*",
         "PermitListen none",
-        "LoginGraceTime 20",
+        "LoginGraceTime 15",  # a pre-auth slot held by a client that never logs in is free again this soon
+        *_preauth_limits(tunneled, penalties),
         "MaxAuthTries 10",  # a guest's agent offers its other keys first (as on the relay)
         "LogLevel VERBOSE",  # "Accepted publickey ... SHA256:...": which guest's key logged in
         # No startup file of the user's runs before a guest's gate (startup.py says how, and proves it).
@@ -151,6 +152,15 @@ def _nonce(nonce: str) -> str:
     if not re.fullmatch(r"[a-z0-9-]{1,64}", nonce):
         raise SshdError(f"{nonce!r} is not a banner word")
     return nonce
+
+
+def _preauth_limits(tunneled: bool, penalties: bool) -> list[str]:
+    """The relay's limits on connections not logged in (docs/SECURITY.md). Through the tunnel every guest comes from
+    127.0.0.1: a per-address limit would be everyone's, so only the total holds (and tunnel/waiting.py)."""
+    relay = preauth_limits()
+    if tunneled:
+        return [relay["MaxStartups"], *(["PerSourcePenalties no"] if penalties else [])]
+    return [relay["MaxStartups"], relay["PerSourceMaxStartups"], *([relay["PerSourcePenalties"]] if penalties else [])]
 
 
 def _address(address: str) -> str:
@@ -194,10 +204,12 @@ class PrivateSshd:
     `with PrivateSshd(folder, key_path(data), lines) as sshd:` ... the tunnel's target is sshd.port."""
 
     def __init__(self, folder: Path, host_key_file: Path, guest_lines: list[str], port: int | None = None,
-                 address: str = "127.0.0.1", avoid: frozenset[int] = frozenset()) -> None:
-        """avoid: ports not to take when picking a free one (the host's shared ports)."""
+                 address: str = "127.0.0.1", avoid: frozenset[int] = frozenset(), tunneled: bool = True,
+                 warn: Callable[[str], None] | None = None) -> None:
+        """avoid: ports not to take when picking a free one (the host's shared ports); tunneled: guests come
+        through the tunnel (`pairing host`); warn: told of connections turned away."""
         self.folder, self.host_key_file, self.guest_lines, self.avoid = folder, host_key_file, list(guest_lines), avoid
-        self.address = _address(address)
+        self.address, self.tunneled, self.warn = _address(address), tunneled, warn
         self.fixed_port, self.port = port, port or 0
         self.log, self.config, self.authorized_keys = folder / "sshd.log", folder / "sshd_config", folder / "authorized_keys"
         self.process: subprocess.Popen | None = None
@@ -229,13 +241,16 @@ class PrivateSshd:
             if problem:
                 raise SshdError(f"the host's sshd cannot serve guests here: {problem}")
         self.set_guests(self.guest_lines)
+        penalties = None
         for _ in range(3):  # a free port may be taken before sshd binds it: pick another
             self.port = self.fixed_port or _free_port(self.address)
             if self.port in self.avoid:
                 continue
+            if penalties is None:
+                penalties = self._knows_penalties(sshd)
             self.nonce = f"pairing-{secrets.token_hex(8)}"
             self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file, self.address,
-                                                 self.nonce))
+                                                 self.nonce, self.tunneled, penalties))
             if self._run(sshd):
                 return
         raise SshdError(f"the host's sshd found no free port on {self.address}: each one it was given was taken at once")
@@ -245,35 +260,39 @@ class PrivateSshd:
         """address:port as a user types it ([v6]:port)."""
         return endpoint(self.address, self.port)
 
+    def _knows_penalties(self, sshd: Path) -> bool:
+        """Whether this sshd takes PerSourcePenalties (9.8+; 9.2 refuses to start with it): `sshd -t` says."""
+        self.config.write_text(render_config(self.user, self.port, self.folder, self.host_key_file, self.address,
+                                             tunneled=self.tunneled, penalties=True))
+        tested = subprocess.run([str(sshd), "-t", "-f", str(self.config)], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL)
+        return tested.returncode == 0 or "PerSourcePenalties" not in tested.stderr
+
     def _run(self, sshd: Path) -> bool:
         """Start it; True once it answers with this run's nonce (no other sshd's answer will do: one of the same
         host key on that port would pass any other probe), False if its port was taken meanwhile."""
-        self.log.touch(mode=0o600)
-        start = self.log.stat().st_size
         argv = [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()),
-                str(sshd), "-D", "-f", str(self.config), "-E", str(self.log)]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                str(sshd), "-D", "-e", "-f", str(self.config)]  # -e: its log to the pipe (sshd_log: capped)
+        self.logged = SshdLog(self.log, self.warn)  # the running sshd's
+        out = self.logged.start()
+        try:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                             start_new_session=True)  # a Ctrl-C at the terminal is the hook's
+        finally:
+            os.close(out)
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(self.address, self.port, self.nonce):
             late = time.monotonic() > deadline
             if late or self.process.poll() is not None:
                 self.stop()
-                if not self.fixed_port and "Address already in use" in self._log_text(start):
+                logged = self.logged.text()
+                if not self.fixed_port and "Address already in use" in logged:
                     return False
-                said = _why(self._log_text(start))
+                said = why_it_stopped(logged)
                 what = f"did not answer on {self.endpoint} within {START_TIMEOUT:.0f} s" if late else "did not start"
-                raise SshdError(f"the host's sshd {what}: {said} (log: {self.log}){_too_old(sshd, said)}")
+                raise SshdError(f"the host's sshd {what}: {said} (log: {self.log}){too_old(sshd, said)}")
             time.sleep(0.02)
         return True
-
-    def _log_text(self, start: int = 0) -> str:
-        """The log from byte `start` (this run's part)."""
-        try:
-            return self.log.read_bytes()[start:].decode(errors="replace")
-        except OSError:
-            return ""
 
     def stop(self) -> None:
         """End sshd and every session it holds, by the watcher's PID (it turns to SIGKILL itself past 3 s)."""
@@ -286,18 +305,6 @@ class PrivateSshd:
                 process.kill()  # the listener still ends with it (its own PDEATHSIG)
 
 
-def _too_old(sshd: Path, said: str) -> str:
-    if "Bad configuration option" not in said and "Unsupported option" not in said:
-        return ""
-    version = subprocess.run([str(sshd), "-V"], capture_output=True, text=True).stderr.split(",")[0].strip()
-    return f"; {sshd} is {version or 'an unknown version'}, too old for it: pairing host needs a newer OpenSSH (9.2 and 10.0 work)"
-
-
-def _why(log: str) -> str:
-    """The line of sshd's log that says why it stopped: a failed bind's own words (the address or port),
-    which its last line ("Cannot bind any address.") leaves out; else that last line."""
-    lines = log.strip().splitlines() or ["it logged nothing"]
-    return next((line for line in lines if "Bind to port" in line), lines[-1])
 
 
 def _free_port(address: str = "127.0.0.1") -> int:

@@ -3,7 +3,9 @@
 spec: what to hold, its states, its errors and the TunnelEvents it reports to;
 pinning: SSH connections that must show a pinned key; loop: the retry loop
 and self-test every carrier shares; via_paramiko and via_openssh: the two
-carriers, one class each, chosen by `pairing host --tunnel NAME`.
+carriers, one class each, chosen by `pairing host --tunnel NAME`; waiting: the
+forwarded connections that have not spoken yet, which both carriers hold back
+from the host's sshd; listener: what the OpenSSH carrier's `ssh -R` forwards to.
 """
 
 import shutil

@@ -22,6 +22,7 @@ import sshtunnel
 
 from .pinning import HANDSHAKE_TIMEOUT, as_paramiko_key
 from .spec import State, TunnelEvents, TunnelFatal, TunnelLost, TunnelSpec, reason
+from .waiting import Waiting
 
 RETRY_FIRST, RETRY_CAP = 0.25, 1.0  # capped backoff between attempts
 # How often to ask again for a port the relay still holds. After an outage the relay
@@ -32,6 +33,9 @@ PORT_HELD_RETRY = 0.25
 # The relay drops a silent connection within 14 s (see relay_documents.CLIENT_ALIVE_*),
 # freeing its port. Held much longer, the port is a live connection's: another hook's.
 PORT_HELD_GIVE_UP = 30.0
+# What the self-test says first: the carriers connect a channel to the host's sshd only once it has spoken
+# (waiting.py), as every SSH client does at once.
+SELF_TEST_HELLO = b"SSH-2.0-pairing_selftest\r\n"
 
 
 def self_test(spec: TunnelSpec) -> str:
@@ -50,6 +54,7 @@ def self_test(spec: TunnelSpec) -> str:
         logger=logging.getLogger("pairing.selftest"),  # sshtunnel's own chatter; nothing of ours goes there
     ) as forwarder:
         with socket.create_connection(("127.0.0.1", forwarder.local_bind_port), timeout=HANDSHAKE_TIMEOUT) as sock:
+            sock.sendall(SELF_TEST_HELLO)
             banner = sock.makefile("rb").readline(256).decode("ascii", "replace").strip()
     if not banner:
         raise paramiko.SSHException(f"your sshd at {spec.target[0]}:{spec.target[1]} does not answer through the tunnel")
@@ -76,6 +81,7 @@ class ReverseTunnel:
         self.give_up_at = give_up_at
         self.stopping = threading.Event()
         self.target_down = False  # the host's sshd refused the last connection
+        self.waiting: Waiting | None = None  # forwarded connections that have not spoken yet; while run() runs
 
     def stop(self) -> None:
         self.stopping.set()
@@ -83,6 +89,13 @@ class ReverseTunnel:
 
     def run(self) -> None:
         """Connect, forward, self-test, watch; again on any failure, until stop() or a fatal error."""
+        self.waiting = Waiting(self.events.warning)
+        try:
+            self._run()
+        finally:
+            self.waiting.stop()
+
+    def _run(self) -> None:
         delay = 0.0
         while not self.stopping.is_set():
             self._check_ttl(connected=False)

@@ -8,8 +8,11 @@ threads, which costs a keystroke about 0.4 ms less (bench/README.md).
 
 What ssh does is read from its own log (`-v`, debug level 1: a few lines per
 connection, none per packet): "remote forward success" is the listen taken,
-"remote forward failure" a port still held, "channel N: connection failed"
-a guest that your sshd did not answer.
+"remote forward failure" a port still held.
+
+ssh forwards to a port of the hook's (listener.WaitingListener), not to the
+host's sshd: a channel is joined to sshd only once it has spoken (waiting.py),
+and that listener says when your sshd does not answer.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ..guest_documents import RELAY_ALIAS  # the name the relay's pinned key is 
 from ..sshkeys import PublicKey, public_key_of
 from .loop import ReverseTunnel
 from .pinning import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, host_key_mismatch
+from .listener import WaitingListener
 from .spec import TunnelEvents, TunnelLost, TunnelSpec
 
 STOP_TIMEOUT = 5.0
@@ -43,13 +47,14 @@ FORWARDED, PORT_HELD, EXITED = "forwarded", "port held", "exited"
 _QUIET = ("debug", "OpenSSH_", "Authenticated to ", "Transferred: ", "Bytes per second: ")
 
 
-def ssh_argv(spec: TunnelSpec, identity_file: Path, known_hosts: Path) -> list[str]:
-    """The ssh command line that holds the reverse forward: nothing of ~/.ssh/config, nothing but the forward.
+def ssh_argv(spec: TunnelSpec, identity_file: Path, known_hosts: Path, to: tuple[str, int] | None = None) -> list[str]:
+    """The ssh command line that holds the reverse forward (to `to`, else the spec's target): nothing of
+    ~/.ssh/config, nothing but the forward.
 
     ssh takes the first value it is given for an option, so these come before anything else could.
     """
     relay = spec.relay
-    host, port = spec.target
+    host, port = to or spec.target
     target = f"[{host}]" if ":" in host else host
     options = {
         "BatchMode": "yes",  # no prompt: a key that needs a passphrase must be in the agent
@@ -115,6 +120,7 @@ class OpenSSHTunnel(ReverseTunnel):
         self.process: subprocess.Popen | None = None
         self.heard: queue.Queue = queue.Queue()  # what ssh's log says, as (FORWARDED|PORT_HELD|EXITED, payload)
         self.folder: Path | None = None
+        self.listener: WaitingListener | None = None  # made by the first _start, kept across reconnects
 
     def run(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="pairing-ssh-"))  # mode 700
@@ -122,6 +128,8 @@ class OpenSSHTunnel(ReverseTunnel):
             (self.folder / "known_hosts").write_text(known_hosts_text(self.spec.relay.pinned))
             super().run()
         finally:
+            if self.listener is not None:
+                self.listener.close()
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def _identity_file(self) -> Path:
@@ -143,7 +151,9 @@ class OpenSSHTunnel(ReverseTunnel):
 
     def _start(self) -> bool:
         """Start ssh; True once the relay listens for us, False if it said the port is taken."""
-        argv = ssh_argv(self.spec, self._identity_file(), self.folder / "known_hosts")
+        if self.listener is None:
+            self.listener = WaitingListener(self.spec.target, self.waiting, self._target_refused, self._target_answered)
+        argv = ssh_argv(self.spec, self._identity_file(), self.folder / "known_hosts", ("127.0.0.1", self.listener.port))
         self.heard = queue.Queue()
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, errors="replace",
@@ -193,10 +203,6 @@ class OpenSSHTunnel(ReverseTunnel):
                 heard.put((FORWARDED, line))
             elif "remote forward failure for:" in line:
                 heard.put((PORT_HELD, line))
-            elif ": connection failed: " in line:  # "debug1: channel 3: connection failed: Connection refused"
-                self._target_refused(line.rpartition(": ")[2])
-            elif line.startswith("debug1: channel ") and ": connected to " in line:
-                self._target_answered()
             elif line.startswith("SHA256:"):
                 fingerprint = line.rstrip(".")
             elif line and not line.startswith(_QUIET) and not line.startswith("Error: remote port forwarding"):

@@ -10,6 +10,10 @@ transport thread writes it to the host sshd's socket itself whenever that can
 be done at once (Forward.deliver), and the forward's own thread only takes
 what the socket could not. What is left of the carrier's cost per key is
 paramiko's own Python per packet.
+
+A channel gets that thread, and a connection to the host's sshd, only once it
+has sent its first bytes; until then it waits in waiting.Waiting, with every
+other silent one, on one thread.
 """
 
 from __future__ import annotations
@@ -169,7 +173,14 @@ class ParamikoTunnel(ReverseTunnel):
                 waited_since = self._port_held(waited_since)
 
     def _accept(self, channel: paramiko.Channel, origin: tuple, server: tuple) -> None:
-        """Called on paramiko's thread: connect to the host's sshd and pump elsewhere."""
+        """Called on paramiko's thread: the channel waits, on no thread of its own, until it speaks."""
+        self.waiting.add(channel, lambda: self._spoke(channel), channel.close)
+
+    def _spoke(self, channel: paramiko.Channel) -> None:
+        """Called on Waiting's thread: bytes (or the relay's close) arrived."""
+        if not channel.recv_ready():  # closed before a byte
+            channel.close()
+            return
         threading.Thread(target=self._serve, args=(channel,), name="pairing-forward", daemon=True).start()
 
     def _serve(self, channel: paramiko.Channel) -> None:
