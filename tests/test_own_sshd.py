@@ -138,7 +138,8 @@ def test_a_second_hook_refuses_and_status_sees_the_first(own):
         assert second.text.count("\n") == 1 and "your own sshd" not in second.text
         status = own.host.pairing("status", "--outputs", str(own.outputs), "--tmux-socket", str(own.tmux.socket))
         assert status.returncode == 0, status.stderr
-        assert f"(pairing host --tunnel paramiko, pid {hook.process.pid})" in status.stdout, status.stdout
+        # the carrier in use: OpenSSH's, the default where ssh is installed
+        assert f"(pairing host --tunnel openssh, pid {hook.process.pid})" in status.stdout, status.stdout
         assert oct(folder.stat().st_mode & 0o777) == "0o700"
     finally:
         assert hook.stop() == 0, hook.text

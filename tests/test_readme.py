@@ -18,7 +18,7 @@ from .test_direct import HOST_IP, READY, direct, lan, land  # noqa: F401 (fixtur
 
 README = PROJECT / "README.md"
 # Pages other branches write; linked from here before they land. The merge removes them from this set.
-PAGES_OF_OTHERS = {"docs/direct.md", "docs/session-control.md"}
+PAGES_OF_OTHERS: set[str] = set()
 # The pages README.md's text moved to.
 MOVED_PAGES = ("install", "relay", "guests", "recording", "windows-putty", "troubleshooting", "development")
 # What may vary between a sample and a run: times, addresses, ports, names, paths, and "..." for the rest.
@@ -172,7 +172,8 @@ def test_direct_as_the_readme_shows_it(direct):  # noqa: F811 (fixture)
     assert_shown_in_order(sample, host)
     (header,) = blocks(section("What the guest runs"), "")
     assert_shown_in_order(header, invite)
-    assert "`tmux attach -t pair`" in shown and "attach yourself: tmux attach -t pair" in hook.text
+    assert "`tmux -S ~/.local/state/pairing/tmux/pair attach -t pair`" in shown
+    assert re.search(r"attach yourself: tmux -S \S+ attach -t pair\)", hook.text), hook.text
 
 
 def test_direct_as_root_stops_with_the_readmes_words(tmp_path, keys):
