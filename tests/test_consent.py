@@ -156,6 +156,7 @@ def test_a_guest_reconnecting_raises_one_question(pairing, guests):
 
 def test_a_kicked_guest_let_back_by_allow_lands(pairing, hook, guests):
     join(pairing, guests, "bob")
+    hook.wait_for("bob joined the session", 10)  # the room has seen his client: his leaving is said too
     assert pairing_cli(pairing, "kick", "bob").returncode == 0
     hook.wait_for("bob left the session", 10)
     allowed = pairing_cli(pairing, "allow", "bob")
