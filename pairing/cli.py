@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .arg_types import session_name as _session_name, socket_path as _socket_path, target as _target
+from . import cli_flags as flags
 from .authorized_keys import AuthorizedKeysError
 from .control_cli import cmd_guest, cmd_who
 from .direct import cmd_direct, listen_address
@@ -26,9 +27,8 @@ from .share_cli import add_commands as _share_commands, add_flags as _share_flag
 from .shared_ports import ShareError
 from .status import EXIT_STATUS, cmd_status
 from .text import UnsafeText, quiet_library_logs, shown
-from .tunnel import CARRIERS, default_carrier
 from .up import cmd_down, cmd_up
-from .up_plan import UpError, default_stack
+from .up_plan import UpError
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
             "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct,
@@ -43,87 +43,6 @@ GUEST_COMMANDS = {
     "allow": ("let in a guest waiting to join (pairing host --ask), or let a kicked guest back", "pairing allow carol"),
     "deny": ("turn away a guest waiting to join (pairing host --ask)", "pairing deny carol"),
 }
-
-
-def _authorized_keys(parser: argparse.ArgumentParser, help: str, default: Path | None = None) -> None:
-    """host and up: no default (None), so that giving it is told apart (hook.own_sshd.system_sshd)."""
-    parser.add_argument("--authorized-keys", type=Path, default=default, metavar="PATH", help=help)
-
-
-AUTHORIZED_KEYS = Path.home() / ".ssh" / "authorized_keys"
-RECORD_HELP = ("write the session as the guests see it to FILE.cast, a new file (mode 600, on this machine only), "
-               "in asciicast v2: `asciinema play FILE.cast` replays it; e.g. --record ~/pair-monday.cast")
-
-
-def _record(parser: argparse.ArgumentParser) -> None:
-    """host, up and direct; checked by hook.recording.check_target before anything is touched."""
-    parser.add_argument("--record", type=Path, metavar="FILE.cast", help=RECORD_HELP)
-
-
-def _ask(parser: argparse.ArgumentParser) -> None:
-    """host, up and direct: the same room (hook/room.py) asks the host."""
-    parser.add_argument("--ask", action="store_true",
-                        help="each joining guest waits (told so) until you let them in: pairing allow NAME, or "
-                             "turn them away: pairing deny NAME (or y/N in this terminal, about the guest its "
-                             "bottom line names); no answer within 60 s turns them away")
-
-
-def _invite(parser: argparse.ArgumentParser) -> None:
-    """The guest's file: one flag, one default, in every command that writes it."""
-    parser.add_argument("--invite", type=Path, default=Path("pairing.conf"), metavar="FILE",
-                        help="where to write the guest's ssh config (default: ./pairing.conf; git ignores that name)")
-
-
-def _stack_help(what: str) -> str:
-    return f"the Pulumi stack {what} (default: pair-USER-MACHINE, one per user and machine; here {default_stack()})"
-
-
-def _common() -> dict[str, argparse.ArgumentParser]:
-    source = argparse.ArgumentParser(add_help=False)
-    group = source.add_mutually_exclusive_group()
-    group.add_argument("--stack", default=default_stack(), help=_stack_help("to read outputs from"))
-    group.add_argument("--outputs", type=Path, metavar="FILE",
-                       help="read the outputs from FILE (JSON of `pulumi stack output --json --show-secrets`) "
-                            "instead of the Pulumi CLI; also for a relay Pulumi did not make")
-    stack = argparse.ArgumentParser(add_help=False)
-    stack.add_argument("--stack", default=default_stack(), help=_stack_help("of the relay"))
-    backend = argparse.ArgumentParser(add_help=False)
-    backend.add_argument("--backend", metavar="URL",
-                         help="Pulumi backend (file://..., s3://..., https://api.pulumi.com); default: the one you "
-                              "are logged in to, else local state under ~/.local/share/pairing")
-    host = argparse.ArgumentParser(add_help=False)
-    host.add_argument("--identity", type=Path, metavar="PATH",
-                      help="private key of pairing:hostPublicKey (default: the matching ~/.ssh/id_* or ssh-agent key)")
-    host.add_argument("--target", type=_target, metavar="HOST:PORT",
-                      help="your system's sshd, which then gets the guests' keys in --authorized-keys (default: "
-                           "pairing runs its own sshd, as you, on 127.0.0.1, and touches nothing in ~/.ssh)")
-    _authorized_keys(host, "the authorized_keys file your system's sshd reads for you; given, it means your system's "
-                           "sshd, at --target or localhost:22 (default with --target: ~/.ssh/authorized_keys)")
-    host.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                      help="the tmux server's socket for the session, yours alone (default: pairing's own server, "
-                           "~/.local/state/pairing/tmux/SESSION)")
-    host.add_argument("--tunnel", choices=CARRIERS, default=None,
-                      help="what carries the tunnel: openssh, a supervised `ssh -N -R` (the default where ssh is "
-                           f"installed; here: {default_carrier()}), since it adds the least per keystroke "
-                           "(bench/README.md); or paramiko, in this process, which needs nothing else. A key "
-                           "with a passphrase that ssh-agent does not hold goes through paramiko, which can ask "
-                           "for it. paramiko pins the relay, preflights and self-tests under either")
-    _ask(host)
-    control = argparse.ArgumentParser(add_help=False)
-    control.add_argument("--session", type=_session_name, metavar="NAME",
-                         help="the running hook's tmux session, when several hooks run (default: the one running)")
-    control.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
-                         help="with --session: that session's tmux socket, as the hook was given it")
-    _record(host)
-    _share_flags(host)
-    return {"source": source, "stack": stack, "backend": backend, "host": host, "control": control}
-
-
-GUEST_HELP = ("a guest who may type (required: at least one; repeat for more). SOURCE: a .pub file, a key line, gh:USER, gl:USER, "
-              "https://github.com/USER.keys or https://gitlab.com/USER.keys. NAME (a-z, 0-9, '.', '_', '-'; at most "
-              "32) is what pairing calls them; default: USER (USER-2... for more keys), else the key's comment "
-              "(alice@laptop: alice), else the file's name without .pub")
-VIEWER_HELP = "a guest who may only watch (repeat for more); [NAME=]SOURCE as for --guest"
 
 
 def version() -> str:
@@ -142,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
                                                                          "pairing COMMAND --help"))
     top.add_argument("--version", action="version", version=f"pairing {version()}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
-    common = _common()
+    common = flags.common()
 
     up = commands.add_parser(
         "up", parents=[common["stack"], common["backend"], common["host"]],
@@ -153,9 +72,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=_examples("pairing up --guest gh:octocat --region eu-central-1",
                          "pairing up --guest alice=~/alice.pub --viewer gl:bob --ttl 60 --allow 203.0.113.0/24"))
     guest = up.add_argument("--guest", action="append", metavar="[NAME=]SOURCE",
-                            help=GUEST_HELP)
+                            help=flags.GUEST_HELP)
     setattr(guest, SHOWN_REQUIRED, True)  # checked with every other flag by up_plan, not by argparse
-    up.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
+    up.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=flags.VIEWER_HELP)
     up.add_argument("--host-key", type=Path, metavar="FILE.pub", help="your public key (default: ~/.ssh/id_ed25519.pub)")
     up.add_argument("--allow", action="append", metavar="CIDR", help="who may reach the relay (default: anyone)")
     up.add_argument("--ttl", type=int, metavar="MINUTES", help="the relay ends itself after this (default: 240)")
@@ -167,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--session", metavar="NAME", help="your tmux session (default: pair)")
     up.add_argument("--sshd-key", metavar="LINE", help="your sshd's host key line (default: that of pairing's own sshd, `pairing sshd-key`; "
                          "with --target: /etc/ssh/ssh_host_ed25519_key.pub)")
-    _invite(up)
+    flags.invite(up)
     up.add_argument("--keep", action="store_true", help="keep the relay when you stop (default: ask, or destroy)")
 
     down = commands.add_parser("down", parents=[common["stack"], common["backend"]],
@@ -176,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
                                            "and host key), after taking out any guest keys a crashed `pairing host "
                                            "--target` left in authorized_keys.",
                                epilog=_examples("pairing down", "pairing down --stack pair-alice-laptop"))
-    _authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)", AUTHORIZED_KEYS)
+    flags.authorized_keys(down, "where `pairing host` put the guests' keys (default: ~/.ssh/authorized_keys)", flags.AUTHORIZED_KEYS)
 
     commands.add_parser("ls", parents=[common["backend"]],
                         help="list the relays in the backend: owner, region, address, time left",
@@ -200,23 +119,23 @@ def parser() -> argparse.ArgumentParser:
         epilog=_examples("pairing direct --guest gh:octocat --viewer ~/bob.pub --listen 100.101.102.103:2222",
                          "pairing direct --guest gh:octocat --listen 192.168.1.20 --ask"))
     guest = direct.add_argument("--guest", action="append", metavar="[NAME=]SOURCE",
-                                help=GUEST_HELP)
+                                help=flags.GUEST_HELP)
     setattr(guest, SHOWN_REQUIRED, True)  # checked with the keys by cmd_direct, not by argparse
-    direct.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=VIEWER_HELP)
+    direct.add_argument("--viewer", action="append", metavar="[NAME=]SOURCE", help=flags.VIEWER_HELP)
     direct.add_argument("--listen", type=listen_address, required=True, metavar="ADDRESS[:PORT]",
                         help="the one address of this machine the sshd listens on (default port: the one this "
                              "--session had last time, so invites already sent stay valid; the first time a free "
                              "one, said at start and in the invite)")
     direct.add_argument("--listen-all", action="store_true",
                         help="allow --listen 0.0.0.0 or ::, every address of this machine, public ones too")
-    _invite(direct)
+    flags.invite(direct)
     direct.add_argument("--session", type=_session_name, default="pair", metavar="NAME",
                         help="your tmux session (default: pair); its port is remembered under this name")
     direct.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="the tmux server's socket for the session, yours alone (default: pairing's own server, "
                              "~/.local/state/pairing/tmux/SESSION)")
-    _ask(direct)
-    _record(direct)
+    flags.ask(direct)
+    flags.record(direct)
     _share_flags(direct)
 
     invite = commands.add_parser("invite", parents=[common["source"], common["backend"]],
@@ -227,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
                                              "the relay stack's outputs.",
                                  epilog=_examples("pairing invite", "pairing invite --invite ~/alice.conf --known-hosts",
                                                   "pairing invite --session pair --for alice"))
-    _invite(invite)
+    flags.invite(invite)
     invite.add_argument("--session", type=_session_name, metavar="NAME",
                         help="the running `pairing direct` of that tmux session, when several run (default: the one "
                              "running; none running: the relay's invite)")
@@ -253,7 +172,7 @@ def parser() -> argparse.ArgumentParser:
                                              "session; the exit status tells the cases apart.",
                                  epilog=f"{EXIT_STATUS}\n\n" + _examples("pairing status",
                                                                           "pairing status --outputs outputs.json"))
-    _authorized_keys(status, argparse.SUPPRESS, AUTHORIZED_KEYS)
+    flags.authorized_keys(status, argparse.SUPPRESS, flags.AUTHORIZED_KEYS)
     status.add_argument("--tmux-socket", type=_socket_path, metavar="PATH",
                         help="the tmux server's socket for the session, as the hook was given it (default: "
                              "pairing's own server, ~/.local/state/pairing/tmux/SESSION)")

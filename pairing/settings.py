@@ -115,6 +115,8 @@ def _cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     example = "write e.g. 203.0.113.7/32 or 2001:db8::/48"
     if "/" not in text:
         raise ValueError(f"{shorten(text)!r} has no prefix length; {example}")
+    if "%" in text:  # Python reads fe80::%eth0/64 as a network; no security group does
+        raise ValueError(f"{shorten(text)!r} names a zone (%...), which no CIDR has; {example}")
     try:
         return ipaddress.ip_network(text)
     except ValueError:
