@@ -26,6 +26,7 @@ from .hook import PreflightError, end_session, open_session, watch
 from .hook.console import Console, direct_status_text
 from .hook.control import ControlError, ControlServer, socket_path as control_socket
 from .hook.guests import gated_lines
+from .hook.live import LiveGuests
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.recording import RecordingError, check_target, start_recording
@@ -33,7 +34,7 @@ from .hook.room import Room
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invitation import Invitation, notes
 from .invite import machine_name, write_shareable
-from .names import roster
+from .names import NamedKey, roster
 from .sshkeys import PublicKey, shorten
 from .tmux import Tmux, TmuxError
 
@@ -73,6 +74,17 @@ def instructions(invite: Path, route: DirectRoute, fingerprint: str) -> str:
         f"your sshd {route.address} port {route.port} ({fingerprint}), no relay: guests must reach that address. "
         "Ctrl-C to stop."
     )
+
+
+def _invite(path: Path, route: DirectRoute | None, key: PublicKey, guests, guest: NamedKey | None = None) -> str:
+    """The guests' invite straight to this sshd (guest: that guest's own, for `pairing add`)."""
+    if route is None:
+        raise ValueError("the sshd has not started yet")
+    invitation = Invitation(host_user=route.host_user, machine=machine_name(), guests=tuple(guests), relay=None,
+                            relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
+                            file_name=path.name, guest=guest)
+    write_shareable(path, guest_documents.direct_config(route, notes(invitation)))
+    return f"wrote {path}{f' for {guest.name}' if guest else ''}: send it to your guest. They run:\n    ssh -F {path.name} pairing"
 
 
 def cmd_direct(args) -> int:
@@ -115,8 +127,13 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     console, tmux = Console(sys.stdout), Tmux(socket_path)
     # The same room as pairing host's: guests by name, pairing who, watch, drive, kick.
     room = Room(named, tmux, session, console, False, pwd.getpwuid(os.geteuid()).pw_name)
+    # pairing add: no relay; the sshd's keys, the room, and an invite straight to this sshd.
+    live = LiveGuests(room, named, key, console, lambda now: gated_lines(now, str(control_path), session, socket_path),
+                      lambda now, added, path: _invite(path, route, key, now, added))
+    live.install = sshd.set_guests
+    route = None
     try:  # before the sshd: the guests' gates connect to it
-        control = ControlServer(control_path, room.handle, console.control_refused)
+        control = ControlServer(control_path, live.handle, console.control_refused)
     except (ControlError, OSError) as exc:
         console.error(f"the control channel: {exc}")
         console.close()
@@ -130,10 +147,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
         route = DirectRoute(address, sshd.port, sshd.user, key)
-        invitation = Invitation(host_user=sshd.user, machine=machine_name(), guests=named, relay=None,
-                                relay_fingerprint=None, host_fingerprint=key.fingerprint, expires_at=None,
-                                file_name=args.invite.name)
-        write_shareable(args.invite, guest_documents.direct_config(route, notes(invitation)))
+        _invite(args.invite, route, key, named)
         console.said(f"your own sshd for guests listens on {sshd.endpoint} (host key {key.fingerprint}; log {sshd.log})")
         open_session(tmux, session, console)
         recorder = start_recording(args.record, tmux, session, console)

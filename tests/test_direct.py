@@ -114,7 +114,7 @@ def test_a_guest_in_another_namespace_joins_over_the_veth_and_types(direct):
         who = direct.host.pairing("who")
         assert who.returncode == 0 and re.fullmatch(r"guest +typing +since \S+  idle \d+ s\n", who.stdout), who
         kicked = direct.host.pairing("kick", "guest")
-        assert kicked.stdout == "kicked guest (1 connection ended); kept out until this hook stops\n", kicked
+        assert kicked.stdout == "kicked guest (1 connection ended); kept out until pairing allow guest\n", kicked
         wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 5, "the kicked guest's ssh to end")
         guest.disconnect()
         guest = direct.guest()  # the same key again

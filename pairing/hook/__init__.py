@@ -17,6 +17,7 @@ private folder; ~/.ssh/authorized_keys is not touched, and the lock is on that f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import signal
@@ -33,12 +34,14 @@ from ..authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
 from ..backend import data_dir
 from ..names import roster
 from ..outputs import StackOutputs
+from ..relay_guests import RelayError, RelayGuests
 from ..stack_cli import read_outputs
 from ..tmux import Tmux, TmuxError
 from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
 from .control import ControlError, ControlServer
-from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions
+from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions, lines_for
+from .live import LiveGuests, invite_for, start_live
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
@@ -108,10 +111,13 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
-    room = Room(roster(outputs.guest_keys, outputs.viewer_keys), tmux, outputs.tmux_session, console, options.ask,
-                pwd.getpwuid(os.geteuid()).pw_name)
+    guests = roster(outputs.guest_keys, outputs.viewer_keys)
+    room = Room(guests, tmux, outputs.tmux_session, console, options.ask, pwd.getpwuid(os.geteuid()).pw_name)
+    live = LiveGuests(room, guests, outputs.host_public_key, console, lines_for(options),
+                      lambda now, added, path: invite_for(outputs, live, now, added, path),
+                      RelayGuests(relay_endpoint(outputs, TUNNEL_USER), identity.key))
     try:  # before the guests' keys: their gates connect to it
-        control = ControlServer(control_socket(options), room.handle, console.control_refused)
+        control = ControlServer(control_socket(options), live.handle, console.control_refused)
     except (ControlError, OSError) as exc:
         console.error(f"the control channel: {exc}")
         console.close()
@@ -131,6 +137,16 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             return 1
         console.said(f"your own sshd for guests listens on 127.0.0.1:{sshd.port} "
                      f"(host key {outputs.host_sshd_key.fingerprint}; log {sshd.log})")
+    live.install = sshd.set_guests if sshd else keys_file.install
+    try:  # the relay lets on this run's guests before the tunnel's self-test logs in as one
+        outputs = start_live(live, outputs, console)
+        options = events.options = dataclasses.replace(options, outputs=outputs)  # with the relay's own end
+    except (RelayError, TunnelFatal) as exc:
+        console.error(f"the relay's guest list: {exc}")
+        end_session({}, control, None, sshd)
+        console.close()
+        lock.release()
+        return 1
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),
@@ -140,6 +156,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         identity_file=identity.path,
     )
     tunnel = CARRIERS[options.tunnel](spec, events, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
+    live.moved = lambda ends: setattr(tunnel, "give_up_at", ends.ends.timestamp() + GIVE_UP_GRACE)  # pairing extend
     failure: list[BaseException] = []
     recorder = answers = None
 

@@ -10,7 +10,7 @@ import ipaddress
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import guest_documents
 from ..forced_command import gate_command, guest_line
@@ -29,6 +29,11 @@ GATE = Path(__file__).resolve().parent.parent / "gate.py"
 def guest_lines(options: HostOptions) -> list[str]:
     """Each key forced to its gate, which asks the hook (by the guest's name) before it becomes
     `tmux attach`, read-only or not as the hook says."""
+    return lines_for(options)(roster(options.outputs.guest_keys, options.outputs.viewer_keys))
+
+
+def lines_for(options: HostOptions) -> Callable[[Sequence[NamedKey]], list[str]]:
+    """guest_lines for any guests (the run's, as `pairing add` changes them)."""
     outputs, tmux_socket = options.outputs, options.tmux_socket
     control = str(control_socket(options))
     # Guests reach a loopback sshd only through the tunnel, whose connections
@@ -36,8 +41,7 @@ def guest_lines(options: HostOptions) -> list[str]:
     # (not from the LAN your sshd may also listen on).
     # The own sshd (no --target) listens on 127.0.0.1 only.
     sources = LOOPBACK_SOURCES if options.target is None or _is_loopback(options.target[0]) else ()
-    return gated_lines(roster(outputs.guest_keys, outputs.viewer_keys), control, outputs.tmux_session, tmux_socket,
-                       sources)
+    return lambda guests: gated_lines(guests, control, outputs.tmux_session, tmux_socket, sources)
 
 
 def gated_lines(guests: Sequence[NamedKey], control: str, session: str, tmux_socket: str | None,

@@ -144,6 +144,10 @@ class Room:
                 return {"error": f"no guest is called {name!r}; {self._connected_text()}"}
             if op in ("allow", "deny"):
                 waiting = [p for p in self.pending if p.name == name and not p.decided.is_set()]
+                if op == "allow" and not waiting and name in self.banned:  # a kicked guest, let back
+                    self.banned.discard(name)
+                    self.console.said(f"{name} may join again")
+                    return {"ok": f"{name} may join again"}
                 if not waiting:
                     queue = sorted({p.name for p in self.pending})
                     return {"error": f"{name} is not waiting to join; "
@@ -163,7 +167,7 @@ class Room:
                     self.tmux.detach(client.tty, self.removed)
                 self.console.kicked(name, len(clients))
                 return {"ok": f"kicked {name} ({len(clients)} connection{'s' * (len(clients) != 1)} ended); "
-                              "kept out until this hook stops"}
+                              f"kept out until pairing allow {name}"}
             typing = op == "drive"
             self.typing[name] = typing
             for client in clients:
@@ -171,6 +175,11 @@ class Room:
             self.console.mode(name, typing)
             now = "typing" if typing else "watching"
             return {"ok": f"{name} is {now} now" if clients else f"{name} is not connected; will be {now} on joining"}
+
+    def add(self, name: str, typing: bool) -> None:
+        """A guest added while the room is open (`pairing add`): known by name from now on."""
+        with self.lock:
+            self.typing[name] = typing
 
     def answer_oldest(self, yes: bool) -> None:
         """The host's y or n in the hook's terminal: for the guest waiting longest."""
