@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import backend as backends
+from . import warm
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
 from .hook import HostOptions, PreflightError, SingleHook, lock_path, run, system_sshd
@@ -76,9 +77,13 @@ def deploy(up_plan: UpPlan, say: Callable[[str], None] = print) -> StackOutputs:
     stack.up(**up_arguments(say))
     outputs = {name: output.value for name, output in stack.outputs().items()}
     try:
-        return StackOutputs.from_json(outputs, source=f"stack {up_plan.stack}")
+        read = StackOutputs.from_json(outputs, source=f"stack {up_plan.stack}")
     except OutputsError as exc:
         raise UpError(str(exc)) from None
+    # For the next `pairing up`, which reuses this relay while it lives and its settings stand (warm.py).
+    warm.record_relay(up_plan.stack, up_plan.backend.describe(), up_plan.settings, up_plan.config.get("aws:region"),
+                      outputs)
+    return read
 
 
 def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path | None,
@@ -90,6 +95,7 @@ def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path | 
     require_pulumi()
     stack = open_stack(stack_name, backend, create=False)
     stack.destroy(on_output=say)
+    warm.forget_relay(stack_name, backend.describe())
     say(f"destroyed the relay of stack {stack_name!r}: instance, its network, security group and host key")
 
 
@@ -141,19 +147,23 @@ def cmd_up(args) -> int:
         identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
         checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
         print(report(checks))
-        failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
+        up_plan = plan(args, config=config)
+        # A living relay with the same settings is reused: no Pulumi, no AWS call (warm.py).
+        reused = warm.reuse(up_plan.stack, up_plan.backend.describe(), up_plan.settings, config.get("aws:region"),
+                            identity)
+        required = REQUIRED_CHECKS - (warm.NOT_NEEDED_WARM if reused else set())
+        failed = [c for c in checks if not c.ok and c.name in required]
         if failed:
             names = ", ".join(dict.fromkeys(c.name for c in failed))
             raise UpError(f"stopped before creating anything: {len(failed)} required "
                           f"check{'s' if len(failed) > 1 else ''} failed ({names}); fix each FAIL line above")
-        up_plan = plan(args, config=config)
     except BaseException:
         lock.release()
         raise
     # From here a relay may exist: whatever ends the run (Ctrl-C during the update, a
     # refused preflight, the hook's own end), the host is asked what to do with it.
     try:
-        outputs = deploy(up_plan)
+        outputs = reused or deploy(up_plan)
         print(write_invite(outputs, args.invite))
         return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
                                invite=args.invite, record=args.record, ask=args.ask), lock=lock)
