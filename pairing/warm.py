@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .accounts import TUNNEL_USER
+from .hook.live import remember_asked, trusted_end
 from .hook.own_sshd import private_folder, state_base
 from .hook.preflight import PreflightError, load_identity, relay_endpoint
 from .outputs import OutputsError, StackOutputs
@@ -88,17 +89,18 @@ def reuse(stack: str, backend: str, settings: Settings, region: str | None, iden
         relay = RelayGuests(relay_endpoint(outputs, TUNNEL_USER), key.key)
         end = relay.end()
         wanted = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=settings.ttl_minutes)
-        if end.ends < wanted:
+        if trusted_end(outputs, end.ends) < wanted:  # (an end the host never asked for is not believed)
             if end.latest < wanted:
                 say(f"the living relay ends at the latest at {end.latest:%Y-%m-%dT%H:%M:%SZ}, before the asked TTL; "
                     "deploying")
                 return None
             end = relay.move_end(wanted)
-    except (OutputsError, PreflightError, RelayError, TunnelFatal) as exc:
+            remember_asked(outputs, wanted)
+    except (OutputsError, PreflightError, RelayError, TunnelFatal, OSError) as exc:
         say(f"the last relay cannot be reused ({exc}); deploying")
         return None
     say(f"reusing the living relay {outputs.relay_address} ({outputs.relay_fingerprint}), which ends at "
         f"{end.ends:%Y-%m-%dT%H:%M:%SZ}: no deploy")
     return replace(outputs, guest_keys=settings.guest_keys, viewer_keys=settings.viewer_keys,
                    host_user=settings.host_user, tmux_session=settings.tmux_session,
-                   host_sshd_key=settings.host_sshd_key, expires_at=end.ends)
+                   host_sshd_key=settings.host_sshd_key, expires_at=trusted_end(outputs, end.ends))

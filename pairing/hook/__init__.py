@@ -41,7 +41,7 @@ from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
 from .control import ControlError, ControlServer
 from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions, lines_for
-from .live import LiveGuests, invite_for, start_live
+from .live import LiveGuests, invite_for, remember_asked, start_live, trusted_end
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
@@ -156,7 +156,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         identity_file=identity.path,
     )
     tunnel = CARRIERS[options.tunnel](spec, events, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
-    live.moved = lambda ends: setattr(tunnel, "give_up_at", ends.ends.timestamp() + GIVE_UP_GRACE)  # pairing extend
+    # pairing extend: the tunnel holds on until the moved end (which the host asked for, so believes).
+    live.asked = lambda when: remember_asked(outputs, when)
+    live.moved = lambda ends: setattr(tunnel, "give_up_at", trusted_end(outputs, ends.ends).timestamp() + GIVE_UP_GRACE)
     failure: list[BaseException] = []
     recorder = answers = None
 

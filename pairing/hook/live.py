@@ -11,6 +11,8 @@ it back.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 from dataclasses import replace
 import threading
 from pathlib import Path
@@ -21,6 +23,7 @@ from ..names import GuestNameError, NamedKey, check_name, unique
 from ..relay_guests import OldRelay, RelayEnd, RelayError, RelayGuests
 from ..sshkeys import InvalidKey, PublicKey, parse_public_key
 from .console import Console
+from .own_sshd import private_folder, state_base
 from .room import Room
 
 MAX_EXTEND = 7 * 24 * 3600  # s; the relay caps it at its own latest end anyway
@@ -39,6 +42,7 @@ class LiveGuests:
         # Each key carries its name as its comment, so an invite's roster names each as the room does.
         self.guests = [NamedKey(g.name, PublicKey(g.key.kind, g.key.blob, g.name), g.typing) for g in guests]
         self.install: Callable[[list[str]], None] | None = None  # once the guests' sshd keys exist
+        self.asked: Callable[[dt.datetime], None] = lambda _: None  # told an end the host asked for
         self.ends: RelayEnd | None = None
         self.changing = threading.Lock()  # one change at a time, each written everywhere before the next
 
@@ -138,7 +142,8 @@ class LiveGuests:
                 current = self.ends or self.relay.end()
                 wanted = max(current.ends, dt.datetime.now(dt.timezone.utc)) + dt.timedelta(seconds=seconds)
                 self.ends = self.relay.move_end(wanted)
-        except RelayError as exc:
+                self.asked(wanted)
+        except (RelayError, OSError) as exc:
             return {"error": f"the relay's end was not moved: {exc}"}
         self.moved(self.ends)
         said = f"the relay now ends at {self.ends.ends:%Y-%m-%dT%H:%M:%SZ}"
@@ -154,15 +159,43 @@ class LiveGuests:
 
 
 def start_live(live: LiveGuests, outputs: StackOutputs, console: Console) -> StackOutputs:
-    """The relay's guest list set and its end read; the outputs with that end (it may have been moved).
-    A relay from before the live list keeps the guests it was made with: said, and the run goes on."""
+    """The relay's guest list set and its end read; the outputs with the end this run holds the tunnel until
+    (trusted_end). A relay from before the live list keeps the guests it was made with: said, the run goes on."""
     try:
         live.start()
     except OldRelay as exc:
         console.warning(str(exc))
         live.relay = None
         return outputs
-    return replace(outputs, expires_at=live.ends.ends) if live.ends else outputs
+    return replace(outputs, expires_at=trusted_end(outputs, live.ends.ends)) if live.ends else outputs
+
+
+def trusted_end(outputs: StackOutputs, claimed: dt.datetime) -> dt.datetime:
+    """The relay's end as the host may believe it: what the relay claims, but never later than the latest end
+    the host itself knows of, the outputs' (its launch and TTL) or one it asked for (asked_ends). A relay that
+    claims to live on (a compromised one can) is still left then: the tunnel gives up past it."""
+    return min(claimed, max(outputs.expires_at, asked_end(outputs) or outputs.expires_at))
+
+
+def _asked_path(outputs: StackOutputs) -> Path:
+    digest = hashlib.sha256(f"{outputs.instance_id}\0{outputs.relay_host_keys[0].bare}".encode()).hexdigest()[:16]
+    return state_base() / "relays" / f"asked-{digest}"
+
+
+def remember_asked(outputs: StackOutputs, when: dt.datetime) -> None:
+    """An end this host asked the relay for (pairing extend, a reused relay): the hook may believe it later."""
+    path = _asked_path(outputs)
+    private_folder(path.parent)
+    temp = path.with_suffix(".tmp")
+    temp.write_text(f"{int(when.timestamp())}\n")
+    os.replace(temp, path)
+
+
+def asked_end(outputs: StackOutputs) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp(int(_asked_path(outputs).read_text().strip()), dt.timezone.utc)
+    except (OSError, ValueError, OverflowError):
+        return None
 
 
 def invite_for(outputs: StackOutputs, live: LiveGuests, guests, added, path: Path) -> str:
