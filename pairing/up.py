@@ -131,6 +131,12 @@ def ask_to_destroy(keep: bool) -> bool:
     return answer in ("", "y", "yes")
 
 
+def stopped(failed: list) -> UpError:
+    names = ", ".join(dict.fromkeys(c.name for c in failed))
+    return UpError(f"stopped before creating anything: {len(failed)} required "
+                   f"check{'s' if len(failed) > 1 else ''} failed ({names}); fix each FAIL line above")
+
+
 def cmd_up(args) -> int:
     # First of all: a session already running for this authorized_keys (its relay, its invite)
     # is left alone. The lock is held from here to the hook's end, so no second run slips in.
@@ -147,16 +153,16 @@ def cmd_up(args) -> int:
         identity = args.identity or (args.host_key.with_suffix("") if args.host_key else None)
         checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key))
         print(report(checks))
-        up_plan = plan(args, config=config)
+        failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
         # A living relay with the same settings is reused: no Pulumi, no AWS call (warm.py).
+        recorded = warm.record_path(args.stack, backends.choose(args.backend).describe()).exists()
+        if any(c.name not in warm.NOT_NEEDED_WARM for c in failed) or (failed and not recorded):
+            raise stopped(failed)
+        up_plan = plan(args, config=config)
         reused = warm.reuse(up_plan.stack, up_plan.backend.describe(), up_plan.settings, config.get("aws:region"),
-                            identity)
-        required = REQUIRED_CHECKS - (warm.NOT_NEEDED_WARM if reused else set())
-        failed = [c for c in checks if not c.ok and c.name in required]
-        if failed:
-            names = ", ".join(dict.fromkeys(c.name for c in failed))
-            raise UpError(f"stopped before creating anything: {len(failed)} required "
-                          f"check{'s' if len(failed) > 1 else ''} failed ({names}); fix each FAIL line above")
+                            identity) if recorded else None
+        if failed and not reused:
+            raise stopped(failed)
     except BaseException:
         lock.release()
         raise
