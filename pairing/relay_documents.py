@@ -44,11 +44,21 @@ USER_DATA_LIMIT = 16 * 1024
 # privileged, which sshd never lets a non-root account listen on.
 NOWHERE = "none.invalid:1"
 
+
+
+def _without_comments(text: str) -> str:
+    """A file of ours as the relay gets it: its comment lines left out (they are read here, in the repository),
+    for EC2's 16 KiB of user data. A first line `#!` stays; no line of ours starts a string with `#`."""
+    lines = text.splitlines(keepends=True)
+    return "".join(line for number, line in enumerate(lines)
+                   if not line.lstrip().startswith("#") or (number == 0 and line.startswith("#!")))
+
+
 _BASE_CONFIG = yaml.safe_load((TEMPLATES / "cloud-config.yaml").read_text())
-_SSHD_DROPIN = Template((TEMPLATES / "sshd_config.d" / "10-pairing.conf").read_text())
-_SSHD_PENALTIES = (TEMPLATES / "sshd_config.d" / "11-pairing-penalties.conf").read_text()
-_TTL_SCRIPT = (TEMPLATES / "pairing-ttl").read_text()
-_GUESTS_SCRIPT = Template((TEMPLATES / "pairing-guests").read_text())
+_SSHD_DROPIN = Template(_without_comments((TEMPLATES / "sshd_config.d" / "10-pairing.conf").read_text()))
+_SSHD_PENALTIES = _without_comments((TEMPLATES / "sshd_config.d" / "11-pairing-penalties.conf").read_text())
+_TTL_SCRIPT = _without_comments((TEMPLATES / "pairing-ttl").read_text())
+_GUESTS_SCRIPT = Template(_without_comments((TEMPLATES / "pairing-guests").read_text()))
 _TTL_UNITS = {name: (TEMPLATES / "systemd" / name).read_text() for name in ("pairing-ttl.service", "pairing-ttl.timer")}
 
 
