@@ -11,7 +11,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import re
 import runpy
 import secrets
 import subprocess

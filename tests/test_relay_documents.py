@@ -11,7 +11,7 @@ import yaml
 from pairing import relay_documents
 from pairing.accounts import GUEST_USER, KEYS_USER, TUNNEL_USER
 from pairing.relay_documents import RelayHostKey, user_data
-from pairing.settings import ConfigError, settings_from
+from pairing.settings import settings_from
 
 from .harness import make_key
 

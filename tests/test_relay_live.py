@@ -5,13 +5,13 @@ or a list it refuses (and then the list is left as it was)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from pairing.accounts import GUEST_USER, TUNNEL_USER
 from pairing.names import roster
-from pairing.relay_guests import guest_list
 
 from .harness import Deployment, deploy, first_line, stop_process, wait_until
 
@@ -42,8 +42,6 @@ def everyone(deployment):
 @pytest.fixture(scope="module")
 def tunnel_held(deployment):
     """The host's key holds -R localhost:PORT -> the host's sshd, with OpenSSH, its forced command asked for nothing."""
-    import subprocess
-
     argv = deployment.ssh_argv(TUNNEL_USER, "host", "-N", "-o", "ExitOnForwardFailure=yes",
                                "-R", f"localhost:{PORT}:127.0.0.1:{deployment.host_sshd.port}")
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -159,8 +157,6 @@ def test_the_tunnel_key_runs_nothing_else(deployment, everyone, command):
 def test_the_tunnel_key_gets_no_terminal_subsystem_or_second_session(deployment):
     tty = deployment.ssh(TUNNEL_USER, "host", "-tt", command="guests")
     assert "PTY allocation request failed" in tty.stderr
-    import subprocess
-
     sftp = subprocess.run(["sftp", *deployment.ssh_options("host"), "-b", "-", f"{TUNNEL_USER}@{deployment.relay.address}"],
                           input="ls\n", capture_output=True, text=True, timeout=30)
     assert sftp.returncode != 0  # the subsystem request runs the forced command, which refuses it

@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from dataclasses import replace
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..outputs import StackOutputs
 from ..names import GuestNameError, NamedKey, check_name, unique
+from ..outputs import StackOutputs
 from ..relay_guests import OldRelay, RelayEnd, RelayError, RelayGuests
 from ..sshkeys import InvalidKey, PublicKey, parse_public_key
 from .console import Console
