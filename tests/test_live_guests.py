@@ -90,3 +90,31 @@ def test_extend_moves_the_relays_end_and_status_shows_it(pairing, hook):
     bad = pairing_cli(pairing, "extend", "soon")
     assert bad.returncode == 2 and "'soon' is not a duration such as 2h, 90m or 1h30m" in bad.stderr
     relay.run(["sh", "-c", f"echo {before} > {DEADLINE}"])  # as it was, for the module's other tests
+
+
+def test_a_relay_from_before_the_live_list_keeps_its_guests(pairing, guests, tmp_path):
+    """A relay made by an older pairing (its tunnel account: no session, nologin) takes no list: `pairing host`
+    says so and serves the guests it has; `pairing add` is refused in one line."""
+    relay, dropin = pairing.deployment.relay, "/etc/ssh/sshd_config.d/10-pairing.conf"
+    original = relay.read(dropin)
+    older = original.replace("MaxSessions 1\n    ForceCommand /usr/local/sbin/pairing-guests",
+                             "MaxSessions 0\n    ForceCommand /usr/sbin/nologin")
+    assert older != original
+    relay.run(["sh", "-c", f"cat > {dropin}"], input=older)
+    relay.restart_sshd()
+    try:
+        hook = pairing.start_hook()
+        try:
+            hook.wait_for("ready: guests can join now")
+            assert "takes no guest list (made by an older pairing" in hook.text, hook.text
+            join(pairing, guests, "guest")  # on the list it had
+            erin = make_key(tmp_path / "keys", "erin")
+            added = pairing_cli(pairing, "add", "--guest", f"{erin.path}.pub", "--invite", str(tmp_path / "e.conf"))
+            assert added.returncode == 2 and added.stderr.startswith("pairing add: no guest can be added: "), added
+            assert "\n" not in added.stderr.rstrip("\n") and not (tmp_path / "e.conf").exists()
+        finally:
+            assert hook.stop() == 0, hook.text
+        assert "Traceback" not in hook.text, hook.text
+    finally:
+        relay.run(["sh", "-c", f"cat > {dropin}"], input=original)
+        relay.restart_sshd()

@@ -44,6 +44,7 @@ class LiveGuests:
         self.install: Callable[[list[str]], None] | None = None  # once the guests' sshd keys exist
         self.asked: Callable[[dt.datetime], None] = lambda _: None  # told an end the host asked for
         self.ends: RelayEnd | None = None
+        self.fixed: str | None = None  # why the relay's guests cannot change (one made before the live list)
         self.changing = threading.Lock()  # one change at a time, each written everywhere before the next
 
     def start(self) -> None:
@@ -94,6 +95,8 @@ class LiveGuests:
             name = check_name(key.comment)
         except (InvalidKey, GuestNameError) as exc:
             return {"error": f"not a guest's key line: {exc}"}
+        if self.fixed:
+            return {"error": self.fixed}
         typing, given, where = request.get("typing"), request.get("given"), request.get("invite")
         if not isinstance(typing, bool) or not isinstance(given, bool) or not isinstance(where, str) \
                 or not Path(where).is_absolute():
@@ -165,7 +168,7 @@ def start_live(live: LiveGuests, outputs: StackOutputs, console: Console) -> Sta
         live.start()
     except OldRelay as exc:
         console.warning(str(exc))
-        live.relay = None
+        live.relay, live.fixed = None, f"no guest can be added: {exc}"
         return outputs
     return replace(outputs, expires_at=trusted_end(outputs, live.ends.ends)) if live.ends else outputs
 
