@@ -1,4 +1,5 @@
-"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct|who|watch|drive|kick|allow|deny|share|unshare`
+"""Command line: `pairing up|down|ls|host|invite|status|doctor|sshd-key|direct|who|watch|drive|kick|allow|deny|
+share|unshare|add|extend`
 (also `python -m pairing ...`).
 
 Only the arguments and a table of handlers: each command's code lives with its concern.
@@ -20,6 +21,7 @@ from .help_format import SHOWN_REQUIRED, CommandParser, Help, examples as _examp
 from .hook import PreflightError, cmd_host
 from .hook.own_sshd import cmd_sshd_key
 from .invite import InviteError, cmd_invite
+from .live_cli import COMMANDS as LIVE_COMMANDS, add_parsers as live_parsers
 from .outputs import OutputsError
 from .putty import PuttyKeyError
 from .relays import cmd_ls
@@ -33,14 +35,14 @@ from .up_plan import UpError
 COMMANDS = {"up": cmd_up, "down": cmd_down, "ls": cmd_ls, "host": cmd_host, "invite": cmd_invite,
             "status": cmd_status, "doctor": cmd_doctor, "sshd-key": cmd_sshd_key, "direct": cmd_direct,
             "who": cmd_who, "watch": cmd_guest, "drive": cmd_guest, "kick": cmd_guest, "allow": cmd_guest,
-            "deny": cmd_guest, "share": cmd_share, "unshare": cmd_share}
+            "deny": cmd_guest, "share": cmd_share, "unshare": cmd_share, **LIVE_COMMANDS}
 
 # The commands that reach the running hook's guests (control_cli.py): what each does, an example.
 GUEST_COMMANDS = {
     "watch": ("switch a connected guest to watching (read-only) at once, without reconnecting", "pairing watch alice"),
     "drive": ("let a guest type, at once (a viewer key too)", "pairing drive alice"),
-    "kick": ("end a guest's connection and keep them out until the hook stops", "pairing kick bob"),
-    "allow": ("let in a guest waiting to join (pairing host --ask), or let a kicked guest back", "pairing allow carol"),
+    "kick": ("end a guest's connection and keep them out (the relay too refuses their key)", "pairing kick bob"),
+    "allow": ("let in a guest waiting to join (pairing host --ask), or a kicked one back", "pairing allow carol"),
     "deny": ("turn away a guest waiting to join (pairing host --ask)", "pairing deny carol"),
 }
 
@@ -193,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
                                       description=f"{what[0].upper()}{what[1:]}.", epilog=_examples(example))
         command.add_argument("name", metavar="NAME", help="the guest's name, as `pairing who` shows it")
     _share_commands(commands, common["control"])
+    live_parsers(commands, common["control"], _examples)
 
     doctor = commands.add_parser("doctor", help="check this machine can host a session, with the fix for each problem",
                                  description="Check Python, the Pulumi CLI, AWS credentials, the sshd binary and "

@@ -13,6 +13,7 @@ only); `0.0.0.0`/`::` would put it on every address, public ones too, and need -
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
 import pwd
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 from .backend import data_dir
 from .direct_invite import direct_command, direct_invitation, write_direct_config
@@ -31,6 +33,7 @@ from .hook.console import Console, direct_status_text
 from .hook.control import ControlError, ControlServer, socket_path as control_socket
 from .hook.guests import gated_lines
 from .hook.leftovers import remove_leftovers, scratch_folder
+from .hook.live import LiveGuests
 from .hook.lock import SingleHook
 from .hook.own_sshd import lock_path
 from .hook.ports import endpoint, port_taken
@@ -42,7 +45,7 @@ from .hook.room import Room
 from .hook.shares import Shares
 from .hook.sshd import PrivateSshd, SshdError, host_key, key_path
 from .invite import check_folder
-from .names import roster
+from .names import NamedKey, roster
 from .shared_ports import ShareError, SharedPort, from_flags, listing
 from .sshkeys import PublicKey, shorten
 from .text import shown
@@ -159,14 +162,30 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     room = Room(named, tmux, session, console, args.ask, pwd.getpwuid(os.geteuid()).pw_name)
     shares = Shares(shared, args.share_port_viewers, {port: "your sshd's port (--listen)"} if port else {}, room)
 
-    def lines(shared_with=shares.shared_with) -> list[str]:
+    def lines(now: Sequence[NamedKey], shared_with=shares.shared_with) -> list[str]:
         # No from=: guests come from the network, and the sshd listens on this one address only.
-        return gated_lines(named, str(control_path), session, socket_path, (), shared_with)
+        return gated_lines(now, str(control_path), session, socket_path, (), shared_with)
 
-    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines(), port=port, address=address,
+    record: DirectRecord | None = None  # once the sshd has its port
+
+    def invite_added(now: Sequence[NamedKey], added: NamedKey, path: Path) -> str:
+        """pairing add: no relay; that guest's own invite straight to this sshd, and the record knows them."""
+        if record is None:
+            raise ValueError("the sshd has not started yet")
+        current = dataclasses.replace(record, guest_keys=tuple(g.key for g in now if g.typing),
+                                      viewer_keys=tuple(g.key for g in now if not g.typing))
+        remember(current)  # `pairing invite --for NAME` and `pairing status` know the added guest too
+        write_direct_config(current, key, path, direct_invitation(current, key, path.name, guest=added,
+                                                                  shared=shares.shared,
+                                                                  shared_viewers=args.share_port_viewers))
+        return f"wrote {path} for {added.name}: send it to your guest. They run:\n    ssh -F {path.name} pairing"
+
+    sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines(named), port=port, address=address,
                        avoid=frozenset(p.host for p in shared), tunneled=False, warn=console.warning)
+    live = LiveGuests(room, named, key, console, lambda now: lines(now, shares.shared_with), invite_added)
+    live.install = sshd.set_guests
     try:  # before the sshd: the guests' gates connect to it
-        control = ControlServer(control_path, shares.handler(room.handle), console.control_refused)
+        control = ControlServer(control_path, shares.handler(live.handle), console.control_refused)
     except (ControlError, OSError) as exc:
         console.error(f"the control channel: {exc}")
         console.close()
@@ -179,7 +198,7 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
             sshd.start()  # returns once this run's own sshd answers there (its nonce)
         except SshdError as exc:  # e.g. an address this machine does not have: sshd's words
             raise PreflightError(str(exc)) from None
-        shares.own_sshd(sshd, named, lines)
+        shares.own_sshd(sshd, lambda: live.guests, lambda shared_with: lines(live.guests, shared_with))
         record = DirectRecord(session, socket_path, address, sshd.port, tuple(guests), tuple(viewers))
         remember(record)  # the port, for the next run; the session, for pairing status and pairing invite
 

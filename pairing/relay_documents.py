@@ -16,7 +16,7 @@ import base64
 
 import yaml
 
-from .accounts import GUEST_USER, TUNNEL_USER
+from .accounts import GUEST_USER, KEYS_USER, TUNNEL_USER
 from .settings import ConfigError, Settings
 from .sshkeys import PublicKey
 from .text import printable
@@ -28,6 +28,8 @@ SSHD_DROPIN_PATH = "/etc/ssh/sshd_config.d/10-pairing.conf"
 SSHD_PENALTIES_PATH = "/etc/ssh/sshd_config.d/11-pairing-penalties.conf"
 SSHD_PENALTIES_CANDIDATE = SSHD_PENALTIES_PATH + ".if-supported"
 TTL_SCRIPT_PATH = "/usr/local/sbin/pairing-ttl"
+# The relay's live guest list and end: the tunnel account's forced command, the guests' AuthorizedKeysCommand.
+GUESTS_SCRIPT_PATH = "/usr/local/sbin/pairing-guests"
 TTL_UNIT_DIR = "/etc/systemd/system"
 # sshd drops a silent client after interval x (count + 1) seconds, freeing its port: 7 s.
 # OpenSSH 9.2 (Debian 12) checks only every other interval, so there it takes twice that
@@ -43,10 +45,21 @@ USER_DATA_LIMIT = 16 * 1024
 # privileged, which sshd never lets a non-root account listen on.
 NOWHERE = "none.invalid:1"
 
+
+
+def _without_comments(text: str) -> str:
+    """A file of ours as the relay gets it: its comment lines left out (they are read here, in the repository),
+    for EC2's 16 KiB of user data. A first line `#!` stays; no line of ours starts a string with `#`."""
+    lines = text.splitlines(keepends=True)
+    return "".join(line for number, line in enumerate(lines)
+                   if not line.lstrip().startswith("#") or (number == 0 and line.startswith("#!")))
+
+
 _BASE_CONFIG = yaml.safe_load((TEMPLATES / "cloud-config.yaml").read_text())
-_SSHD_DROPIN = Template((TEMPLATES / "sshd_config.d" / "10-pairing.conf").read_text())
-_SSHD_PENALTIES = (TEMPLATES / "sshd_config.d" / "11-pairing-penalties.conf").read_text()
-_TTL_SCRIPT = (TEMPLATES / "pairing-ttl").read_text()
+_SSHD_DROPIN = Template(_without_comments((TEMPLATES / "sshd_config.d" / "10-pairing.conf").read_text()))
+_SSHD_PENALTIES = _without_comments((TEMPLATES / "sshd_config.d" / "11-pairing-penalties.conf").read_text())
+_TTL_SCRIPT = _without_comments((TEMPLATES / "pairing-ttl").read_text())
+_GUESTS_SCRIPT = Template(_without_comments((TEMPLATES / "pairing-guests").read_text()))
 _TTL_UNITS = {name: (TEMPLATES / "systemd" / name).read_text() for name in ("pairing-ttl.service", "pairing-ttl.timer")}
 
 
@@ -99,16 +112,23 @@ def tunnel_key_line(key: PublicKey, tunnel_port: int) -> str:
     """The host's key may listen on localhost:<port> on the relay, and nothing else.
 
     In particular it may open no outbound connection, so it cannot reach the
-    instance metadata service.
+    instance metadata service. Its one command is pairing-guests: set the relay's guest list or end.
     """
-    options = f'restrict,port-forwarding,permitlisten="localhost:{tunnel_port}",permitopen="{NOWHERE}",command="/usr/sbin/nologin"'
+    options = f'restrict,port-forwarding,permitlisten="localhost:{tunnel_port}",permitopen="{NOWHERE}",command="{GUESTS_SCRIPT_PATH}"'
     return f"{options} {key.line}"
+
+
+def guests_script(settings: Settings) -> str:
+    """pairing-guests as the relay runs it: the restrictions it adds to each guest's key name this port."""
+    return _GUESTS_SCRIPT.substitute(tunnel_port=settings.tunnel_port)
 
 
 def sshd_dropin(settings: Settings) -> str:
     return _SSHD_DROPIN.substitute(
         guest_user=GUEST_USER,
         tunnel_user=TUNNEL_USER,
+        keys_user=KEYS_USER,
+        guests_command=GUESTS_SCRIPT_PATH,
         tunnel_port=settings.tunnel_port,
         client_alive_interval=CLIENT_ALIVE_INTERVAL,
         client_alive_count=CLIENT_ALIVE_COUNT,
@@ -117,30 +137,30 @@ def sshd_dropin(settings: Settings) -> str:
 
 
 BACKSTOP_UNIT = "pairing-ttl-backstop"
+LATEST_UNIT = "pairing-ttl-latest"
 
 
-def backstop_command(ttl_minutes: int) -> str:
-    """A transient systemd timer: poweroff a TTL after boot; if even that fails, poweroff now.
+def backstop_command(ttl_minutes: int, latest_minutes: int) -> str:
+    """Transient systemd timers: a TTL after boot, `pairing-ttl check` (which powers off unless the end was
+    moved, or cannot be read), or poweroff if even that fails; at the latest end, poweroff whatever was moved.
 
     In the background: cloud-init's init stage runs before sysinit.target, and systemd-run
     waits on D-Bus, which starts only after it; waiting here deadlocks the boot (seen under
     QEMU). cloud-init.service remains active after exit, so the job is not killed with it.
     """
+    timer = "--timer-property=AccuracySec=1s"
     return (
         "[ ! -d /run/systemd/system ] || "  # sd_booted(3): only a chroot lacks it
-        f"{{ systemd-run --unit={BACKSTOP_UNIT} --on-active={ttl_minutes}min --timer-property=AccuracySec=1s "
-        "systemctl poweroff || systemctl poweroff; } &"
+        f"{{ systemd-run --unit={BACKSTOP_UNIT} --on-active={ttl_minutes}min {timer} "
+        f"sh -c '{TTL_SCRIPT_PATH} check || systemctl poweroff' || systemctl poweroff; "
+        f"systemd-run --unit={LATEST_UNIT} --on-active={latest_minutes}min {timer} systemctl poweroff "
+        "|| systemctl poweroff; } &"
     )
 
 
-def _account(name: str, gecos: str, key_lines: list[str]) -> dict:
-    return {
-        "name": name,
-        "gecos": gecos,
-        "shell": "/usr/sbin/nologin",
-        "lock_passwd": True,
-        "ssh_authorized_keys": key_lines,
-    }
+def _account(name: str, gecos: str, key_lines: list[str], shell: str = "/usr/sbin/nologin") -> dict:
+    account = {"name": name, "gecos": gecos, "shell": shell, "lock_passwd": True}
+    return {**account, "ssh_authorized_keys": key_lines} if key_lines else account
 
 
 def _file(path: str, content: str, permissions: str = "0644") -> dict:
@@ -148,18 +168,21 @@ def _file(path: str, content: str, permissions: str = "0644") -> dict:
 
 
 def cloud_config(settings: Settings, host_key: RelayHostKey) -> dict:
-    """The relay's cloud-config as a mapping (see user_data for the text)."""
-    # The host's key is a guest too, so `pairing host` can prove the guests'
-    # path end to end after each connect (it gets no more than a guest does).
-    guests = [
-        guest_key_line(k, settings.tunnel_port)
-        for k in settings.guest_keys + settings.viewer_keys + (settings.host_public_key,)
-    ]
+    """The relay's cloud-config as a mapping (see user_data for the text).
+
+    No guest's key is in it: the host sets the live list at run time (pairing-guests), so adding or
+    kicking a guest, or moving the end, never changes the instance.
+    """
     return {
         **_BASE_CONFIG,
         "users": [
-            _account(GUEST_USER, "pairing guests (forward to the host only)", guests),
-            _account(TUNNEL_USER, "pairing host (reverse tunnel only)", [tunnel_key_line(settings.host_public_key, settings.tunnel_port)]),
+            _account(GUEST_USER, "pairing guests (forward to the host only)", []),
+            # A shell, for sshd runs a forced command through it: sshd forces pairing-guests on every
+            # session (ForceCommand, and the key's command=), so no other command ever reaches it.
+            _account(TUNNEL_USER, "pairing host (reverse tunnel, guest list)",
+                     [tunnel_key_line(settings.host_public_key, settings.tunnel_port)], shell="/bin/sh"),
+            {"name": KEYS_USER, "gecos": "pairing guest list reader (for sshd)", "system": True,
+             "shell": "/usr/sbin/nologin", "lock_passwd": True, "no_create_home": True},
         ],
         "ssh_keys": {
             "ed25519_private": host_key.private_openssh.strip() + "\n",
@@ -169,14 +192,15 @@ def cloud_config(settings: Settings, host_key: RelayHostKey) -> dict:
             _file(SSHD_DROPIN_PATH, sshd_dropin(settings)),
             _file(SSHD_PENALTIES_CANDIDATE, _SSHD_PENALTIES),
             _file(TTL_SCRIPT_PATH, _TTL_SCRIPT, "0755"),
+            _file(GUESTS_SCRIPT_PATH, guests_script(settings), "0755"),
             *(_file(f"{TTL_UNIT_DIR}/{name}", text) for name, text in _TTL_UNITS.items()),
         ],
         # The TTL's backstop, first thing at every boot and needing no file of ours: if
         # cloud-init dies before runcmd (so nothing is armed and no timer enabled), this
         # still powers the relay off a TTL after boot. Not in a chroot (no systemd).
-        "bootcmd": [["sh", "-c", backstop_command(settings.ttl_minutes)]],
+        "bootcmd": [["sh", "-c", backstop_command(settings.ttl_minutes, settings.max_ttl_minutes)]],
         "runcmd": [
-            [TTL_SCRIPT_PATH, "arm", str(settings.ttl_minutes)],
+            [TTL_SCRIPT_PATH, "arm", str(settings.ttl_minutes), str(settings.max_ttl_minutes), TUNNEL_USER],
             # Not `enable --now`: enable (which reloads units) then start, so that a
             # chroot, where systemd ignores `start`, can run the same document.
             ["systemctl", "enable", "pairing-ttl.timer"],
@@ -210,10 +234,10 @@ def user_data(settings: Settings, host_key: RelayHostKey) -> str:
     body = yaml.dump(cloud_config(settings, host_key), Dumper=_Dumper, sort_keys=False, width=4096)
     text = "#cloud-config\n" + body
     if len(text.encode()) > USER_DATA_LIMIT:
+        # Guests' keys are no longer in it: only a long hostPublicKey (RSA) can make it grow.
         raise ConfigError(
-            f"pairing:guestKeys: {len(settings.guest_keys) + len(settings.viewer_keys)} keys make the relay's user data "
-            f"{len(text.encode())} bytes, over EC2's {USER_DATA_LIMIT}; use fewer or shorter (ed25519) keys "
-            "in pairing:guestKeys and pairing:viewerKeys"
+            f"pairing:hostPublicKey: the relay's user data is {len(text.encode())} bytes, over EC2's "
+            f"{USER_DATA_LIMIT}; use a shorter (ed25519) key"
         )
     return text
 

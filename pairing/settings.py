@@ -143,11 +143,16 @@ def _relay_image(raw: Any) -> str | None:
     return raw.strip()
 
 
-def _ttl_minutes(raw: Any) -> int:
-    minutes = as_int(raw)
-    if not 1 <= minutes <= 1440:
-        raise ValueError(f"{minutes} is out of range; use 1 to 1440 minutes (24 hours)")
-    return minutes
+def _minutes(limit: int, limit_text: str) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        minutes = as_int(raw)
+        if not 1 <= minutes <= limit:
+            raise ValueError(f"{minutes} is out of range; use 1 to {limit} minutes ({limit_text})")
+        return minutes
+    return parse
+
+
+_ttl_minutes, _max_ttl_minutes = _minutes(1440, "24 hours"), _minutes(7 * 1440, "7 days")
 
 
 def _host_user(raw: Any) -> str:
@@ -207,7 +212,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("allowedCidrs", _cidrs, lambda: ["0.0.0.0/0"], "IPv4/IPv6 CIDRs that may reach the relay's port 22"),
     Setting("tunnelPort", _tunnel_port, lambda: 1337, "the reverse tunnel's port on the relay (1024-65535)"),
     Setting("instanceType", _instance_type, lambda: "t3.micro", "EC2 instance type; t4g.* runs on arm64"),
-    Setting("ttlMinutes", _ttl_minutes, lambda: 240, "the relay terminates itself this many minutes after boot"),
+    Setting("ttlMinutes", _ttl_minutes, lambda: 240,
+            "the relay terminates itself this many minutes after boot (pairing extend moves it)"),
+    Setting("maxTtlMinutes", _max_ttl_minutes, lambda: 1440,
+            "the latest end `pairing extend` may move the relay's to, in minutes after boot (at least ttlMinutes)"),
     Setting("hostUser", _host_user, getpass.getuser, "the host account guests land in"),
     Setting("tmuxSession", _tmux_session, lambda: "pair", "the host's tmux session guests attach to"),
     Setting("hostSshdKey", _sshd_key, _local_sshd_key, "the host sshd's host key, pinned by guests (default: pairing's own, `pairing sshd-key`)"),
@@ -225,6 +233,7 @@ class Settings:
     tunnel_port: int
     instance_type: str
     ttl_minutes: int
+    max_ttl_minutes: int
     host_user: str
     tmux_session: str
     host_sshd_key: PublicKey
@@ -271,6 +280,9 @@ def settings_from(raw: Mapping[str, Any]) -> Settings:
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     refuse_duplicate_keys(values["guest_keys"], values["viewer_keys"], values["host_public_key"], NAMESPACE + ":")
+    if values["max_ttl_minutes"] < values["ttl_minutes"]:
+        raise ConfigError(f"{NAMESPACE}:maxTtlMinutes: {values['max_ttl_minutes']} is under {NAMESPACE}:ttlMinutes "
+                          f"({values['ttl_minutes']}); the latest end cannot come before the end: raise it")
     return Settings(**values)
 
 

@@ -13,8 +13,9 @@ import shlex
 import shutil
 
 from . import backend as backends
-from .control_cli import guests_line
+from .control_cli import Refused, find_hook, guests_line
 from .direct_state import RunningDirect, running
+from .live_cli import hook_ends
 from .hook import lock_path, read_state
 from .hook.tmux_server import attach_command, server_socket
 from .outputs import StackOutputs
@@ -58,6 +59,14 @@ def read_relay(args) -> StackOutputs | str:
     return StackOutputs.from_json(data, source=source)
 
 
+def running_hook(session: str, tmux_socket: str | None):
+    """The control socket of the hook serving this session, if one runs."""
+    try:
+        return find_hook(session, tmux_socket)
+    except Refused:
+        return None
+
+
 def hold_command(args) -> str:
     """`pairing host` for the relay this status read: the same outputs (or stack), backend and tmux socket."""
     words = ["pairing", "host"]
@@ -96,8 +105,10 @@ def cmd_status(args) -> int:
         print(shown(f"relay   none: {outputs}; start one: pairing up --guest SOURCE"))
         return NO_RELAY
     print(f"relay   {outputs.relay_address} ({outputs.relay_fingerprint}), instance {outputs.instance_id}")
-    ends = f"{outputs.expires_at:%Y-%m-%dT%H:%M:%SZ}"
-    left = outputs.expires_at - dt.datetime.now(dt.timezone.utc)
+    # A running hook knows the relay's end as it is now (pairing extend moves it), the outputs as it was made.
+    when = hook_ends(running_hook(outputs.tmux_session, args.tmux_socket)) or outputs.expires_at
+    ends = f"{when:%Y-%m-%dT%H:%M:%SZ}"
+    left = when - dt.datetime.now(dt.timezone.utc)
     if left.total_seconds() <= 0:  # gone, whatever a hook still says: nothing to hold
         print(f"ends    {ends} (expired: the relay has ended itself; a new one: pairing up --guest SOURCE)")
         return EXPIRED

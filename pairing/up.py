@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import backend as backends, project
+from . import backend as backends, project, warm
 from .authorized_keys import AuthorizedKeysFile
 from .doctor import check_pulumi, report, run_checks
 from .hook import HostOptions, PreflightError, SingleHook, lock_path, reserved_ports, run, system_sshd
@@ -88,9 +88,13 @@ def deploy(up_plan: UpPlan, say: Callable[[str], None] = print) -> StackOutputs:
     stack.up(**up_arguments(say))
     outputs = {name: output.value for name, output in stack.outputs().items()}
     try:
-        return StackOutputs.from_json(outputs, source=f"stack {up_plan.stack}")
+        read = StackOutputs.from_json(outputs, source=f"stack {up_plan.stack}")
     except OutputsError as exc:
         raise UpError(str(exc)) from None
+    # For the next `pairing up`, which reuses this relay while it lives and its settings stand (warm.py).
+    warm.record_relay(up_plan.stack, up_plan.backend.describe(), up_plan.settings, up_plan.config.get("aws:region"),
+                      outputs)
+    return read
 
 
 def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path | None,
@@ -102,6 +106,7 @@ def destroy(stack_name: str, backend: backends.Backend, authorized_keys: Path | 
     require_pulumi()
     stack = open_stack(stack_name, backend, create=False)
     stack.destroy(on_output=say)
+    warm.forget_relay(stack_name, backend.describe())
     say(f"destroyed the relay of stack {stack_name!r}: instance, its network, security group and host key")
 
 
@@ -137,6 +142,12 @@ def ask_to_destroy(keep: bool) -> bool:
     return answer in ("", "y", "yes")
 
 
+def stopped(failed: list) -> UpError:
+    names = ", ".join(dict.fromkeys(c.name for c in failed))
+    return UpError(f"stopped before creating anything: {len(failed)} required "
+                   f"check{'s' if len(failed) > 1 else ''} failed ({names}); fix each FAIL line above")
+
+
 def cmd_up(args) -> int:
     # First of all: a session already running for this authorized_keys (its relay, its invite)
     # is left alone. The lock is held from here to the hook's end, so no second run slips in.
@@ -159,18 +170,22 @@ def cmd_up(args) -> int:
         checks = run_checks(args.target, identity, sshd_key_given=bool(args.sshd_key), host_public_key=args.host_key)
         print(report(checks))
         failed = [c for c in checks if not c.ok and c.name in REQUIRED_CHECKS]
-        if failed:
-            names = ", ".join(dict.fromkeys(c.name for c in failed))
-            raise UpError(f"stopped before creating anything: {len(failed)} required "
-                          f"check{'s' if len(failed) > 1 else ''} failed ({names}); fix each FAIL line above")
+        # A living relay with the same settings is reused: no Pulumi, no AWS call (warm.py).
+        recorded = warm.record_path(args.stack, backends.choose(args.backend).describe()).exists()
+        if any(c.name not in warm.NOT_NEEDED_WARM for c in failed) or (failed and not recorded):
+            raise stopped(failed)
         up_plan = plan(args, config=config)
+        reused = warm.reuse(up_plan.stack, up_plan.backend.describe(), up_plan.settings, config.get("aws:region"),
+                            identity) if recorded else None
+        if failed and not reused:
+            raise stopped(failed)
     except BaseException:
         lock.release()
         raise
     # From here a relay may exist: whatever ends the run (Ctrl-C during the update, a
     # refused preflight, the hook's own end), the host is asked what to do with it.
     try:
-        outputs = deploy(up_plan)
+        outputs = reused or deploy(up_plan)
         print(write_invite(outputs, args.invite, shared=(shared, args.share_port_viewers)))
         return run(HostOptions(outputs, identity, args.target, args.authorized_keys, args.tmux_socket, args.tunnel,
                                invite=args.invite, record=args.record, ask=args.ask, shared=shared,

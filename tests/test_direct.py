@@ -127,7 +127,7 @@ def test_a_guest_in_another_namespace_joins_over_the_veth_and_types(direct):
         who = direct.host.pairing("who")
         assert who.returncode == 0 and re.fullmatch(r"guest +typing +since \S+  idle \d+ s\n", who.stdout), who
         kicked = direct.host.pairing("kick", "guest")
-        assert kicked.stdout == "kicked guest (1 connection ended); kept out until this hook stops\n", kicked
+        assert kicked.stdout == "kicked guest (1 connection ended); kept out until pairing allow guest\n", kicked
         wait_until(lambda: "GUEST-SSH-EXITED" in guest.screen, 5, "the kicked guest's ssh to end")
         guest.disconnect()
         guest = direct.guest()  # the same key again
@@ -224,3 +224,34 @@ def test_the_sshd_and_the_guests_sessions_end_with_it(direct, how):
         if guest:
             guest.disconnect()
         stop_process(hook.process)
+
+
+def test_a_guest_added_to_a_running_direct_session_types(direct):
+    """`pairing add` on `pairing direct`: the sshd's keys and the room change, the new guest's own invite is
+    written (straight to this sshd), and they type, without a restart."""
+    hook = direct.start("--listen", HOST_IP)
+    guest = None
+    try:
+        hook.wait_for(READY)
+        invite = direct.host.home / "guest2.conf"
+        added = direct.host.pairing("add", "--guest", direct.keys["guest2"].public_line, "--invite", str(invite))
+        assert added.returncode == 0 and added.stdout.startswith("added guest2 (typing), who can join now\n"), added
+        folder = direct.folder / "guests" / "guest2"
+        folder.mkdir(parents=True, exist_ok=True)
+        received = shutil.copyfile(invite, folder / "pairing.conf")
+        guest = Guest(folder, "guest2", direct.keys["guest2"], received, wrap=("ip", "netns", "exec", direct.lan))
+        guest.connect()
+        wait_until(lambda: "$" in guest.screen or "GUEST-SSH-EXITED" in guest.screen, 30, "guest2 to land in tmux")
+        assert "GUEST-SSH-EXITED" not in guest.screen, guest.screen + guest.log.read_text()
+        guest.type("echo added-direct-$((6*7))")
+        wait_until(lambda: "added-direct-42" in direct.tmux.screen("pair"), 10, "guest2's line in the host's pane",
+                   show=lambda: direct.tmux.screen("pair"))
+        hook.wait_for("guest2 joined the session (typing)", 10)
+        extend = direct.host.pairing("extend", "1h")
+        assert (extend.returncode, extend.stderr) == (
+            2, "pairing extend: there is no relay to extend: pairing direct ends when you stop it\n"), extend
+    finally:
+        if guest:
+            guest.disconnect()
+        assert hook.stop() == 0, hook.text
+    assert "Traceback" not in hook.text, hook.text

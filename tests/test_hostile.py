@@ -56,7 +56,7 @@ def relay_log_grows(pairing: Pairing, needle: str, before: int) -> None:
 
 
 @pytest.mark.parametrize("request_type", SESSION_REQUESTS)
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", ["guest", "viewer"])
 def test_relay_refuses_every_session_request(pairing, probes, role, request_type):
     """The session channel itself is refused (MaxSessions 0), so no request can follow; the
     forced /usr/sbin/nologin behind it is only the second layer."""
@@ -66,6 +66,33 @@ def test_relay_refuses_every_session_request(pairing, probes, role, request_type
         channel = probes[role].open_session()
         pytest.fail(f"the relay opened a session for {role}; {name} was answered {probes[role].request(channel, name, *fields)}")
     relay_log_grows(pairing, "no more sessions", before)
+
+
+# What the tunnel key's one session may ask: a command, a shell or a subsystem all run its forced command
+# (pairing-guests), which refuses anything but its two verbs; the rest is refused outright. `env LANG` is
+# Debian's own AcceptEnv (LANG LC_* ...): harmless to a forced command.
+TUNNEL_ANSWERS = {"exec": "forced", "shell": "forced", "subsystem sftp": "forced", "pty-req": "failure",
+                  "env LANG": "success", "env LD_PRELOAD": "failure", "auth-agent-req": "failure", "x11-req": "failure"}
+
+
+@pytest.mark.parametrize("request_type", SESSION_REQUESTS)
+def test_the_tunnel_keys_session_runs_its_forced_command_only(pairing, request_type):
+    """The tunnel key gets one session (MaxSessions 1) for the relay's guest list and end: whatever it asks, it
+    gets pairing-guests, which refuses anything else (tests/test_relay_live.py has the verbs)."""
+    name, fields = SESSION_REQUESTS[request_type]
+    with relay_probe(pairing, "tunnel") as probe:
+        channel = probe.open_session()
+        answer = probe.request(channel, name, *fields)
+        if TUNNEL_ANSWERS[request_type] != "forced":
+            assert answer == TUNNEL_ANSWERS[request_type]
+            return
+        assert answer == "success"
+        channel.settimeout(10)
+        out, err = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
+        assert channel.recv_exit_status() == 1
+        assert b"PROBE-RAN" not in out and b"uid=" not in out
+        refusal = b"pairing relay: refused: this key may only set the relay's guests (guests) or its end (end [SECONDS])\n"
+        assert err == (b"" if name == "subsystem" else refusal)  # sshd drops a subsystem's stderr
 
 
 def effective_sshd_config(pairing: Pairing, user: str) -> dict[str, str]:
@@ -78,7 +105,8 @@ def effective_sshd_config(pairing: Pairing, user: str) -> dict[str, str]:
 @pytest.mark.parametrize("user", [GUEST_USER, TUNNEL_USER])
 def test_relay_sshd_says_the_same(pairing, user):
     config = effective_sshd_config(pairing, user)
-    assert (config["maxsessions"], config["permittty"], config["forcecommand"]) == ("0", "no", "/usr/sbin/nologin")
+    assert (config["maxsessions"], config["permittty"], config["forcecommand"]) == {
+        GUEST_USER: ("0", "no", "/usr/sbin/nologin"), TUNNEL_USER: ("1", "no", "/usr/local/sbin/pairing-guests")}[user]
     assert (config["permittunnel"], config["allowstreamlocalforwarding"], config["x11forwarding"]) == ("no", "no", "no")
     assert config["allowagentforwarding"] == "no"
 

@@ -11,7 +11,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import re
 import runpy
 import secrets
 import subprocess
@@ -56,21 +55,13 @@ class Recorder(pulumi.runtime.Mocks):
     requests: dict[str, object] = field(default_factory=dict)  # type -> the registration as sent, options included
     calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
 
+    host_key: dict | None = None  # the relay's key as the TLS provider's state (tls_state); None: a new one
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources[args.typ] = args
         state = dict(args.inputs)
         if args.typ == "tls:index/privateKey:PrivateKey":
-            # A real key, as the TLS provider would make.
-            key = ed25519.Ed25519PrivateKey.generate()
-            public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            blob = base64.b64decode(public.split()[1])
-            state.update(
-                private_key_openssh=key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-                ).decode(),
-                public_key_openssh=public.decode() + "\n",
-                public_key_fingerprint_sha256="SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="),
-            )
+            state.update(self.host_key or tls_state(ed25519.Ed25519PrivateKey.generate()))
         if args.typ == "aws:ec2/vpc:Vpc":
             state.update(ipv6CidrBlock=VPC_IPV6 if args.inputs.get("assignGeneratedIpv6CidrBlock") else "")
         if args.typ == "aws:ec2/subnet:Subnet":
@@ -116,6 +107,19 @@ class Recorder(pulumi.runtime.Mocks):
         if args.token == "aws:ec2/getInstance:getInstance":
             return {"id": args.args["instanceId"], "launchTime": LAUNCH_TIME}
         raise AssertionError(f"unexpected call {args.token}")
+
+
+def tls_state(key: ed25519.Ed25519PrivateKey) -> dict:
+    """A real key, as the TLS provider makes it and the stack's state then keeps it."""
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    blob = base64.b64decode(public.split()[1])
+    return dict(
+        private_key_openssh=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ).decode(),
+        public_key_openssh=public.decode() + "\n",
+        public_key_fingerprint_sha256="SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="),
+    )
 
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker for a secret value
@@ -241,7 +245,7 @@ def test_example_stack(keys):
         assert instance["tags"]["pairing:stack"] == "dev" and instance["tags"]["Name"] == "pairing-dev"
         assert instance["vpcSecurityGroupIds"] == ["relay-ssh-id"]
         user_data = yaml.safe_load(revealed(instance["userData"]))
-        assert [u["name"] for u in user_data["users"]] == ["pair", "tunnel"]
+        assert [u["name"] for u in user_data["users"]] == ["pair", "tunnel", "pairing-keys"]
         assert ami_filters(run) == {"name": ["debian-13-amd64-*"], "architecture": ["x86_64"], "virtualization-type": ["hvm"]}
 
         assert tuple(out) == OUTPUT_NAMES
@@ -297,9 +301,10 @@ def test_viewers_dual_stack_arm64(keys):
         assert ami_filters(run) == {"name": ["debian-13-arm64-*"], "architecture": ["arm64"], "virtualization-type": ["hvm"]}
         user_data = yaml.safe_load(revealed(instance["userData"]))
         pair = next(u for u in user_data["users"] if u["name"] == "pair")
-        assert [line.split()[-1] for line in pair["ssh_authorized_keys"]] == ["guest@test", "viewer@test", "guest2@test", "host@test"]
-        assert all('permitopen="localhost:2222"' in line for line in pair["ssh_authorized_keys"])
-        assert ["/usr/local/sbin/pairing-ttl", "arm", "30"] in user_data["runcmd"]
+        assert "ssh_authorized_keys" not in pair  # the guests are the relay's live list
+        guests_script = next(f["content"] for f in user_data["write_files"] if f["path"].endswith("/pairing-guests"))
+        assert "TUNNEL_PORT = 2222\n" in guests_script  # the restriction it adds to each guest's key
+        assert ["/usr/local/sbin/pairing-ttl", "arm", "30", "1440", "tunnel"] in user_data["runcmd"]
 
         # IPv4 guests and the host's tunnel use the IPv4 address; IPv6 guests may use the other.
         assert out["relayAddress"] == PUBLIC_IP and out["relayIpv6Address"] == RELAY_IPV6
@@ -421,11 +426,34 @@ def test_bad_config_registers_nothing(keys):
     assert mocks.calls == []
 
 
-def test_user_data_over_16_kib_registers_nothing(keys):
-    """EC2 takes 16 KiB of user data: measured with the host key's fixed size before anything is made."""
-    message = refused({**example_config(keys), "pairing:guestKeys": rsa_4096_lines(24)})
-    assert re.fullmatch(r"pairing:guestKeys: 25 keys make the relay's user data \d+ bytes, over EC2's 16384; use fewer "
-                        r"or shorter \(ed25519\) keys in pairing:guestKeys and pairing:viewerKeys", message), message
+def instance_inputs(config: dict[str, object], host_key: dict) -> dict:
+    """The instance's inputs as `pulumi up` would send them for this config (the relay's host key given, as the
+    stack's state keeps it from one update to the next)."""
+    seen: dict = {}
+
+    @pulumi.runtime.test
+    def deploy():
+        run = run_program(config, Recorder(host_key=host_key))
+        return after_deploy(run, lambda _: seen.update(run.inputs("aws:ec2/instance:Instance")))
+
+    deploy()
+    return seen
+
+
+def test_a_guest_only_change_leaves_the_instance_as_it_was(keys):
+    """Guests added, removed, made viewers, 24 RSA-4096 keys of them: the instance's inputs, user data included,
+    are byte for byte the same, so `pulumi up` has nothing to replace (user_data_replace_on_change stays on for
+    what does belong to the relay). The guests are let on by the host at run time (pairing-guests)."""
+    host_key = tls_state(ed25519.Ed25519PrivateKey.generate())
+    before = instance_inputs(example_config(keys), host_key)
+    after = instance_inputs({**example_config(keys), "pairing:guestKeys": rsa_4096_lines(24),
+                             "pairing:viewerKeys": [keys["guest"].public_line, keys["viewer"].public_line]}, host_key)
+    assert revealed(after["userData"]).encode() == revealed(before["userData"]).encode()
+    assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
+    assert keys["guest"].public_line.split()[1] not in revealed(after["userData"])
+    # A relay setting does change it (so the comparison can fail): another tunnel port.
+    port = instance_inputs({**example_config(keys), "pairing:tunnelPort": "2222"}, host_key)
+    assert revealed(port["userData"]) != revealed(before["userData"])
 
 
 @pytest.mark.parametrize("version, cidr", [(4, "198.51.{}.0/24"), (6, "2001:db8:{}::/48")])
@@ -529,9 +557,5 @@ def test_named_keys_reach_the_outputs(keys, tmp_path):
         parsed = StackOutputs.from_json(json.loads(json.dumps(out)))  # as `pulumi stack output --json` writes it
         assert [(g.name, g.typing) for g in roster(parsed.guest_keys, parsed.viewer_keys)] == [
             ("alice", True), ("guest2", True), ("bob", False)]
-        # The relay's `pair` account keeps the names too (what its sshd logs is the key's fingerprint).
-        user_data = yaml.safe_load(revealed(run.inputs("aws:ec2/instance:Instance")["userData"]))
-        pair = next(u for u in user_data["users"] if u["name"] == "pair")
-        assert [line.split()[-1] for line in pair["ssh_authorized_keys"]] == ["alice", "guest2", "bob", "host@test"]
 
     return after_deploy(run, check)

@@ -15,6 +15,7 @@ newline, invalid UTF-8, stale blocks, megabytes). The properties:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import json
 import os
@@ -25,7 +26,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
@@ -33,7 +33,9 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from pairing import authorized_keys as ak
 from pairing.forced_command import guest_line, tmux_attach_command
 from pairing.outputs import StackOutputs, render_outputs
-from pairing.relay_documents import RelayHostKey, user_data
+from pairing.names import roster
+from pairing.relay_documents import RelayHostKey, guests_script, user_data
+from pairing.relay_guests import guest_list
 from pairing.instance_types import SIZES_OF_FAMILY
 from pairing.names import from_comment
 from pairing.settings import SAFE_NAME, POSIX_USER, ConfigError, settings_from
@@ -175,6 +177,11 @@ def valid_configs(draw) -> tuple[dict, dict]:
 RELAY_KEY = _openssh(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key())
 RELAY_PRIVATE = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(32)).private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
+# The relay's guest list script as the relay runs it (its functions; `main` is not called).
+RELAY_SCRIPT: dict = {"__name__": "pairing_guests"}
+exec(compile(guests_script(settings_from({"guestKeys": [RELAY_KEY], "hostPublicKey": _openssh(
+    ed25519.Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32).public_key()), "hostSshdKey": RELAY_KEY})),
+    "pairing-guests", "exec"), RELAY_SCRIPT)
 
 
 @EXAMPLES
@@ -195,15 +202,15 @@ def test_valid_config_round_trips(case):
         launch_time="2026-11-26T15:00:00Z"))))
     assert [k.line for k in outputs.guest_keys] == expected["guest_keys"]
     assert [k.line for k in outputs.viewer_keys] == expected["viewer_keys"]
-    # Into the relay's user data (YAML) and back: each line exactly, after its options.
-    try:
-        document = yaml.safe_load(user_data(got, RelayHostKey(RELAY_PRIVATE, RELAY_KEY)))
-    except ConfigError as exc:  # too many long keys for EC2's 16 KiB: refused, naming the setting
-        assert str(exc).startswith("pairing:guestKeys: ") and "\n" not in str(exc)
-        return
-    lines = next(u for u in document["users"] if u["name"] == "pair")["ssh_authorized_keys"]
-    wanted = expected["guest_keys"] + expected["viewer_keys"] + [expected["host_public_key"]]
-    assert [line.rsplit('/usr/sbin/nologin" ', 1)[1] for line in lines] == wanted
+    # Onto the relay: the live list as the host sends it, one bare key a line, each accepted by the relay's own
+    # check (cloud-init/pairing-guests, as the relay runs it); nothing of the guests in the user data.
+    sent = guest_list(roster(got.guest_keys, got.viewer_keys), got.host_public_key).splitlines()
+    everyone = got.guest_keys + got.viewer_keys + (got.host_public_key,)
+    assert [line.decode().split()[:2] for line in sent] == [[k.kind, k.blob] for k in everyone]
+    assert [RELAY_SCRIPT["checked_key"](line) for line in sent] == sent
+    relay_key = RelayHostKey(RELAY_PRIVATE, RELAY_KEY)
+    alone = dataclasses.replace(got, guest_keys=(parse_public_key(RELAY_KEY),), viewer_keys=())
+    assert user_data(got, relay_key) == user_data(alone, relay_key)  # within EC2's 16 KiB, whatever the host key
 
 
 # --- the validator: invalid input is refused in one line naming the setting --------------

@@ -13,7 +13,10 @@ import time
 import pytest
 
 from pairing import relay_documents
-from pairing.accounts import GUEST_USER, TUNNEL_USER
+from pairing.accounts import GUEST_USER, KEYS_USER, TUNNEL_USER
+from pairing.names import roster
+from pairing.relay_guests import HOST_NAME
+from pairing.sshkeys import PublicKey
 
 from .harness import DHEAT, JUSTIFIED, Deployment, deploy, findings, first_line, ssh_audit, stop_process, wait_until
 
@@ -43,23 +46,30 @@ def passwd(deployment, user: str) -> list[str]:
 @pytest.mark.parametrize("user", [GUEST_USER, TUNNEL_USER])
 def test_accounts_and_their_key_files(deployment, user):
     entry = passwd(deployment, user)
-    assert entry[6] == "/usr/sbin/nologin"
+    # The tunnel account's shell runs its forced command (sshd runs commands through it), nothing else.
+    assert entry[6] == {GUEST_USER: "/usr/sbin/nologin", TUNNEL_USER: "/bin/sh"}[user]
     shadow = next(line for line in deployment.relay.read("/etc/shadow").splitlines() if line.startswith(user + ":"))
     assert shadow.split(":")[1].startswith("!"), "password must be locked"
     uid, gid = int(entry[2]), int(entry[3])
     home = deployment.relay.root / entry[5].lstrip("/")
     ssh_dir, keys_file = home / ".ssh", home / ".ssh" / "authorized_keys"
+    if user == GUEST_USER:  # the guests' keys are the live list (pairing-guests), no file of theirs
+        assert not keys_file.exists() or keys_file.read_text() == ""
+        return
     assert (ssh_dir.stat().st_mode & 0o777, ssh_dir.stat().st_uid, ssh_dir.stat().st_gid) == (0o700, uid, gid)
     assert (keys_file.stat().st_mode & 0o777, keys_file.stat().st_uid) == (0o600, uid)
 
 
 def test_key_option_lines_byte_for_byte(deployment):
+    """What sshd reads for a guest: each listed key with the restrictions the relay adds itself, the same
+    bytes as relay_documents.guest_key_line renders; the tunnel's line as rendered."""
     settings, root = deployment.settings, deployment.relay.root
-    guests = settings.guest_keys + settings.viewer_keys + (settings.host_public_key,)
-    # Each line as rendered, byte for byte (cloud-init picks the order).
-    written = (root / "home/pair/.ssh/authorized_keys").read_text()
-    assert written.endswith("\n")
-    assert sorted(written.splitlines()) == sorted(relay_documents.guest_key_line(k, PORT) for k in guests)
+    guests = roster(settings.guest_keys, settings.viewer_keys)
+    printed = deployment.relay.run(["runuser", "-u", KEYS_USER, "--", "/usr/local/sbin/pairing-guests", "keys"]).stdout
+    expected = [relay_documents.guest_key_line(PublicKey(k.key.kind, k.key.blob, k.name), PORT) for k in guests]
+    expected.append(relay_documents.guest_key_line(PublicKey(settings.host_public_key.kind, settings.host_public_key.blob,
+                                                             HOST_NAME), PORT))
+    assert printed == "".join(line + "\n" for line in expected)
     expected_tunnel = relay_documents.tunnel_key_line(settings.host_public_key, PORT) + "\n"
     assert (root / "home/tunnel/.ssh/authorized_keys").read_text() == expected_tunnel
 
@@ -74,8 +84,10 @@ def test_sshd_dropin_and_pinned_host_key(deployment):
 
 def test_ttl_is_armed(deployment):
     root = deployment.relay.root
-    deadline = int((root / "var/lib/pairing/deadline").read_text())
+    deadline = int((root / "var/lib/pairing/live/deadline").read_text())
     assert abs(deadline - (time.time() + 90 * 60)) < 300
+    latest = int((root / "var/lib/pairing/latest").read_text())  # maxTtlMinutes' default: 24 h
+    assert abs(latest - (time.time() + 24 * 3600)) < 300
     assert (root / "etc/systemd/system/timers.target.wants/pairing-ttl.timer").is_symlink()
     assert (root / "usr/local/sbin/pairing-ttl").stat().st_mode & 0o777 == 0o755
 
@@ -156,7 +168,7 @@ def test_guest_has_no_agent_x11_or_sftp(deployment):
     verbose = deployment.ssh(GUEST_USER, "guest", "-v", "-o", "ForwardX11=yes", "-o", "ForwardAgent=yes", command="true")
     # The relay's sshd tells the client which key options it granted: a forced
     # command and forwarding to the permitted destination; no agent, X11, pty or rc.
-    options = re.search(r"Remote: .*authorized_keys:\d+: key options: (.*)", verbose.stderr)
+    options = re.search(r"Remote: .*:\d+: key options: (.*)", verbose.stderr)
     assert options, verbose.stderr
     assert set(options.group(1).split()) == {"command", "port-forwarding", "permitopen"}
     sftp = subprocess.run(["sftp", *deployment.ssh_options("guest"), "-b", "-", f"{GUEST_USER}@{deployment.relay.address}"],
@@ -183,9 +195,11 @@ def test_tunnel_key_opens_nothing(deployment, destination):
 
 
 def test_tunnel_key_runs_no_command(deployment):
+    """Its forced command (pairing-guests) answers anything else with a refusal: tests/test_relay_live.py."""
     result = deployment.ssh(TUNNEL_USER, "host", command="id; echo RAN")
     assert "RAN" not in result.stdout and "uid=" not in result.stdout
-    assert NO_SESSION in result.stderr
+    assert result.returncode == 1
+    assert "pairing relay: refused: this key may only set the relay's guests" in result.stderr
 
 
 # --- strangers -----------------------------------------------------------------

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from pairing import relay_documents
-from pairing.accounts import GUEST_USER, TUNNEL_USER
+from pairing.accounts import GUEST_USER, KEYS_USER, TUNNEL_USER
 from pairing.relay_documents import RelayHostKey, user_data
-from pairing.settings import ConfigError, settings_from
+from pairing.settings import settings_from
 
 from .harness import make_key
 
@@ -54,35 +54,38 @@ def test_user_data_content(keys, host_key):
     doc = yaml.safe_load(text)
     assert set(doc) == TOP_LEVEL_KEYS
     users = {u["name"]: u for u in doc["users"]}
-    assert set(users) == {GUEST_USER, TUNNEL_USER}
-    for user in users.values():
-        assert user["lock_passwd"] is True and user["shell"] == "/usr/sbin/nologin"
-    options = 'restrict,port-forwarding,permitopen="localhost:4242",permitlisten="none.invalid:1",command="/usr/sbin/nologin"'
-    assert users[GUEST_USER]["ssh_authorized_keys"] == [
-        f"{options} {keys[name].public_line}" for name in ("guest", "guest2", "viewer", "host")
-    ]
+    assert set(users) == {GUEST_USER, TUNNEL_USER, KEYS_USER}
+    assert all(user["lock_passwd"] is True for user in users.values())
+    # The tunnel account's shell runs its forced command (sshd runs commands through it); the others have none.
+    assert [users[name]["shell"] for name in (GUEST_USER, TUNNEL_USER, KEYS_USER)] == [
+        "/usr/sbin/nologin", "/bin/sh", "/usr/sbin/nologin"]
+    # No guest's key: the host sets the live list at run time (pairing-guests).
+    assert "ssh_authorized_keys" not in users[GUEST_USER] and "ssh_authorized_keys" not in users[KEYS_USER]
     assert users[TUNNEL_USER]["ssh_authorized_keys"] == [
-        'restrict,port-forwarding,permitlisten="localhost:4242",permitopen="none.invalid:1",command="/usr/sbin/nologin" '
-        + keys["host"].public_line
+        'restrict,port-forwarding,permitlisten="localhost:4242",permitopen="none.invalid:1",'
+        'command="/usr/local/sbin/pairing-guests" ' + keys["host"].public_line
     ]
     assert doc["ssh_keys"] == {"ed25519_private": host_key.private_openssh, "ed25519_public": host_key.public_openssh}
     assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
     assert doc["package_update"] is False and doc["package_upgrade"] is False
-    assert ["/usr/local/sbin/pairing-ttl", "arm", "90"] in doc["runcmd"]
+    assert ["/usr/local/sbin/pairing-ttl", "arm", "90", "1440", TUNNEL_USER] in doc["runcmd"]
     files = {f["path"]: f for f in doc["write_files"]}
     assert "PermitListen localhost:4242" in files[relay_documents.SSHD_DROPIN_PATH]["content"]
     assert files[relay_documents.TTL_SCRIPT_PATH]["permissions"] == "0755"
+    assert files[relay_documents.GUESTS_SCRIPT_PATH]["permissions"] == "0755"
+    assert "TUNNEL_PORT = 4242\n" in files[relay_documents.GUESTS_SCRIPT_PATH]["content"]
 
 
 def test_rendering_is_deterministic(keys, host_key):
     assert user_data(make_settings(keys), host_key) == user_data(make_settings(keys), host_key)
 
 
-def test_too_many_keys_for_ec2(keys, host_key, tmp_path):
-    long_comment = " " + "laptop-of-a-guest-with-a-long-comment-" * 20
-    many = [make_key(tmp_path, f"k{i}").public_line + long_comment for i in range(24)]
-    with pytest.raises(ConfigError, match=r"^pairing:guestKeys: 24 keys make the relay's user data \d+ bytes, over EC2's 16384"):
-        user_data(make_settings(keys, guestKeys=many, viewerKeys=[]), host_key)
+def test_the_guests_are_not_in_the_user_data(keys, host_key, tmp_path):
+    """Adding, removing or renaming guests leaves the user data byte for byte (so no relay is replaced)."""
+    many = [make_key(tmp_path, f"k{i}").public_line + " laptop-of-a-guest" for i in range(40)]
+    alone = user_data(make_settings(keys), host_key)
+    assert user_data(make_settings(keys, guestKeys=many[:-1], viewerKeys=many[-1:]), host_key) == alone
+    assert keys["guest"].public_line.split()[1] not in alone
 
 
 def sshd_in_private_etc(keys, dropin: str, *sshd_args: str) -> subprocess.CompletedProcess:
@@ -137,6 +140,10 @@ def test_sshd_restrictions_for_guests(keys, dropin):
     assert config["permittty"] == "no"
     assert config["maxsessions"] == "0"  # no session channel at all: forwarding only
     assert config["forcecommand"] == "/usr/sbin/nologin"
+    # The live list, read by pairing-guests as an unprivileged user; no key file.
+    assert config["authorizedkeysfile"] == "none"
+    assert config["authorizedkeyscommand"] == "/usr/local/sbin/pairing-guests keys"
+    assert config["authorizedkeyscommanduser"] == KEYS_USER
     assert config["x11forwarding"] == "no"  # ours, not Debian's "yes" that follows the Include
     assert config["allowagentforwarding"] == "no"
     assert config["allowstreamlocalforwarding"] == "no"
@@ -149,8 +156,9 @@ def test_sshd_restrictions_for_the_tunnel(keys, dropin):
     assert config["permitopen"] == "none"
     assert config["permitlisten"] == "localhost:1337"
     assert config["permittty"] == "no"
-    assert config["maxsessions"] == "0"
-    assert config["forcecommand"] == "/usr/sbin/nologin"
+    assert config["maxsessions"] == "1"  # one session, and whatever it asks runs pairing-guests
+    assert config["forcecommand"] == "/usr/local/sbin/pairing-guests"
+    assert config["permituserrc"] == "no"
 
 
 def test_sshd_global_policy(keys, dropin):
@@ -192,15 +200,3 @@ def test_the_placeholder_host_key_measures_like_a_real_one(keys, host_key):
         PLACEHOLDER_HOST_KEY.private_openssh.splitlines()[1:-1])) == {"A"}  # zeros: no key at all
 
 
-def test_a_keys_comment_reaches_the_relay_as_written_and_cannot_add_a_line(keys, host_key):
-    """Guests' names travel as their keys' comments: one set by hand with YAML's and sshd's special characters
-    reaches the relay's authorized_keys byte for byte; a line break (past every parser) is refused."""
-    from pairing.sshkeys import PublicKey
-    from pairing.text import UnsafeText
-
-    line = keys["guest"].public_line.rsplit(" ", 1)[0] + ' a: b # "c" \'d\' {e} [f], *g &h'
-    users = {u["name"]: u for u in yaml.safe_load(user_data(make_settings(keys, guestKeys=[line]), host_key))["users"]}
-    assert users[GUEST_USER]["ssh_authorized_keys"][0].endswith(" " + line)
-    kind, blob = line.split()[:2]
-    with pytest.raises(UnsafeText):
-        relay_documents.guest_key_line(PublicKey(kind, blob, "alice\nssh-ed25519 AAAA mallory"), 1337)

@@ -33,14 +33,16 @@ from ..authorized_keys import AuthorizedKeysError, AuthorizedKeysFile
 from ..backend import data_dir
 from ..names import roster
 from ..outputs import StackOutputs
+from ..relay_guests import RelayError, RelayGuests
 from ..shared_ports import SharedPort, from_flags, listing
 from ..stack_cli import read_outputs
 from ..tmux import Tmux, TmuxError
 from ..tunnel import CARRIERS, State, TunnelFatal, TunnelSpec
 from .console import Console, StatusLine, status_text
 from .control import ControlError, ControlServer
-from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions
+from .guests import LOOPBACK_SOURCES, control_socket, guest_lines, instructions, lines_for
 from .leftovers import remove_leftovers, scratch_folder
+from .live import LiveGuests, invite_for, remember_asked, start_live, trusted_end
 from .lock import HookRecord, HookStatus, SingleHook, TunnelStatus, read_state, state_file
 from .own_sshd import lock_path, system_sshd
 from .preflight import PreflightError, fido_refusal, preflight, probe_relay, probe_sshd, relay_endpoint
@@ -130,12 +132,17 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
     console = console or Console(sys.stdout)
     tmux = Tmux(options.tmux_socket)
     events = _Published(console, lock, options)
-    room_roster = roster(outputs.guest_keys, outputs.viewer_keys)
-    room = Room(room_roster, tmux, outputs.tmux_session, console, options.ask, pwd.getpwuid(os.geteuid()).pw_name)
+    guests = roster(outputs.guest_keys, outputs.viewer_keys)
+    room = Room(guests, tmux, outputs.tmux_session, console, options.ask, pwd.getpwuid(os.geteuid()).pw_name)
     shares = Shares(options.shared, options.share_viewers, reserved_ports(outputs.tunnel_port, options.target), room,
                     _invite_writer(options))
+    lines = lines_for(options)  # the guests' sshd's lines: for the run's guests now (live) and ports shared now
+    live = LiveGuests(room, guests, outputs.host_public_key, console, lambda now: lines(now, shares.shared_with),
+                      lambda now, added, path: invite_for(outputs, live, now, added, path,
+                                                          (shares.shared, shares.viewers)),
+                      RelayGuests(relay_endpoint(outputs, TUNNEL_USER), identity.key))
     try:  # before the guests' keys: their gates connect to it
-        control = ControlServer(control_socket(options), shares.handler(room.handle), console.control_refused)
+        control = ControlServer(control_socket(options), shares.handler(live.handle), console.control_refused)
     except (ControlError, OSError) as exc:
         console.error(f"the control channel: {exc}")
         console.close()
@@ -143,7 +150,7 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         return 1
     sshd = None
     if own:  # before the tunnel: its target is this sshd's port
-        sshd = PrivateSshd(locked.parent, key_path(data_dir()), guest_lines(options, shares.shared_with),
+        sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines(guests, shares.shared_with),
                            avoid=frozenset(p.host for p in options.shared), warn=console.warning)
         try:
             sshd.start()
@@ -155,13 +162,23 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
             return 1
         console.said(f"your own sshd for guests listens on 127.0.0.1:{sshd.port} "
                      f"(host key {outputs.host_sshd_key.fingerprint}; log {sshd.log})")
-        shares.own_sshd(sshd, room_roster, lambda shared_with: guest_lines(options, shared_with))
+        shares.own_sshd(sshd, lambda: live.guests, lambda shared_with: lines(live.guests, shared_with))
     if options.shared:
         console.said(listing(options.shared, options.share_viewers))
     # What the login shell runs before each gate: proven through the own sshd, else tried here as sshd would.
     startup = own_sshd_warning(sshd, outputs.host_sshd_key) if sshd else shell_warning(own_sshd=False)
     if startup:
         console.warning(startup)
+    live.install = sshd.set_guests if sshd else keys_file.install
+    try:  # the relay lets on this run's guests before the tunnel's self-test logs in as one
+        outputs = start_live(live, outputs, console)
+        options = events.options = replace(options, outputs=outputs)  # with the relay's own end
+    except (RelayError, TunnelFatal) as exc:
+        console.error(f"the relay's guest list: {exc}")
+        end_session({}, control, room, None, sshd)
+        console.close()
+        lock.release()
+        return 1
     spec = TunnelSpec(
         relay=relay_endpoint(outputs, TUNNEL_USER),
         probe=relay_endpoint(outputs, GUEST_USER),
@@ -171,6 +188,9 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         identity_file=identity.path,
     )
     tunnel = CARRIERS[options.tunnel](spec, events, give_up_at=outputs.expires_at.timestamp() + GIVE_UP_GRACE)
+    # pairing extend: the tunnel holds on until the moved end (which the host asked for, so believes).
+    live.asked = lambda when: remember_asked(outputs, when)
+    live.moved = lambda ends: setattr(tunnel, "give_up_at", trusted_end(outputs, ends.ends).timestamp() + GIVE_UP_GRACE)
     failure: list[BaseException] = []
     recorder = answers = worker = None
     stopping = threading.Event()  # the host's Ctrl-C or signal: guests are told before the tunnel goes
@@ -192,8 +212,8 @@ def run(options: HostOptions, console: Console | None = None, lock: SingleHook |
         recorder = start_recording(options.record, tmux, outputs.tmux_session, console,  # before any guest is in
                                    scratch_folder(locked))
         if keys_file:
-            keys_file.install(guest_lines(options, shares.shared_with))
-            shares.apply = lambda shared_with: keys_file.install(guest_lines(options, shared_with))
+            keys_file.install(lines(live.guests, shares.shared_with))
+            shares.apply = lambda shared_with: keys_file.install(lines(live.guests, shared_with))
         worker = threading.Thread(target=hold, name="pairing-tunnel", daemon=True)
         worker.start()
         watch(tmux, outputs.tmux_session, console, bool(outputs.viewer_keys),

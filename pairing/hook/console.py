@@ -93,7 +93,7 @@ class Console:
 
     def kicked(self, name: str, connections: int) -> None:
         ended = f"{connections} connection{'s' * (connections != 1)} ended" if connections else "not connected"
-        self.line.say(f"kicked {name} ({ended}); kept out until this hook stops")
+        self.line.say(f"kicked {name} ({ended}); kept out until pairing allow {name}")
 
     def kept_out(self, name: str) -> None:
         self.line.say(f"{name} tried to join again: kept out (kicked)")

@@ -39,6 +39,11 @@ def _none(_: NamedKey) -> Sequence[SharedPort]:
 def guest_lines(options: HostOptions, shared_with: SharedWith = _none) -> list[str]:
     """Each key forced to its gate, which asks the hook (by the guest's name) before it becomes
     `tmux attach`, read-only or not as the hook says."""
+    return lines_for(options)(roster(options.outputs.guest_keys, options.outputs.viewer_keys), shared_with)
+
+
+def lines_for(options: HostOptions) -> Callable[[Sequence[NamedKey], SharedWith], list[str]]:
+    """guest_lines for any guests (the run's, as `pairing add` changes them) and ports (`pairing share`)."""
     outputs = options.outputs
     tmux_socket = server_socket(outputs.tmux_session, options.tmux_socket)
     control = str(control_socket(options))
@@ -47,8 +52,8 @@ def guest_lines(options: HostOptions, shared_with: SharedWith = _none) -> list[s
     # (not from the LAN your sshd may also listen on).
     # The own sshd (no --target) listens on 127.0.0.1 only.
     sources = LOOPBACK_SOURCES if options.target is None or _is_loopback(options.target[0]) else ()
-    return gated_lines(roster(outputs.guest_keys, outputs.viewer_keys), control, outputs.tmux_session, tmux_socket,
-                       sources, shared_with)
+    return lambda guests, shared_with=_none: gated_lines(guests, control, outputs.tmux_session, tmux_socket, sources,
+                                                         shared_with)
 
 
 def gated_lines(guests: Sequence[NamedKey], control: str, session: str, tmux_socket: str,

@@ -152,7 +152,7 @@ class Room:
                     self.tmux.detach(client.tty, self.removed)
                 self.console.kicked(name, len(clients))
                 return {"ok": f"kicked {name} ({len(clients)} connection{'s' * (len(clients) != 1)} ended); "
-                              "kept out until this hook stops"}
+                              f"kept out until pairing allow {name}"}
             typing = op == "drive"
             self.typing[name] = typing
             for client in clients:
@@ -161,6 +161,11 @@ class Room:
             self.tmux.tell(tuple(clients), f"pairing: {self.host} switched you to {now}", TOLD_MS)
             self.console.mode(name, typing)
             return {"ok": f"{name} is {now} now" if clients else f"{name} is not connected; will be {now} on joining"}
+
+    def add(self, name: str, typing: bool) -> None:
+        """A guest added while the room is open (`pairing add`): known by name from now on."""
+        with self.lock:
+            self.typing[name] = typing
 
     def farewell(self) -> None:
         """The host is stopping: waiting guests are told so, each guest's tmux client ends with that line last

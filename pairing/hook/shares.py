@@ -34,7 +34,7 @@ class Shares:
         self.shared, self.viewers, self.reserved, self.room, self.invite = tuple(shared), viewers, reserved, room, invite
         self.apply: Callable[[SharedWith], None] | None = None
         self.sshd: PrivateSshd | None = None  # the own sshd, whose connections a kick ends
-        self.roster: Sequence[NamedKey] = ()
+        self.roster: Callable[[], Sequence[NamedKey]] = lambda: ()  # the run's guests now (`pairing add` adds)
         self.lock = threading.Lock()
 
     def shared_with(self, guest: NamedKey) -> tuple[SharedPort, ...]:
@@ -67,15 +67,16 @@ class Shares:
                     self._end_connections(request.get("name"))
         return handle
 
-    def own_sshd(self, sshd: PrivateSshd, roster: Sequence[NamedKey], lines: Callable[[SharedWith], list[str]]) -> None:
-        """The guests' lines (lines(shared_with)) go to this sshd, and a kick ends that guest's connections to it;
-        from its start on, when its port is known (and refused to `pairing share`)."""
-        self.sshd, self.roster = sshd, tuple(roster)
+    def own_sshd(self, sshd: PrivateSshd, roster: Callable[[], Sequence[NamedKey]],
+                 lines: Callable[[SharedWith], list[str]]) -> None:
+        """The guests' lines (lines(shared_with)) go to this sshd, and a kick ends that guest's connections to it
+        (roster(): the run's guests now); from its start on, when its port is known (and refused to `pairing share`)."""
+        self.sshd, self.roster = sshd, roster
         self.reserve(sshd.port, "your own sshd's port")
         self.apply = lambda shared_with: sshd.set_guests(lines(shared_with))
 
     def _end_connections(self, name: object) -> None:
-        sshd, keys = self.sshd, {g.key.fingerprint for g in self.roster if g.name == name}
+        sshd, keys = self.sshd, {g.key.fingerprint for g in self.roster() if g.name == name}
         if sshd is None or sshd.process is None or not keys or name not in self.room.banned:
             return
         ended = end_connections(sshd.process.pid, sshd.port, sshd.log, keys)

@@ -13,7 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pairing.accounts import TUNNEL_USER
+from pairing.names import NamedKey, roster
 from pairing.outputs import StackOutputs, render_outputs
+from pairing.relay_guests import guest_list
 from pairing.relay_documents import RelayHostKey, user_data
 from pairing.settings import Settings, settings_from
 from pairing.sshkeys import PublicKey, parse_public_key
@@ -79,6 +82,18 @@ class Deployment:
                               timeout=timeout, stdin=subprocess.DEVNULL, env=client_env())
 
 
+    def set_guests(self, guests: list[NamedKey] | None = None) -> subprocess.CompletedProcess:
+        """The relay's live guest list, as `pairing host` sets it at start (default: the settings' guests),
+        through the tunnel key's one command, with OpenSSH."""
+        chosen = roster(self.settings.guest_keys, self.settings.viewer_keys) if guests is None else guests
+        return self.relay_command("guests", guest_list(chosen, self.settings.host_public_key))
+
+    def relay_command(self, command: str, stdin: bytes = b"", key: str = "host") -> subprocess.CompletedProcess:
+        """`ssh tunnel@relay COMMAND` with the host's key (its forced command gets COMMAND), stdin given."""
+        return subprocess.run(self.ssh_argv(TUNNEL_USER, key, command=command), input=stdin, capture_output=True,
+                              timeout=30, env=client_env())
+
+
 def client_env() -> dict[str, str]:
     """No agent and no display reach the clients: only the keys a test names."""
     return {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "DISPLAY")}
@@ -127,4 +142,12 @@ def deploy(folder: Path, keys: dict[str, KeyFile], suite: str = DEFAULT_SUITE, s
     relay_key = make_key(folder / "relay-key", "ssh_host_ed25519_key", relay_key_kind)
     document = user_data(settings, RelayHostKey(relay_key.path.read_text(), relay_key.public_line))
     relay = Relay(document, suite=suite)
-    return Deployment(folder, keys, settings, relay_key, relay, host_sshd, authorized_keys)
+    deployment = Deployment(folder, keys, settings, relay_key, relay, host_sshd, authorized_keys)
+    # Every test finds the guests let on, as a `pairing host` would leave them (a test may set others).
+    relay.on_boot = lambda: _checked(deployment.set_guests())
+    return deployment
+
+
+def _checked(result: subprocess.CompletedProcess) -> None:
+    if result.returncode != 0:
+        raise RuntimeError(f"the relay refused the guest list: {result.stderr.decode(errors='replace')}")

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Self
@@ -52,6 +52,7 @@ class Relay:
         self.up_seconds = 0.0  # from unpacking the root to sshd answering
         self._sshd: subprocess.Popen[bytes] | None = None
         self._teardown = ExitStack()
+        self.on_boot: Callable[[], None] | None = None  # run once sshd first answers (the deployment's guest list)
 
     def __enter__(self) -> Self:
         tarball = build_rootfs(self.suite)
@@ -73,6 +74,8 @@ class Relay:
             self._boot()
             stack.callback(self.stop_sshd)
             self.start_sshd()
+            if self.on_boot:
+                self.on_boot()
             self._teardown = stack.pop_all()
         self.up_seconds = time.monotonic() - started
         return self
