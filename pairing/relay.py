@@ -150,9 +150,9 @@ class PairingRelay(pulumi.ComponentResource):
                 # (the lookup finds a newer one every few weeks), unless relayImage names one.
                 ignore_changes=["ami"] if settings.relay_image is None else None,
                 # No depends_on the routes: the launch (most of a cold deploy, bench/README.md) overlaps the
-                # gateway, route table and association, and `up` returns, outputs and all, only when every
-                # resource exists, so nobody reaches for the relay before its routes do. Its boot needs none
-                # (no packages, cloud-config.yaml), nor does its TTL (the clock, and IMDS on the link).
+                # gateway, route table and association; the outputs wait for them instead (below), so nobody
+                # is given the relay's address before its routes exist. Its boot needs none (no packages,
+                # cloud-config.yaml), nor does its TTL (the clock, and IMDS on the link).
             )),
         )
 
@@ -162,6 +162,8 @@ class PairingRelay(pulumi.ComponentResource):
         rendered = pulumi.Output.all(
             self.instance.public_ip, self.instance.ipv6_addresses, self.host_key.public_key_openssh, self.instance.id,
             launch_time,
+            # Handed out only once the relay's routes exist: the launch did not wait for them, its address does.
+            self.network.route_table_association.id,
         ).apply(
             lambda facts: render_outputs(
                 settings,

@@ -170,6 +170,8 @@ def test_a_kicked_guest_let_back_by_allow_lands(pairing, hook, guests):
 
 def test_a_guest_is_told_when_switched_to_watching_and_to_typing(pairing, hook, guests):
     alice = join(pairing, guests, "alice")
+    # Once the room has seen her: its notice of her join would otherwise overwrite the line to her.
+    hook.wait_for("alice joined the session", 10)
     assert pairing_cli(pairing, "watch", "alice").stdout == "alice is watching now\n"
     wait_until(lambda: "pairing: root switched you to watching" in alice.screen, 10, "alice told she watches",
                show=lambda: alice.screen)

@@ -63,7 +63,7 @@ def test_a_kicked_guest_is_refused_by_the_relay_until_allowed(pairing, hook, gue
     assert "guest2" not in pairing.deployment.relay.read("/var/lib/pairing/live/guests")
 
     allowed = pairing_cli(pairing, "allow", "guest2")
-    assert (allowed.returncode, allowed.stdout) == (0, "guest2 may join again\n"), allowed
+    assert (allowed.returncode, allowed.stdout) == (0, "guest2 is no longer kept out; they may join again\n"), allowed
     back = pairing.guest("guest2")
     guests.append(back)
     back.connect()
