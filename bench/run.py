@@ -30,7 +30,7 @@ from .keystrokes import type_keys, wait_attached
 from .process import cpu_times, peak_rss_mb
 from .recovery import outage
 from .terminal import GuestTerminal
-from .time_to_pair import start_hook
+from .time_to_pair import add_guest, start_hook
 from .world import BASELINE, ROUTES, World
 
 FULL = dict(keys=1000, warmup=20, interval_ms=30.0, guests=8, payload_mb=64.0, transfers=3, idle=60.0, outages=3,
@@ -90,6 +90,9 @@ def measure(args: argparse.Namespace) -> dict:
         world = World(Path(folder), stack, args.guests, int(args.payload_mb * 1e6), args.relay_suite, args.baseline)
         say(f"time to pair: starting pairing host (--tunnel {args.tunnel}) on one relay, to a guest's first echoed key")
         hook, to_pair = start_hook(stack, world, args.tunnel)
+        say("time to pair: pairing add, to the new guest's first echoed key")
+        with ExitStack() as added:
+            add_to_pair = add_guest(added, world)
         say("ssh -N -R on the other relay")
         if args.baseline:
             say(f"starting the baseline's pairing host (from {args.baseline}) on a third relay")
@@ -112,6 +115,7 @@ def measure(args: argparse.Namespace) -> dict:
         relay_openssh = world.pairing.relay.run(["sshd", "-V"], check=False).stderr.split(",")[0].strip()
     say("done")
     return {"relay_openssh": relay_openssh, "time_to_pair_s": {**dataclasses.asdict(to_pair), "total": to_pair.total},
+            "add_to_pair_s": {**dataclasses.asdict(add_to_pair), "total": add_to_pair.total},
             "keystrokes_ms": alone, "bare_keystrokes_ms": bare,
             "group_keystrokes_ms": group, "bulk_mb_s": bulk, "outages": outages, "hook": hook_numbers,
             "load": LOAD}

@@ -30,6 +30,9 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert 0 < phase["ready"] and 0 < phase["attached"] and 0 < phase["first_key"]
     assert abs(phase["total"] - phase["ready"] - phase["attached"] - phase["first_key"]) < 1e-9
     assert "warm start: pairing host started -> a guest's first echoed key" in result.stdout
+    added = data["add_to_pair_s"]  # pairing add, then the new guest with the invite it wrote
+    assert 0 < added["answered"] and 0 < added["attached"] and 0 < added["first_key"]
+    assert "pairing add -> the new guest's first echoed key" in result.stdout
     assert data["hook"]["peak_rss_mb"] > 0 and data["hook"]["idle_seconds"] > 0
     assert data["machine"]["nproc"] >= 1
     assert data["load"][0]["loadavg"][0] >= 0

@@ -119,7 +119,7 @@ def read_state(authorized_keys: Path) -> HookStatus:
         record = HookRecord.parse(state_file(authorized_keys).read_text())
     except OSError:
         record = None
-    if record and not (record.pid == holder if holder else _alive(record.pid)):
+    if record and not (record.pid == holder if holder else alive(record.pid)):
         record = None
     return HookStatus(True, holder or (record.pid if record else None), record)
 
@@ -138,7 +138,8 @@ def _lock_holder(folder: os.stat_result) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of that pid exists, ours or another uid's (the system sshd's: a PermissionError)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -11,7 +11,6 @@ join waits for the host's answer about that guest by name (consent.py).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import threading
@@ -24,6 +23,7 @@ from ..text import did_you_mean
 from ..tmux import Client, Snapshot, Tmux
 from .consent import ASK_FOR, Consent, Question
 from .console import Console
+from .lock import alive
 
 FORGET_UNSEEN = 15.0  # s: a gate let in whose tmux client never showed (no terminal, say) is forgotten
 TOLD_MS = 10000  # how long a line to a guest stays on their tmux status line
@@ -182,7 +182,7 @@ class Room:
             self.tmux.detach(client.tty, self.ended)
         going = {c.pid for c in clients} | sessions
         deadline = time.monotonic() + FAREWELL_WAIT
-        while time.monotonic() < deadline and (self.joining or any(_alive(pid) for pid in going)):
+        while time.monotonic() < deadline and (self.joining or any(alive(pid) for pid in going)):
             time.sleep(0.05)  # processes of others' (sshd's) making: nothing to wait on but a look
         if clients:
             self.console.farewell(len(clients))
@@ -251,16 +251,6 @@ class Room:
             self.console.guest_left(name)
             self.tmux.tell(clients, f"pairing: {name} left")
         return ours
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another uid's (the system sshd's): there
-    return True
 
 
 def _parent(pid: int) -> int | None:
