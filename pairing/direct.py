@@ -169,20 +169,22 @@ def _run(args, address: str, port: int | None, guests: list[PublicKey], viewers:
     record: DirectRecord | None = None  # once the sshd has its port
 
     def invite_added(now: Sequence[NamedKey], added: NamedKey, path: Path) -> str:
-        """pairing add: no relay; that guest's own invite straight to this sshd, and the record knows them."""
+        """pairing add: no relay; that guest's own invite straight to this sshd, and the record knows them (so
+        `pairing invite --for NAME`, `pairing status` and the invite a `pairing share` writes again do)."""
+        nonlocal record
         if record is None:
             raise ValueError("the sshd has not started yet")
-        current = dataclasses.replace(record, guest_keys=tuple(g.key for g in now if g.typing),
-                                      viewer_keys=tuple(g.key for g in now if not g.typing))
-        remember(current)  # `pairing invite --for NAME` and `pairing status` know the added guest too
-        write_direct_config(current, key, path, direct_invitation(current, key, path.name, guest=added,
-                                                                  shared=shares.shared,
-                                                                  shared_viewers=args.share_port_viewers))
+        record = dataclasses.replace(record, guest_keys=tuple(g.key for g in now if g.typing),
+                                     viewer_keys=tuple(g.key for g in now if not g.typing))
+        remember(record)
+        write_direct_config(record, key, path, direct_invitation(record, key, path.name, guest=added,
+                                                                 shared=shares.shared,
+                                                                 shared_viewers=args.share_port_viewers))
         return f"wrote {path} for {added.name}: send it to your guest. They run:\n    ssh -F {path.name} pairing"
 
     sshd = PrivateSshd(locked.parent, key_path(data_dir()), lines(named), port=port, address=address,
                        avoid=frozenset(p.host for p in shared), tunneled=False, warn=console.warning)
-    live = LiveGuests(room, named, key, console, lambda now: lines(now, shares.shared_with), invite_added)
+    live = LiveGuests(room, named, key, console, lines, invite_added)
     live.install = sshd.set_guests
     try:  # before the sshd: the guests' gates connect to it
         control = ControlServer(control_path, shares.handler(live.handle), console.control_refused)
