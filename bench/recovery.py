@@ -34,7 +34,7 @@ deadline = time.monotonic() + {BACK_TIMEOUT}
 while time.monotonic() < deadline:
     try:
         with socket.create_connection(("localhost", port), timeout=0.5) as sock:
-            sock.sendall(b"SSH-2.0-pairing_bench\r\n")
+            sock.sendall(b"SSH-2.0-pairing_bench\\r\\n")
             if sock.recv(4) == b"SSH-":
                 print(time.monotonic())
                 break
