@@ -96,13 +96,18 @@ def check_user_data_size(settings: Settings) -> None:
     user_data(settings, PLACEHOLDER_HOST_KEY)
 
 
-def guest_key_line(key: PublicKey, tunnel_port: int) -> str:
-    """A guest may open localhost:<port> on the relay, and nothing else.
+def guest_options(tunnel_port: int) -> str:
+    """A guest may open localhost:<port> on the relay, and nothing else: what pairing-guests puts before each key.
 
     `restrict` alone still runs commands, so a forced command ends any session,
     and `port-forwarding` allows listening too, so the listen is sent nowhere.
     """
-    options = f'restrict,port-forwarding,permitopen="localhost:{tunnel_port}",permitlisten="{NOWHERE}",command="/usr/sbin/nologin"'
+    return f'restrict,port-forwarding,permitopen="localhost:{tunnel_port}",permitlisten="{NOWHERE}",command="/usr/sbin/nologin"'
+
+
+def guest_key_line(key: PublicKey, tunnel_port: int) -> str:
+    """A guest's key line as the relay's sshd reads it from pairing-guests (its AuthorizedKeysCommand)."""
+    options = guest_options(tunnel_port)
     # The comment (the guest's name, see pairing.names) is kept: sshd ignores it, and a line break in it,
     # which would make a second key line, is refused here whatever the caller checked.
     return printable(f"{options} {key.line}", "a guest's key line on the relay")
@@ -120,7 +125,7 @@ def tunnel_key_line(key: PublicKey, tunnel_port: int) -> str:
 
 def guests_script(settings: Settings) -> str:
     """pairing-guests as the relay runs it: the restrictions it adds to each guest's key name this port."""
-    return _GUESTS_SCRIPT.substitute(tunnel_port=settings.tunnel_port)
+    return _GUESTS_SCRIPT.substitute(guest_options=repr(guest_options(settings.tunnel_port)))
 
 
 def sshd_dropin(settings: Settings) -> str:

@@ -303,7 +303,8 @@ def test_viewers_dual_stack_arm64(keys):
         pair = next(u for u in user_data["users"] if u["name"] == "pair")
         assert "ssh_authorized_keys" not in pair  # the guests are the relay's live list
         guests_script = next(f["content"] for f in user_data["write_files"] if f["path"].endswith("/pairing-guests"))
-        assert "TUNNEL_PORT = 2222\n" in guests_script  # the restriction it adds to each guest's key
+        # the restriction it adds to each guest's key: this port only
+        assert """OPTIONS = 'restrict,port-forwarding,permitopen="localhost:2222",""" in guests_script
         assert ["/usr/local/sbin/pairing-ttl", "arm", "30", "1440", "tunnel"] in user_data["runcmd"]
 
         # IPv4 guests and the host's tunnel use the IPv4 address; IPv6 guests may use the other.

@@ -73,7 +73,8 @@ def test_user_data_content(keys, host_key):
     assert "PermitListen localhost:4242" in files[relay_documents.SSHD_DROPIN_PATH]["content"]
     assert files[relay_documents.TTL_SCRIPT_PATH]["permissions"] == "0755"
     assert files[relay_documents.GUESTS_SCRIPT_PATH]["permissions"] == "0755"
-    assert "TUNNEL_PORT = 4242\n" in files[relay_documents.GUESTS_SCRIPT_PATH]["content"]
+    assert f"OPTIONS = {relay_documents.guest_options(4242)!r}\n" in files[relay_documents.GUESTS_SCRIPT_PATH]["content"]
+    assert 'permitopen="localhost:4242"' in relay_documents.guest_options(4242)
 
 
 def test_rendering_is_deterministic(keys, host_key):
