@@ -55,10 +55,16 @@ def veth_lan(subnet: ipaddress.IPv4Network, tag: str = "") -> Iterator[str]:
         ip("netns", "del", name, check=False)
 
 
-@pytest.fixture(scope="module")
-def lan():
-    with veth_lan(SUBNET) as name:
-        yield name
+def lan_on(subnet: ipaddress.IPv4Network, tag: str = ""):
+    """A module's `lan` fixture: its guests' namespace on its own subnet (and tag), so modules run side by side."""
+    @pytest.fixture(scope="module")
+    def lan():
+        with veth_lan(subnet, tag) as name:
+            yield name
+    return lan
+
+
+lan = lan_on(SUBNET)
 
 
 class Direct:

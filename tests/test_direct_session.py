@@ -22,11 +22,11 @@ from pairing.sshkeys import parse_public_key
 
 from .harness import PROJECT, Tmux, wait_until
 from .harness.unprivileged import NOBODY, USER, UnprivilegedHost
-from .test_direct import READY, Direct, land, veth_lan
+from .test_direct import READY, Direct, land, lan_on
 from .test_direct import sshd_port as port_said
 
 # Not test_direct.py's: the two modules may run side by side.
-SUBNET = ipaddress.ip_network("10.214.250.8/30")
+SUBNET = ipaddress.ip_network("10.214.250.12/30")  # its own, beside the other direct modules
 HOST_IP = str(SUBNET[1])
 
 
@@ -34,10 +34,7 @@ def sshd_port(hook) -> int:
     return port_said(hook, HOST_IP)
 
 
-@pytest.fixture(scope="module")
-def lan():
-    with veth_lan(SUBNET) as name:
-        yield name
+lan = lan_on(SUBNET, "d")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pairing.names import roster
 from pairing.relay_guests import HOST_NAME
 from pairing.sshkeys import PublicKey
 
-from .harness import DHEAT, JUSTIFIED, Deployment, deploy, findings, first_line, ssh_audit, stop_process, wait_until
+from .harness import DHEAT, JUSTIFIED, Deployment, deploy, findings, first_line, ssh_audit
 
 PORT = 1337
 DENIED_OPEN = "administratively prohibited"
@@ -102,14 +102,8 @@ def test_no_packages_installed_at_boot(deployment):
 @pytest.fixture(scope="module")
 def tunnel_held(deployment):
     """The host's key holds -R localhost:1337 -> the host's sshd, with OpenSSH itself."""
-    argv = deployment.ssh_argv(TUNNEL_USER, "host", "-N", "-o", "ExitOnForwardFailure=yes",
-                               "-R", f"localhost:{PORT}:127.0.0.1:{deployment.host_sshd.port}")
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_until(lambda: f":{PORT} " in deployment.relay.run(["ss", "-Hltn"]).stdout or process.poll() is not None,
-               20, "the tunnel key's listen on the relay")
-    assert process.poll() is None, process.stderr.read().decode()
-    yield process
-    stop_process(process)
+    with deployment.openssh_tunnel(PORT) as process:
+        yield process
 
 
 def test_guest_reaches_the_host_sshd_through_the_tunnel(deployment, tunnel_held):

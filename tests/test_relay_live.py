@@ -13,7 +13,7 @@ import pytest
 from pairing.accounts import GUEST_USER, TUNNEL_USER
 from pairing.names import roster
 
-from .harness import Deployment, deploy, first_line, stop_process, wait_until
+from .harness import Deployment, deploy, first_line
 
 PORT = 1341
 DENIED = "Permission denied (publickey)."
@@ -42,14 +42,8 @@ def everyone(deployment):
 @pytest.fixture(scope="module")
 def tunnel_held(deployment):
     """The host's key holds -R localhost:PORT -> the host's sshd, with OpenSSH, its forced command asked for nothing."""
-    argv = deployment.ssh_argv(TUNNEL_USER, "host", "-N", "-o", "ExitOnForwardFailure=yes",
-                               "-R", f"localhost:{PORT}:127.0.0.1:{deployment.host_sshd.port}")
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_until(lambda: f":{PORT} " in deployment.relay.run(["ss", "-Hltn"]).stdout or process.poll() is not None,
-               20, "the tunnel key's listen on the relay")
-    assert process.poll() is None, process.stderr.read().decode()
-    yield process
-    stop_process(process)
+    with deployment.openssh_tunnel(PORT) as process:
+        yield process
 
 
 def jump(deployment, key: str):

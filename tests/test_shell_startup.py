@@ -13,16 +13,13 @@ import pytest
 
 from .harness import Hook, Tmux
 from .harness.unprivileged import NOBODY, USER, UnprivilegedHost
-from .test_direct import READY, Direct, land, veth_lan
+from .test_direct import READY, Direct, land, lan_on
 
 SUBNET = ipaddress.ip_network("10.214.250.8/30")  # beside test_direct.py's and test_tmux_server.py's
 HOST_IP = str(SUBNET[1])
 
 
-@pytest.fixture(scope="module")
-def lan():
-    with veth_lan(SUBNET, "s") as name:
-        yield name
+lan = lan_on(SUBNET, "s")
 
 
 @pytest.fixture

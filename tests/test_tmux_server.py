@@ -25,17 +25,14 @@ from pairing.hook.tmux_server import untrusted
 
 from .harness import Hook, Tmux, wait_until
 from .harness.unprivileged import NOBODY, UnprivilegedHost
-from .test_direct import READY, Direct, land, veth_lan
+from .test_direct import READY, Direct, land, lan_on
 
 SUBNET = ipaddress.ip_network("10.214.250.4/30")  # beside test_direct.py's, so both may run at once
 HOST_IP = str(SUBNET[1])
 OTHER = 65533  # another local user: not the host (uid 65534), not root
 
 
-@pytest.fixture(scope="module")
-def lan():
-    with veth_lan(SUBNET, "t") as name:
-        yield name
+lan = lan_on(SUBNET, "t")
 
 
 @pytest.fixture(scope="module")

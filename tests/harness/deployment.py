@@ -10,8 +10,10 @@ import os
 import select
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from pairing.accounts import TUNNEL_USER
 from pairing.names import NamedKey, roster
@@ -21,7 +23,7 @@ from pairing.relay_documents import RelayHostKey, user_data
 from pairing.settings import Settings, settings_from
 from pairing.sshkeys import PublicKey, parse_public_key
 
-from .host import HostSshd
+from .host import HostSshd, stop_process, wait_until
 from .keys import KeyFile, make_key
 from .relay import Relay
 from .rootfs import DEFAULT_SUITE
@@ -81,6 +83,21 @@ class Deployment:
         return subprocess.run(self.ssh_argv(user, key, *options, command=command), capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL, env=client_env())
 
+
+    @contextmanager
+    def openssh_tunnel(self, port: int) -> Iterator[subprocess.Popen]:
+        """The host's key holding -R localhost:PORT -> the host's sshd with OpenSSH itself, its forced command
+        asked for nothing; stopped after."""
+        argv = self.ssh_argv(TUNNEL_USER, "host", "-N", "-o", "ExitOnForwardFailure=yes",
+                             "-R", f"localhost:{port}:127.0.0.1:{self.host_sshd.port}")
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_until(lambda: f":{port} " in self.relay.run(["ss", "-Hltn"]).stdout or process.poll() is not None,
+                       20, "the tunnel key's listen on the relay")
+            assert process.poll() is None, process.stderr.read().decode()
+            yield process
+        finally:
+            stop_process(process)
 
     def set_guests(self, guests: list[NamedKey] | None = None) -> subprocess.CompletedProcess:
         """The relay's live guest list, as `pairing host` sets it at start (default: the settings' guests),
